@@ -1,0 +1,141 @@
+//! The `Store` driver trait: local table state per partition.
+//!
+//! A store keeps the key/value bytes of every table partition this worker
+//! serves, plus the offset of the last changelog record applied to each
+//! partition. Durable stores persist data and offset in one atomic write so a
+//! restart only replays the changelog tail. Every store must pass
+//! `faustus_testkit::store_conformance`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+use crate::url::DriverUrl;
+
+/// Identifies a table to a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableSpec {
+    /// Table name as the app knows it (e.g. `word_counts`).
+    pub name: String,
+    /// Number of partitions (the changelog's).
+    pub partitions: u32,
+}
+
+impl TableSpec {
+    /// A table spec.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        TableSpec {
+            name: name.into(),
+            partitions,
+        }
+    }
+}
+
+/// Where a store may keep files, from the app's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreContext {
+    /// The app id (with version), e.g. `word-counts` or `word-counts-v2`.
+    pub app_id: String,
+    /// `{datadir}/{tabledir}` resolved: where table files go by default.
+    pub table_dir: PathBuf,
+}
+
+impl StoreContext {
+    /// A store context.
+    pub fn new(app_id: impl Into<String>, table_dir: impl Into<PathBuf>) -> Self {
+        StoreContext {
+            app_id: app_id.into(),
+            table_dir: table_dir.into(),
+        }
+    }
+}
+
+/// One write to a table partition: puts and deletes in order, plus the
+/// changelog offset they bring the partition up to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// `(key, Some(value))` puts, `(key, None)` deletes; later entries win.
+    pub ops: Vec<(Bytes, Option<Bytes>)>,
+    /// Offset of the last changelog record these ops reflect, stored atomically with them.
+    pub offset: Option<i64>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        WriteBatch::default()
+    }
+
+    /// Add a put.
+    pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> &mut Self {
+        self.ops.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Add a delete.
+    pub fn delete(&mut self, key: impl Into<Bytes>) -> &mut Self {
+        self.ops.push((key.into(), None));
+        self
+    }
+
+    /// No ops and no offset.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.offset.is_none()
+    }
+}
+
+/// A table store backend (one per app).
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Driver name for logs and errors, e.g. `"memory"`, `"redb"`.
+    fn name(&self) -> &str;
+
+    /// Open (or create) the local state of one table.
+    async fn open(&self, table: &TableSpec) -> Result<Arc<dyn TableStore>>;
+}
+
+/// The local state of one table, by partition.
+#[async_trait]
+pub trait TableStore: Send + Sync + fmt::Debug + 'static {
+    /// A value.
+    async fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Apply a batch atomically: after a crash either all of it (and its
+    /// offset) is visible or none of it.
+    async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()>;
+
+    /// Entries of a partition in key order, strictly after `after`, at most `limit`.
+    async fn scan(
+        &self,
+        partition: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>>;
+
+    /// Number of keys in a partition.
+    async fn len(&self, partition: u32) -> Result<u64>;
+
+    /// Offset of the last changelog record applied to this partition.
+    async fn persisted_offset(&self, partition: u32) -> Result<Option<i64>>;
+
+    /// Forget a partition's data and offset (it will be replayed in full).
+    async fn drop_partition(&self, partition: u32) -> Result<()>;
+
+    /// Forget everything of this table.
+    async fn reset(&self) -> Result<()>;
+
+    /// Make everything applied so far durable (a no-op for memory stores).
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds a store from its URL and the app's directories.
+pub type StoreFactory =
+    Arc<dyn Fn(&DriverUrl, &StoreContext) -> Result<Arc<dyn Store>> + Send + Sync + 'static>;

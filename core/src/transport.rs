@@ -1,0 +1,392 @@
+//! The `Transport` driver trait: topics, producing and consuming.
+//!
+//! A transport hands out one [`Producer`] and [`Consumer`]s per worker. The
+//! group consumer joins the group named by the app id and reports rebalances
+//! as [`ConsumerEvent::Revoked`] then [`ConsumerEvent::Assigned`]; a group-less
+//! consumer is used with [`Consumer::assign`] for changelog recovery.
+//! Every transport must pass `faustus_testkit::transport_conformance`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Coordinates, Result};
+use crate::url::DriverUrl;
+
+/// A topic name plus a partition number.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition number (0-based).
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// A topic-partition.
+    pub fn new(topic: impl Into<Arc<str>>, partition: u32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Debug for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
+/// Message headers: ordered name/value pairs (names may repeat, as in Kafka).
+pub type Headers = Vec<(String, Bytes)>;
+
+/// A message as read from a transport: owned, cheap to clone (`Bytes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Topic it was read from.
+    pub topic: Arc<str>,
+    /// Partition it was read from.
+    pub partition: u32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Producer or broker timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
+    /// Raw key bytes.
+    pub key: Option<Bytes>,
+    /// Raw value bytes (`None` is a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Headers,
+}
+
+impl Message {
+    /// The message's topic, partition and offset.
+    pub fn coordinates(&self) -> Coordinates {
+        Coordinates {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+
+    /// The message's topic-partition.
+    pub fn tp(&self) -> TopicPartition {
+        TopicPartition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+
+    /// First header with this name.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A record to produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Destination topic.
+    pub topic: Arc<str>,
+    /// Explicit partition; `None` partitions by key (murmur2) or spreads keyless records.
+    pub partition: Option<u32>,
+    /// Key bytes.
+    pub key: Option<Bytes>,
+    /// Value bytes (`None` is a tombstone).
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Headers,
+    /// Timestamp in ms since the epoch; `None` lets the transport stamp it.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    /// A record with a key and value for `topic`.
+    pub fn new(topic: impl Into<Arc<str>>, key: Option<Bytes>, value: Option<Bytes>) -> Self {
+        Record {
+            topic: topic.into(),
+            partition: None,
+            key,
+            value,
+            headers: Vec::new(),
+            timestamp_ms: None,
+        }
+    }
+}
+
+/// Where a produced record landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: u32,
+    /// Offset assigned by the broker.
+    pub offset: i64,
+    /// Timestamp stored with the record (ms since the epoch).
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Resolves when the transport has acknowledged a produced record.
+///
+/// Returned by [`Producer::send`] once the record is enqueued. Dropping it does
+/// not cancel the send; [`Producer::flush`] waits for every outstanding one.
+#[must_use = "await the delivery to learn where the record landed (or drop it; flush still waits)"]
+pub struct Delivery {
+    inner: DeliveryInner,
+}
+
+enum DeliveryInner {
+    Ready(Option<Result<RecordMetadata>>),
+    Pending(Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>),
+}
+
+impl Delivery {
+    /// An already acknowledged (or failed) delivery.
+    pub fn ready(result: Result<RecordMetadata>) -> Self {
+        Delivery {
+            inner: DeliveryInner::Ready(Some(result)),
+        }
+    }
+
+    /// A delivery that completes with `fut`.
+    pub fn pending(fut: impl Future<Output = Result<RecordMetadata>> + Send + 'static) -> Self {
+        Delivery {
+            inner: DeliveryInner::Pending(Box::pin(fut)),
+        }
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            DeliveryInner::Ready(r) => f.debug_tuple("Delivery::Ready").field(r).finish(),
+            DeliveryInner::Pending(_) => f.write_str("Delivery::Pending"),
+        }
+    }
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.inner {
+            DeliveryInner::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Ready(Err(crate::Error::State(
+                    "delivery polled after completion".into(),
+                ))),
+            },
+            DeliveryInner::Pending(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// How a topic should be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+    /// Replication factor.
+    pub replicas: u16,
+    /// `cleanup.policy=compact`.
+    pub compacting: bool,
+    /// `cleanup.policy=delete` (both flags: `compact,delete`).
+    pub deleting: bool,
+    /// `retention.ms`.
+    pub retention: Option<Duration>,
+    /// Extra topic configuration passed through to the broker.
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    /// A plain topic with `partitions` partitions, replication 1, delete policy.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replicas: 1,
+            compacting: false,
+            deleting: true,
+            retention: None,
+            config: BTreeMap::new(),
+        }
+    }
+
+    /// Set compaction (changelogs).
+    pub fn compacted(mut self, yes: bool) -> Self {
+        self.compacting = yes;
+        if yes {
+            self.deleting = false;
+        }
+        self
+    }
+
+    /// The Kafka `cleanup.policy` these flags mean.
+    pub fn cleanup_policy(&self) -> &'static str {
+        match (self.compacting, self.deleting) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// How a consumer should behave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// Consumer group; `None` for a group-less consumer (manual assignment only).
+    pub group_id: Option<String>,
+    /// Client id to report to the broker.
+    pub client_id: String,
+    /// At most this many messages per [`Consumer::poll`].
+    pub max_poll_records: usize,
+}
+
+impl ConsumerConfig {
+    /// Group consumer config.
+    pub fn group(group_id: impl Into<String>, client_id: impl Into<String>) -> Self {
+        ConsumerConfig {
+            group_id: Some(group_id.into()),
+            client_id: client_id.into(),
+            max_poll_records: 512,
+        }
+    }
+
+    /// Group-less consumer config.
+    pub fn groupless(client_id: impl Into<String>) -> Self {
+        ConsumerConfig {
+            group_id: None,
+            client_id: client_id.into(),
+            max_poll_records: 512,
+        }
+    }
+}
+
+/// How a producer should behave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerConfig {
+    /// Client id.
+    pub client_id: String,
+}
+
+impl ProducerConfig {
+    /// Producer config with a client id.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        ProducerConfig {
+            client_id: client_id.into(),
+        }
+    }
+}
+
+/// What a consumer poll returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConsumerEvent {
+    /// Messages, in offset order within each partition.
+    Messages(Vec<Message>),
+    /// These partitions are being taken away. The caller finishes and commits
+    /// them before polling again; the transport completes the revocation on
+    /// the next poll.
+    Revoked(Vec<TopicPartition>),
+    /// These partitions were assigned; reading starts at the group's committed
+    /// offset (or the beginning when there is none).
+    Assigned(Vec<TopicPartition>),
+    /// Nothing arrived within the poll timeout.
+    Idle,
+}
+
+/// A message transport: admin, producer and consumers.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug + 'static {
+    /// Driver name for logs and errors, e.g. `"memory"`, `"kafka"`.
+    fn name(&self) -> &str;
+
+    /// Create a topic; succeed when it exists with the same partition count,
+    /// fail naming the topic and both counts when it exists with another.
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<()>;
+
+    /// The partition count of a topic, `None` when it does not exist.
+    async fn partition_count(&self, topic: &str) -> Result<Option<u32>>;
+
+    /// A producer. Callers share it (`Arc`).
+    async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>>;
+
+    /// A consumer (group or group-less, per `config`).
+    async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>>;
+}
+
+/// Sends records.
+#[async_trait]
+pub trait Producer: Send + Sync + fmt::Debug + 'static {
+    /// Enqueue a record. Returns once it is accepted for sending (waiting when
+    /// the transport's queue is full); the [`Delivery`] resolves when the
+    /// transport has acknowledged it.
+    async fn send(&self, record: Record) -> Result<Delivery>;
+
+    /// Wait until every record enqueued before this call is acknowledged or failed.
+    async fn flush(&self) -> Result<()>;
+}
+
+/// Reads messages. Owned by one task at a time (`&mut self`).
+#[async_trait]
+pub trait Consumer: Send + fmt::Debug + 'static {
+    /// Join the group and subscribe to `topics` (replaces an earlier subscription).
+    async fn subscribe(&mut self, topics: &[String]) -> Result<()>;
+
+    /// Read these partitions outside any group (replaces an earlier assignment).
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+
+    /// Next read of `tp` starts at `offset`.
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()>;
+
+    /// Wait up to `timeout` for messages or a rebalance.
+    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent>;
+
+    /// Stop returning messages of these partitions until resumed.
+    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+
+    /// Resume paused partitions.
+    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+
+    /// Commit offsets (the next offset to read) for the group.
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()>;
+
+    /// The group's committed offsets for `partitions` (`None`: nothing committed).
+    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>>;
+
+    /// The offset the next produced record of `tp` will get (the end).
+    async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64>;
+
+    /// The current assignment.
+    fn assignment(&self) -> Vec<TopicPartition>;
+
+    /// Leave the group and release resources.
+    async fn close(&mut self) -> Result<()>;
+}
+
+/// Builds a transport from its URL.
+pub type TransportFactory =
+    Arc<dyn Fn(&DriverUrl) -> Result<Arc<dyn Transport>> + Send + Sync + 'static>;
