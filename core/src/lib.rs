@@ -2,15 +2,37 @@
 //! the driver traits every transport, store and web server implements.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod acks;
+pub mod agent;
+pub mod app;
 pub mod codec;
+mod conductor;
 pub mod error;
+pub mod event;
+pub mod monitor;
 pub mod partitioner;
+pub mod queue;
+mod recovery;
 pub mod registry;
+pub mod settings;
 pub mod store;
+pub mod stream;
+pub mod table;
+pub mod topic;
 pub mod transport;
 pub mod url;
 pub mod web;
+pub mod worker;
 
+pub use agent::{Agent, AgentBuilder, AgentInfo};
+pub use app::{App, AppBuilder, Service};
 pub use error::{Error, Result};
+pub use event::{Event, EventInfo};
 pub use registry::Registry;
+pub use settings::Settings;
+pub use stream::Stream;
+pub use table::{Table, TableBuilder};
+pub use topic::{Channel, SendOptions, Topic, TopicBuilder};
+pub use transport::{Message, RecordMetadata, TopicPartition};
 pub use url::DriverUrl;
+pub use worker::{ShutdownSignal, WorkerHandle};

@@ -1,0 +1,601 @@
+//! The [`App`]: settings, drivers, and everything an app defines.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::acks::PartitionAcks;
+use crate::agent::{AgentBuilder, AgentDef, AgentInfo};
+use crate::error::{Error, Result};
+use crate::monitor::Monitor;
+use crate::queue::StreamQueue;
+use crate::registry::Registry;
+use crate::settings::Settings;
+use crate::store::{Store, StoreContext};
+use crate::stream::{Core, Delivered, Source, Stream};
+use crate::table::{TableBuilder, TableOps};
+use crate::topic::{Channel, TopicBuilder, TopicDef};
+use crate::transport::{Producer, ProducerConfig, TopicPartition, Transport};
+use crate::url::DriverUrl;
+
+type DecodeHook = Arc<dyn Fn(&Error) + Send + Sync>;
+pub(crate) type TaskFn = Arc<dyn Fn(App) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// A one-shot task started when the worker is ready.
+pub(crate) struct TaskDef {
+    pub(crate) name: String,
+    pub(crate) run: TaskFn,
+}
+
+/// A periodic task.
+pub(crate) struct TimerDef {
+    pub(crate) name: String,
+    pub(crate) interval: Duration,
+    pub(crate) run: TaskFn,
+}
+
+/// Something with start/stop hooks and background work that lives as long as the worker.
+#[async_trait::async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// Name for logs.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// Called before agents start.
+    async fn on_start(&self, _app: &App) -> Result<()> {
+        Ok(())
+    }
+
+    /// Background work; runs until it returns or `stop` fires.
+    async fn run(&self, _app: App, _stop: crate::worker::ShutdownSignal) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called after agents stopped.
+    async fn on_stop(&self, _app: &App) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Defs {
+    pub(crate) topics: BTreeMap<String, Arc<TopicDef>>,
+    pub(crate) agents: Vec<Arc<AgentDef>>,
+    pub(crate) tables: Vec<Arc<dyn TableOps>>,
+    pub(crate) tasks: Vec<TaskDef>,
+    pub(crate) timers: Vec<TimerDef>,
+    pub(crate) services: Vec<Arc<dyn Service>>,
+}
+
+/// Streams subscribed to each topic.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    pub(crate) by_topic: Mutex<HashMap<Arc<str>, Vec<Arc<StreamQueue<Delivered>>>>>,
+    pub(crate) version: std::sync::atomic::AtomicU64,
+    pub(crate) changed: Notify,
+}
+
+pub(crate) struct AppInner {
+    pub(crate) settings: Settings,
+    pub(crate) app_id: String,
+    pub(crate) registry: Registry,
+    pub(crate) monitor: Monitor,
+    pub(crate) subs: Subscriptions,
+    /// Notified when a full stream buffer drains (the conductor waits on it).
+    pub(crate) space: Arc<Notify>,
+    pub(crate) defs: Mutex<Defs>,
+    decode_hook: Option<DecodeHook>,
+    transport: tokio::sync::OnceCell<Arc<dyn Transport>>,
+    producer: tokio::sync::OnceCell<Arc<dyn Producer>>,
+    store: tokio::sync::OnceCell<Arc<dyn Store>>,
+    /// Partitions this worker holds now, with their ack trackers.
+    pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
+    pub(crate) assigned_changed: Notify,
+}
+
+impl AppInner {
+    pub(crate) async fn transport(&self) -> Result<Arc<dyn Transport>> {
+        self.transport
+            .get_or_try_init(|| async {
+                let url = DriverUrl::parse("broker", &self.settings.broker)?;
+                self.registry.transport(&url)
+            })
+            .await
+            .cloned()
+    }
+
+    pub(crate) async fn producer(&self) -> Result<Arc<dyn Producer>> {
+        self.producer
+            .get_or_try_init(|| async {
+                let t = self.transport().await?;
+                t.producer(&ProducerConfig::new(self.settings.broker_client_id.clone()))
+                    .await
+            })
+            .await
+            .cloned()
+    }
+
+    pub(crate) async fn store(&self) -> Result<Arc<dyn Store>> {
+        self.store
+            .get_or_try_init(|| async {
+                let url = DriverUrl::parse("store", &self.settings.store)?;
+                self.registry.store(
+                    &url,
+                    &StoreContext::new(self.app_id.clone(), self.settings.table_path()),
+                )
+            })
+            .await
+            .cloned()
+    }
+
+    pub(crate) fn report_decode_error(&self, error: &Error) {
+        self.monitor.add_decode_errors(1);
+        match &self.decode_hook {
+            Some(hook) => hook(error),
+            None => tracing::warn!(error = %error, "skipping message that cannot be decoded"),
+        }
+    }
+
+    pub(crate) fn register_topic(&self, def: TopicDef) -> Result<Arc<TopicDef>> {
+        let mut defs = self.defs.lock();
+        if let Some(existing) = defs.topics.get(&*def.name) {
+            existing.check_compatible(&def)?;
+            return Ok(existing.clone());
+        }
+        let def = Arc::new(def);
+        defs.topics.insert(def.name.to_string(), def.clone());
+        Ok(def)
+    }
+
+    /// A new stream buffer subscribed to `topic`.
+    pub(crate) fn subscribe(&self, topic: &TopicDef) -> Arc<StreamQueue<Delivered>> {
+        let queue = StreamQueue::new(self.settings.stream_buffer_maxsize, self.space.clone());
+        self.subs
+            .by_topic
+            .lock()
+            .entry(topic.name.clone())
+            .or_default()
+            .push(queue.clone());
+        self.subs
+            .version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.subs.changed.notify_one();
+        queue
+    }
+
+    pub(crate) fn acks_for(&self, tp: &TopicPartition) -> Option<Arc<PartitionAcks>> {
+        self.assigned.lock().get(tp).cloned()
+    }
+}
+
+/// A Faustus application: its settings and everything it defines.
+///
+/// Cheap to clone; every clone is the same app.
+///
+/// ```
+/// use faustus_core::App;
+/// let app = App::builder("word-counts").broker("memory://").build().unwrap();
+/// assert_eq!(app.id(), "word-counts");
+/// ```
+#[derive(Clone)]
+pub struct App {
+    pub(crate) inner: Arc<AppInner>,
+}
+
+impl fmt::Debug for App {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("App")
+            .field("id", &self.inner.app_id)
+            .field("broker", &self.inner.settings.broker)
+            .field("store", &self.inner.settings.store)
+            .finish()
+    }
+}
+
+impl App {
+    /// Start configuring an app with this id.
+    pub fn builder(id: impl Into<String>) -> AppBuilder {
+        AppBuilder::new(id)
+    }
+
+    /// The app id used for the group and internal topics (with version when > 1).
+    pub fn id(&self) -> &str {
+        &self.inner.app_id
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The registry drivers and codecs are resolved from.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Counters.
+    pub fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
+    }
+
+    /// Describe a topic; finish with `.build()`.
+    pub fn topic<K, V>(&self, name: impl Into<String>) -> TopicBuilder<K, V> {
+        TopicBuilder::new(self.clone(), name)
+    }
+
+    /// An in-memory channel holding at most `stream_buffer_maxsize` values.
+    pub fn channel<V>(&self) -> Channel<V>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        Channel::new(self.clone(), self.inner.settings.stream_buffer_maxsize)
+    }
+
+    /// An in-memory channel holding at most `capacity` values.
+    pub fn channel_with_capacity<V>(&self, capacity: usize) -> Channel<V>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        Channel::new(self.clone(), capacity)
+    }
+
+    /// Define an agent; finish with `.build(fn)`.
+    pub fn agent<K, V>(&self, name: impl Into<String>) -> AgentBuilder<K, V> {
+        AgentBuilder::new(self.clone(), name)
+    }
+
+    /// Define a table; finish with `.build()`.
+    pub fn table<K, V>(&self, name: impl Into<String>) -> TableBuilder<K, V>
+    where
+        K: Serialize + DeserializeOwned + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        TableBuilder::new(self.clone(), name)
+    }
+
+    /// A stream over any async stream of values (or `futures::stream::iter(..)`).
+    pub fn stream<V, S>(&self, values: S) -> Stream<(), V>
+    where
+        V: DeserializeOwned + Send + 'static,
+        S: futures::Stream<Item = V> + Send + 'static,
+    {
+        use futures::StreamExt;
+        let cell = crate::event::current().unwrap_or_else(crate::event::CurrentEvent::new);
+        Stream::from_core(Core::new(
+            self.inner.clone(),
+            Source::Iter(values.boxed()),
+            cell,
+        ))
+    }
+
+    /// Run `f` once, after the worker is fully started (recovered, consuming).
+    pub fn task<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(App) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.inner.defs.lock().tasks.push(TaskDef {
+            name: name.into(),
+            run: Arc::new(move |app| Box::pin(f(app))),
+        });
+    }
+
+    /// Run `f` every `interval`, first one interval after the worker started.
+    /// A slow run delays the next one; runs never overlap or pile up.
+    pub fn timer<F, Fut>(&self, name: impl Into<String>, interval: Duration, f: F)
+    where
+        F: Fn(App) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.inner.defs.lock().timers.push(TimerDef {
+            name: name.into(),
+            interval,
+            run: Arc::new(move |app| Box::pin(f(app))),
+        });
+    }
+
+    /// Start `service` with the worker and stop it with it.
+    pub fn service(&self, service: impl Service) {
+        self.inner.defs.lock().services.push(Arc::new(service));
+    }
+
+    /// Name, topic and help of every agent (for the `agents` command).
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.inner
+            .defs
+            .lock()
+            .agents
+            .iter()
+            .map(|a| a.info())
+            .collect()
+    }
+
+    /// Names of the topics the app declared.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.defs.lock().topics.keys().cloned().collect()
+    }
+
+    /// Wait until the message at `offset` of `tp` has been processed by every
+    /// stream that received it (the worker must hold the partition).
+    pub async fn processed(&self, tp: &TopicPartition, offset: i64) {
+        loop {
+            let notified = self.inner.assigned_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(acks) = self.inner.acks_for(tp) {
+                tokio::select! {
+                    _ = acks.processed(offset) => return,
+                    _ = &mut notified => continue,
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Partitions this worker holds now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = self.inner.assigned.lock().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The transport (created on first use).
+    pub async fn transport(&self) -> Result<Arc<dyn Transport>> {
+        self.inner.transport().await
+    }
+
+    /// The shared producer (created on first use).
+    pub async fn producer(&self) -> Result<Arc<dyn Producer>> {
+        self.inner.producer().await
+    }
+}
+
+type ConfigHook = Box<dyn FnOnce(&mut Settings) + Send>;
+type PlainHook = Box<dyn FnOnce() + Send>;
+type AfterHook = Box<dyn FnOnce(&Settings) + Send>;
+
+/// Configures an [`App`]; see [`Settings`] for every option and its default.
+#[must_use = "call .build() to get the app"]
+pub struct AppBuilder {
+    settings: Settings,
+    explicit: BTreeSet<&'static str>,
+    registry: Option<Registry>,
+    env: Option<BTreeMap<String, String>>,
+    errors: Vec<Error>,
+    before: Vec<PlainHook>,
+    configured: Vec<ConfigHook>,
+    after: Vec<AfterHook>,
+    decode_hook: Option<DecodeHook>,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => |$s:ident, $v:ident| $body:expr;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+                let $v: $ty = value.into();
+                let $s = &mut self.settings;
+                $body;
+                self.explicit.insert(stringify!($name));
+                self
+            }
+        )*
+    };
+}
+
+impl AppBuilder {
+    fn new(id: impl Into<String>) -> Self {
+        AppBuilder {
+            settings: Settings::defaults(&id.into()),
+            explicit: BTreeSet::new(),
+            registry: None,
+            env: None,
+            errors: Vec::new(),
+            before: Vec::new(),
+            configured: Vec::new(),
+            after: Vec::new(),
+            decode_hook: None,
+        }
+    }
+
+    setters! {
+        /// Transport URL (`memory://`, `memory://NAME`, `kafka://h1:9092;h2:9092`).
+        broker: String => |s, v| s.broker = v;
+        /// Table store URL (`memory://`, `redb://`).
+        store: String => |s, v| s.store = v;
+        /// Web driver URL (`hyper://`).
+        web: String => |s, v| s.web = v;
+        /// App version; > 1 gives a new, isolated app id (`id_format`).
+        version: u32 => |s, v| s.version = v;
+        /// Format combining id and version.
+        id_format: String => |s, v| s.id_format = v;
+        /// Data directory.
+        datadir: PathBuf => |s, v| s.datadir = v;
+        /// Table directory (relative: inside datadir).
+        tabledir: PathBuf => |s, v| s.tabledir = v;
+        /// Default key codec.
+        key_serializer: String => |s, v| s.key_serializer = v;
+        /// Default value codec.
+        value_serializer: String => |s, v| s.value_serializer = v;
+        /// Default partition count of created topics.
+        topic_partitions: u32 => |s, v| s.topic_partitions = v;
+        /// Default replication factor of created topics.
+        topic_replication_factor: u16 => |s, v| s.topic_replication_factor = v;
+        /// Client id.
+        broker_client_id: String => |s, v| s.broker_client_id = v;
+        /// Commit interval.
+        broker_commit_interval: Duration => |s, v| s.broker_commit_interval = v;
+        /// Warn when commits stall this long while processing.
+        broker_commit_livelock_soft_timeout: Duration => |s, v| s.broker_commit_livelock_soft_timeout = v;
+        /// Table cleanup interval.
+        table_cleanup_interval: Duration => |s, v| s.table_cleanup_interval = v;
+        /// Standby replicas per table partition.
+        table_standby_replicas: u32 => |s, v| s.table_standby_replicas = v;
+        /// Stream buffer size (backpressure).
+        stream_buffer_maxsize: usize => |s, v| s.stream_buffer_maxsize = v;
+        /// URL other workers reach this one at.
+        canonical_url: String => |s, v| s.canonical_url = v;
+        /// Web server on/off.
+        web_enabled: bool => |s, v| s.web_enabled = v;
+        /// Web bind host.
+        web_host: String => |s, v| s.web_host = v;
+        /// Web port.
+        web_port: u16 => |s, v| s.web_port = v;
+        /// Reply topic for agent RPC.
+        reply_to: String => |s, v| s.reply_to = v;
+        /// Create the reply topic at start.
+        reply_create_topic: bool => |s, v| s.reply_create_topic = v;
+        /// Reply retention.
+        reply_expires: Duration => |s, v| s.reply_expires = v;
+        /// Prefix of generated reply topics.
+        reply_to_prefix: String => |s, v| s.reply_to_prefix = v;
+    }
+
+    /// Set a setting by name from text (bad values fail in `build`, naming it).
+    pub fn setting(mut self, name: &str, value: &str) -> Self {
+        match self.settings.set(name, value) {
+            Ok(()) => {
+                if let Some(n) = Settings::names().into_iter().find(|n| *n == name) {
+                    self.explicit.insert(n);
+                }
+            }
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Resolve drivers and codecs from `registry` instead of [`Registry::global`].
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Read `FAUSTUS_*` settings from this map instead of the process environment.
+    pub fn env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// Signal: before the configuration is read.
+    pub fn on_before_configured(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.before.push(Box::new(f));
+        self
+    }
+
+    /// Signal: configuration read (environment applied); the hook may change it.
+    pub fn on_configured(mut self, f: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
+        self.configured.push(Box::new(f));
+        self
+    }
+
+    /// Signal: the app is configured and ready for use.
+    pub fn on_after_configured(mut self, f: impl FnOnce(&Settings) + Send + 'static) -> Self {
+        self.after.push(Box::new(f));
+        self
+    }
+
+    /// Replace the default decode-error report (a warning log) for messages
+    /// whose key or value cannot be decoded. They are counted and acked either way.
+    pub fn on_decode_error(mut self, f: impl Fn(&Error) + Send + Sync + 'static) -> Self {
+        self.decode_hook = Some(Arc::new(f));
+        self
+    }
+
+    /// Finish: apply the environment, run the configuration signals, validate.
+    pub fn build(mut self) -> Result<App> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        for f in self.before.drain(..) {
+            f();
+        }
+        let env = self
+            .env
+            .take()
+            .unwrap_or_else(|| std::env::vars().filter(|(k, _)| k.starts_with("FAUSTUS_")).collect());
+        self.settings.apply_env(&env, &self.explicit)?;
+        for f in self.configured.drain(..) {
+            f(&mut self.settings);
+        }
+        self.settings.validate()?;
+        let registry = self.registry.unwrap_or_else(|| Registry::global().clone());
+        registry.codec(&self.settings.key_serializer)?;
+        registry.codec(&self.settings.value_serializer)?;
+        for f in self.after.drain(..) {
+            f(&self.settings);
+        }
+        let app_id = self.settings.app_id();
+        Ok(App {
+            inner: Arc::new(AppInner {
+                app_id,
+                settings: self.settings,
+                registry,
+                monitor: Monitor::default(),
+                subs: Subscriptions::default(),
+                space: Arc::new(Notify::new()),
+                defs: Mutex::new(Defs::default()),
+                decode_hook: self.decode_hook,
+                transport: tokio::sync::OnceCell::new(),
+                producer: tokio::sync::OnceCell::new(),
+                store: tokio::sync::OnceCell::new(),
+                assigned: Mutex::new(HashMap::new()),
+                assigned_changed: Notify::new(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_signals_run_in_order() {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (a, b, c) = (order.clone(), order.clone(), order.clone());
+        let app = App::builder("sig")
+            .env(BTreeMap::new())
+            .on_before_configured(move || a.lock().push("before"))
+            .on_configured(move |s| {
+                b.lock().push("configured");
+                s.topic_partitions = 3;
+            })
+            .on_after_configured(move |_| c.lock().push("after"))
+            .build()
+            .unwrap();
+        assert_eq!(*order.lock(), vec!["before", "configured", "after"]);
+        assert_eq!(app.settings().topic_partitions, 3);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = App::builder("x")
+            .env(BTreeMap::new())
+            .setting("stream_buffer_maxsize", "lots")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("stream_buffer_maxsize"), "{e}");
+        let e = App::builder("x")
+            .env(BTreeMap::new())
+            .value_serializer("yaml")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("yaml"), "{e}");
+        let e = App::builder("x")
+            .env(BTreeMap::new())
+            .broker("localhost:9092")
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("broker"), "{e}");
+    }
+}

@@ -1,0 +1,435 @@
+//! The conductor: one consumer per worker, fanning messages out to every
+//! stream subscribed to their topic, counting acks, pausing partitions whose
+//! streams are full, committing what is fully processed, and handling
+//! rebalances (revoke: finish and commit; assign: recover tables first).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::acks::{AckToken, PartitionAcks};
+use crate::app::App;
+use crate::error::Result;
+use crate::queue::StreamQueue;
+use crate::recovery;
+use crate::stream::Delivered;
+use crate::table::TableOps;
+use crate::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
+use crate::worker::ShutdownSignal;
+
+type Queue = Arc<StreamQueue<Delivered>>;
+
+/// How long a revocation or shutdown waits for events in hand to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Parked {
+    msg: Message,
+    /// Streams still to receive it; `None`: not handed to any yet (not registered).
+    remaining: Option<Vec<Queue>>,
+}
+
+struct PartState {
+    acks: Arc<PartitionAcks>,
+    parked: VecDeque<Parked>,
+    paused: bool,
+    last_committed: Option<i64>,
+    last_progress: Instant,
+    warned: bool,
+}
+
+pub(crate) struct Conductor {
+    app: App,
+    consumer: Box<dyn Consumer>,
+    parts: HashMap<TopicPartition, PartState>,
+    subs: HashMap<Arc<str>, Vec<Queue>>,
+    subs_version: u64,
+    subscribed: BTreeSet<String>,
+    tables: Vec<Arc<dyn TableOps>>,
+    next_commit: Instant,
+    ready: Option<tokio::sync::oneshot::Sender<Result<()>>>,
+}
+
+impl Conductor {
+    pub(crate) fn new(
+        app: App,
+        consumer: Box<dyn Consumer>,
+        ready: tokio::sync::oneshot::Sender<Result<()>>,
+    ) -> Self {
+        let tables = app.inner.defs.lock().tables.clone();
+        let interval = app.inner.settings.broker_commit_interval;
+        Conductor {
+            app,
+            consumer,
+            parts: HashMap::new(),
+            subs: HashMap::new(),
+            subs_version: u64::MAX,
+            subscribed: BTreeSet::new(),
+            tables,
+            next_commit: Instant::now() + interval,
+            ready: Some(ready),
+        }
+    }
+
+    /// Run until `stop`, then stop intake, let events in hand finish, commit and close.
+    pub(crate) async fn run(mut self, stop: ShutdownSignal) -> Result<()> {
+        let result = self.run_loop(&stop).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "conductor failed");
+            if let Some(r) = self.ready.take() {
+                let _ = r.send(Err(crate::Error::State(format!("worker failed to start: {e}"))));
+            }
+        }
+        self.shutdown().await;
+        result
+    }
+
+    async fn run_loop(&mut self, stop: &ShutdownSignal) -> Result<()> {
+        let space = self.app.inner.space.clone();
+        loop {
+            if stop.is_set() {
+                return Ok(());
+            }
+            self.refresh_subscriptions().await?;
+            let parked = self.parts.values().any(|p| !p.parked.is_empty());
+            if parked {
+                self.drain_parked().await?;
+            }
+            let now = Instant::now();
+            if now >= self.next_commit {
+                if let Err(e) = self.commit().await {
+                    tracing::error!(error = %e, "commit failed; will retry at the next interval");
+                }
+                self.next_commit = now + self.app.inner.settings.broker_commit_interval;
+            }
+            let still_parked = self.parts.values().any(|p| !p.parked.is_empty());
+            let timeout = if still_parked {
+                // Wait for a full stream to drain, then poll without blocking.
+                let _ = tokio::time::timeout(Duration::from_millis(50), space.notified()).await;
+                Duration::ZERO
+            } else {
+                self.next_commit
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200))
+            };
+            let event = tokio::select! {
+                ev = self.consumer.poll(timeout) => ev,
+                _ = stop.wait() => return Ok(()),
+            };
+            match event {
+                Ok(ConsumerEvent::Messages(batch)) => self.deliver_batch(batch).await?,
+                Ok(ConsumerEvent::Revoked(tps)) => self.on_revoked(tps).await,
+                Ok(ConsumerEvent::Assigned(tps)) => self.on_assigned(tps).await?,
+                Ok(ConsumerEvent::Idle) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "consumer poll failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn refresh_subscriptions(&mut self) -> Result<()> {
+        let version = self.app.inner.subs.version.load(Ordering::Acquire);
+        if version == self.subs_version {
+            return Ok(());
+        }
+        self.subs_version = version;
+        self.subs = self.app.inner.subs.by_topic.lock().clone();
+        let topics: BTreeSet<String> = self.subs.keys().map(|t| t.to_string()).collect();
+        if topics != self.subscribed {
+            let defs: Vec<_> = {
+                let d = self.app.inner.defs.lock();
+                topics.iter().filter_map(|t| d.topics.get(t).cloned()).collect()
+            };
+            for def in defs {
+                def.declare(&self.app.inner).await?;
+            }
+            let list: Vec<String> = topics.iter().cloned().collect();
+            tracing::debug!(topics = ?list, "subscribing");
+            self.consumer.subscribe(&list).await?;
+            self.subscribed = topics;
+        }
+        Ok(())
+    }
+
+    async fn deliver_batch(&mut self, batch: Vec<Message>) -> Result<()> {
+        self.app.inner.monitor.add_messages_received(batch.len() as u64);
+        let mut to_pause = Vec::new();
+        for msg in batch {
+            let tp = msg.tp();
+            let Some(state) = self.parts.get_mut(&tp) else {
+                continue; // not ours (any more)
+            };
+            if !state.parked.is_empty() {
+                state.parked.push_back(Parked {
+                    msg,
+                    remaining: None,
+                });
+                continue;
+            }
+            let empty = Vec::new();
+            let subs = self.subs.get(&msg.topic).unwrap_or(&empty);
+            if let Err((msg, remaining)) = hand_out(&state.acks, msg, subs, None) {
+                state.parked.push_back(Parked {
+                    msg,
+                    remaining: Some(remaining),
+                });
+                if !state.paused {
+                    state.paused = true;
+                    to_pause.push(tp);
+                }
+            }
+        }
+        if !to_pause.is_empty() {
+            self.app
+                .inner
+                .monitor
+                .add_partitions_paused(to_pause.len() as u64);
+            self.consumer.pause(&to_pause).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain_parked(&mut self) -> Result<()> {
+        let mut to_resume = Vec::new();
+        for (tp, state) in self.parts.iter_mut() {
+            let empty = Vec::new();
+            while let Some(front) = state.parked.pop_front() {
+                let subs = self.subs.get(&front.msg.topic).unwrap_or(&empty);
+                if let Err((msg, remaining)) = hand_out(&state.acks, front.msg, subs, front.remaining) {
+                    state.parked.push_front(Parked {
+                        msg,
+                        remaining: Some(remaining),
+                    });
+                    break;
+                }
+            }
+            if state.parked.is_empty() && state.paused {
+                state.paused = false;
+                to_resume.push(tp.clone());
+            }
+        }
+        if !to_resume.is_empty() {
+            self.consumer.resume(&to_resume).await?;
+        }
+        Ok(())
+    }
+
+    /// Commit every partition's fully processed offset, after the effects of
+    /// those messages (sends, changelog writes) are acknowledged and stored.
+    async fn commit(&mut self) -> Result<()> {
+        let soft = self.app.inner.settings.broker_commit_livelock_soft_timeout;
+        let now = Instant::now();
+        let mut offsets = Vec::new();
+        for (tp, st) in self.parts.iter_mut() {
+            match st.acks.committable() {
+                Some(c) if Some(c) > st.last_committed => offsets.push((tp.clone(), c)),
+                _ => {
+                    if st.acks.outstanding() == 0 {
+                        st.last_progress = now;
+                        st.warned = false;
+                    } else if !st.warned && now.duration_since(st.last_progress) > soft {
+                        st.warned = true;
+                        tracing::warn!(partition = %tp, stalled_for = ?now.duration_since(st.last_progress), "committed offset has not advanced while messages are being processed (broker_commit_livelock_soft_timeout): an agent may be stuck");
+                    }
+                }
+            }
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let producer = self.app.inner.producer().await?;
+        producer.flush().await?;
+        for t in &self.tables {
+            t.flush().await?;
+        }
+        self.consumer.commit(&offsets).await?;
+        self.app.inner.monitor.add_commits(1);
+        for (tp, c) in offsets {
+            if let Some(st) = self.parts.get_mut(&tp) {
+                st.last_committed = Some(c);
+                st.last_progress = now;
+                st.warned = false;
+            }
+            tracing::trace!(partition = %tp, offset = c, "committed");
+        }
+        Ok(())
+    }
+
+    /// Take partitions away: drop what was not started, let events in hand
+    /// finish, commit, and stop serving their table partitions.
+    async fn release_partitions(&mut self, tps: &BTreeSet<TopicPartition>) {
+        for tp in tps {
+            if let Some(st) = self.parts.get_mut(tp) {
+                st.acks.revoke();
+                for p in st.parked.drain(..) {
+                    if let Some(remaining) = p.remaining {
+                        for _ in remaining {
+                            st.acks.release(p.msg.offset);
+                        }
+                    }
+                }
+            }
+        }
+        for queues in self.subs.values() {
+            for q in queues {
+                drop(q.purge(|d| {
+                    tps.contains(&TopicPartition {
+                        topic: d.msg.topic.clone(),
+                        partition: d.msg.partition,
+                    })
+                }));
+            }
+        }
+        let waits: Vec<_> = tps
+            .iter()
+            .filter_map(|tp| self.parts.get(tp).map(|s| s.acks.clone()))
+            .collect();
+        let drained = tokio::time::timeout(
+            DRAIN_TIMEOUT,
+            futures::future::join_all(waits.iter().map(|a| a.drained())),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "events in hand did not finish in time; committing what is done");
+        }
+        if let Err(e) = self.commit().await {
+            tracing::error!(error = %e, "commit on revocation failed");
+        }
+        let mut assigned = self.app.inner.assigned.lock();
+        for tp in tps {
+            self.parts.remove(tp);
+            assigned.remove(tp);
+        }
+        drop(assigned);
+        let still: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
+        let gone: BTreeSet<u32> = tps
+            .iter()
+            .map(|tp| tp.partition)
+            .filter(|p| !still.contains(p))
+            .collect();
+        for t in &self.tables {
+            t.deactivate(&gone);
+        }
+        self.app.inner.assigned_changed.notify_waiters();
+    }
+
+    async fn on_revoked(&mut self, tps: Vec<TopicPartition>) {
+        self.app.inner.monitor.add_rebalances(1);
+        tracing::info!(partitions = ?tps, "partitions revoked");
+        let set: BTreeSet<TopicPartition> = tps.into_iter().collect();
+        self.release_partitions(&set).await;
+    }
+
+    async fn on_assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        tracing::info!(partitions = ?tps, "partitions assigned");
+        let new: Vec<TopicPartition> = tps
+            .into_iter()
+            .filter(|tp| !self.parts.contains_key(tp))
+            .collect();
+        let active: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
+        let to_recover: BTreeSet<u32> = new
+            .iter()
+            .map(|tp| tp.partition)
+            .filter(|p| !active.contains(p))
+            .collect();
+        if !to_recover.is_empty() && !self.tables.is_empty() {
+            if !new.is_empty() {
+                self.consumer.pause(&new).await?;
+            }
+            recovery::recover(&self.app, &self.tables, &to_recover).await?;
+            if !new.is_empty() {
+                self.consumer.resume(&new).await?;
+            }
+        }
+        let mut assigned = self.app.inner.assigned.lock();
+        for tp in &new {
+            let acks = PartitionAcks::new(tp.clone());
+            assigned.insert(tp.clone(), acks.clone());
+            self.parts.insert(
+                tp.clone(),
+                PartState {
+                    acks,
+                    parked: VecDeque::new(),
+                    paused: false,
+                    last_committed: None,
+                    last_progress: Instant::now(),
+                    warned: false,
+                },
+            );
+        }
+        drop(assigned);
+        let all: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
+        for t in &self.tables {
+            t.activate(&all);
+        }
+        self.app.inner.assigned_changed.notify_waiters();
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Stop intake: drop undelivered messages, end every stream after the
+    /// event in hand, wait for those to finish, commit, leave the group.
+    async fn shutdown(&mut self) {
+        let all: BTreeSet<TopicPartition> = self.parts.keys().cloned().collect();
+        for queues in self.subs.values() {
+            for q in queues {
+                q.close();
+            }
+        }
+        for a in self.app.inner.defs.lock().agents.iter() {
+            a.close();
+        }
+        self.release_partitions(&all).await;
+        if let Err(e) = self.consumer.close().await {
+            tracing::warn!(error = %e, "closing the consumer failed");
+        }
+    }
+}
+
+/// Hand `msg` to `subs` (or to `remaining` of them when given, already
+/// registered). Gives the message back with the streams whose buffers were full.
+fn hand_out(
+    acks: &Arc<PartitionAcks>,
+    msg: Message,
+    subs: &[Queue],
+    remaining: Option<Vec<Queue>>,
+) -> std::result::Result<(), (Message, Vec<Queue>)> {
+    let targets: Vec<Queue> = match remaining {
+        Some(r) => r,
+        None => {
+            acks.add(msg.offset, subs.len() as u32);
+            subs.to_vec()
+        }
+    };
+    let mut full = Vec::new();
+    let mut returned = None;
+    let n = targets.len();
+    let mut msg = Some(msg);
+    for (i, q) in targets.into_iter().enumerate() {
+        let m = if i + 1 == n { msg.take() } else { msg.clone() };
+        let Some(m) = m else { break };
+        let offset = m.offset;
+        let d = Delivered {
+            msg: m,
+            token: AckToken::new(acks.clone(), offset),
+        };
+        if let Err(back) = q.try_push(d) {
+            back.token.forget();
+            if returned.is_none() {
+                returned = Some(back.msg);
+            }
+            full.push(q);
+        }
+    }
+    match returned {
+        Some(m) => Err((m, full)),
+        None => Ok(()),
+    }
+}

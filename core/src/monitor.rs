@@ -1,0 +1,77 @@
+//! Counters about what the worker did, for logs, tests and (later) `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Worker counters. Cheap to update (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct Monitor {
+    messages_received: AtomicU64,
+    events_acked: AtomicU64,
+    decode_errors: AtomicU64,
+    agent_errors: AtomicU64,
+    commits: AtomicU64,
+    messages_sent: AtomicU64,
+    table_writes: AtomicU64,
+    rebalances: AtomicU64,
+    partitions_paused: AtomicU64,
+    recovered_records: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MonitorSnapshot {
+    /// Messages the consumer delivered to the conductor.
+    pub messages_received: u64,
+    /// Events acknowledged by streams.
+    pub events_acked: u64,
+    /// Messages whose key or value could not be decoded.
+    pub decode_errors: u64,
+    /// Agent failures (errors and panics).
+    pub agent_errors: u64,
+    /// Offset commits.
+    pub commits: u64,
+    /// Records sent through topics.
+    pub messages_sent: u64,
+    /// Table writes.
+    pub table_writes: u64,
+    /// Rebalances seen.
+    pub rebalances: u64,
+    /// Times a partition was paused because a stream buffer was full.
+    pub partitions_paused: u64,
+    /// Changelog records applied during recovery.
+    pub recovered_records: u64,
+}
+
+macro_rules! counters {
+    ($($name:ident => $inc:ident),* $(,)?) => {
+        impl Monitor {
+            $(
+                #[doc = concat!("Add to `", stringify!($name), "`.")]
+                pub fn $inc(&self, n: u64) {
+                    self.$name.fetch_add(n, Ordering::Relaxed);
+                }
+            )*
+
+            /// Read all counters.
+            pub fn snapshot(&self) -> MonitorSnapshot {
+                MonitorSnapshot {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    messages_received => add_messages_received,
+    events_acked => add_events_acked,
+    decode_errors => add_decode_errors,
+    agent_errors => add_agent_errors,
+    commits => add_commits,
+    messages_sent => add_messages_sent,
+    table_writes => add_table_writes,
+    rebalances => add_rebalances,
+    partitions_paused => add_partitions_paused,
+    recovered_records => add_recovered_records,
+}

@@ -1,0 +1,342 @@
+//! Streams: the async sequences agents and tasks iterate over.
+//!
+//! A [`Stream`] yields decoded values; [`Stream::items`] yields key/value
+//! pairs and [`Stream::events`] yields [`Event`]s with the raw message. A
+//! stream acknowledges an event when it advances to the next one, when it is
+//! dropped (agent error, panic or shutdown) or when the event is acked by hand.
+//! Messages that cannot be decoded are reported through the app's decode-error
+//! hook with their coordinates, acknowledged, and skipped.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::acks::AckToken;
+use crate::app::AppInner;
+use crate::codec::CodecChain;
+use crate::error::{Error, Field};
+use crate::event::{CurrentEvent, Event, EventInfo, SharedAck};
+use crate::queue::StreamQueue;
+use crate::transport::Message;
+
+/// A message handed by the conductor to one stream, with that stream's claim on it.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub(crate) msg: Message,
+    pub(crate) token: AckToken,
+}
+
+/// A typed value sent through an in-memory channel.
+#[derive(Debug)]
+pub(crate) struct ChannelItem<K, V> {
+    pub(crate) key: Option<K>,
+    pub(crate) value: V,
+}
+
+type SyncProcessor<V> = Box<dyn Fn(V) -> V + Send + Sync>;
+type AsyncProcessor<V> = Box<dyn Fn(V) -> BoxFuture<'static, V> + Send + Sync>;
+
+enum Processor<V> {
+    Sync(SyncProcessor<V>),
+    Async(AsyncProcessor<V>),
+}
+
+pub(crate) enum Source<K, V> {
+    Topic {
+        queue: Arc<StreamQueue<Delivered>>,
+        key_codec: CodecChain,
+        value_codec: CodecChain,
+    },
+    Channel(Arc<StreamQueue<ChannelItem<K, V>>>),
+    Iter(BoxStream<'static, V>),
+}
+
+/// What the stream currently holds (acked when it advances or drops).
+enum InHand {
+    None,
+    Token(AckToken),
+    Shared(Arc<SharedAck>),
+}
+
+struct Next<K, V> {
+    key: Option<K>,
+    value: V,
+    message: Option<Message>,
+    ack: Option<Arc<SharedAck>>,
+}
+
+/// The state behind every stream flavour.
+pub(crate) struct Core<K, V> {
+    app: Arc<AppInner>,
+    source: Source<K, V>,
+    processors: Vec<Processor<V>>,
+    current: Arc<CurrentEvent>,
+    in_hand: InHand,
+    events_mode: bool,
+}
+
+impl<K, V> Core<K, V>
+where
+    K: DeserializeOwned + Send + 'static,
+    V: DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn new(app: Arc<AppInner>, source: Source<K, V>, current: Arc<CurrentEvent>) -> Self {
+        Core {
+            app,
+            source,
+            processors: Vec::new(),
+            current,
+            in_hand: InHand::None,
+            events_mode: false,
+        }
+    }
+
+    fn finish_in_hand(&mut self) {
+        match std::mem::replace(&mut self.in_hand, InHand::None) {
+            InHand::None => {}
+            InHand::Token(t) => {
+                t.ack();
+                self.app.monitor.add_events_acked(1);
+            }
+            InHand::Shared(s) => {
+                s.ack();
+                self.app.monitor.add_events_acked(1);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<Next<K, V>> {
+        self.finish_in_hand();
+        loop {
+            let (key, value, message, token) = match &mut self.source {
+                Source::Topic {
+                    queue,
+                    key_codec,
+                    value_codec,
+                } => {
+                    let d = match queue.try_pop() {
+                        Some(d) => d,
+                        None => queue.pop().await?,
+                    };
+                    if d.token.is_revoked() {
+                        d.token.release();
+                        continue;
+                    }
+                    match decode(&d.msg, key_codec, value_codec) {
+                        Ok((k, v)) => (k, v, Some(d.msg), d.token),
+                        Err(e) => {
+                            self.app.report_decode_error(&e);
+                            d.token.ack();
+                            continue;
+                        }
+                    }
+                }
+                Source::Channel(q) => {
+                    let item = match q.try_pop() {
+                        Some(i) => i,
+                        None => q.pop().await?,
+                    };
+                    (item.key, item.value, None, AckToken::none())
+                }
+                Source::Iter(s) => (None, s.next().await?, None, AckToken::none()),
+            };
+            self.current.set(Some(match &message {
+                Some(m) => EventInfo {
+                    topic: Some(m.topic.clone()),
+                    partition: Some(m.partition),
+                    offset: Some(m.offset),
+                    timestamp_ms: m.timestamp_ms,
+                },
+                None => EventInfo {
+                    topic: None,
+                    partition: None,
+                    offset: None,
+                    timestamp_ms: None,
+                },
+            }));
+            let mut value = value;
+            for p in &self.processors {
+                value = match p {
+                    Processor::Sync(f) => f(value),
+                    Processor::Async(f) => f(value).await,
+                };
+            }
+            let ack = if self.events_mode {
+                let shared = SharedAck::new(token);
+                self.in_hand = InHand::Shared(shared.clone());
+                Some(shared)
+            } else {
+                self.in_hand = InHand::Token(token);
+                None
+            };
+            return Some(Next {
+                key,
+                value,
+                message,
+                ack,
+            });
+        }
+    }
+}
+
+impl<K, V> Drop for Core<K, V> {
+    fn drop(&mut self) {
+        // The agent is done with the event in hand: finished, failed or panicked.
+        match std::mem::replace(&mut self.in_hand, InHand::None) {
+            InHand::None => {}
+            InHand::Token(t) => t.ack(),
+            InHand::Shared(s) => s.ack(),
+        }
+    }
+}
+
+fn decode<K, V>(
+    msg: &Message,
+    key_codec: &CodecChain,
+    value_codec: &CodecChain,
+) -> Result<(Option<K>, V), Error>
+where
+    K: DeserializeOwned + 'static,
+    V: DeserializeOwned + 'static,
+{
+    let key = match &msg.key {
+        Some(k) => Some(key_codec.decode::<K>(k.clone()).map_err(|message| Error::Decode {
+            field: Field::Key,
+            at: msg.coordinates(),
+            message: format!("{message} (codec {})", key_codec.name()),
+        })?),
+        None => None,
+    };
+    let Some(raw) = &msg.value else {
+        return Err(Error::Decode {
+            field: Field::Value,
+            at: msg.coordinates(),
+            message: "the message has no value (tombstone)".into(),
+        });
+    };
+    let value = value_codec
+        .decode::<V>(raw.clone())
+        .map_err(|message| Error::Decode {
+            field: Field::Value,
+            at: msg.coordinates(),
+            message: format!("{message} (codec {})", value_codec.name()),
+        })?;
+    Ok((key, value))
+}
+
+/// An async stream of decoded values (a `futures::Stream<Item = V>`).
+///
+/// Iterate it with `StreamExt::next`; use [`items`](Stream::items) for keys,
+/// [`events`](Stream::events) for messages and manual acks, and
+/// `StreamExt::enumerate` to count.
+#[must_use = "streams do nothing unless iterated"]
+pub struct Stream<K, V> {
+    core: Option<Core<K, V>>,
+    running: Option<BoxStream<'static, V>>,
+}
+
+impl<K, V> fmt::Debug for Stream<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stream")
+    }
+}
+
+impl<K, V> Stream<K, V>
+where
+    K: DeserializeOwned + Send + 'static,
+    V: DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn from_core(core: Core<K, V>) -> Self {
+        Stream {
+            core: Some(core),
+            running: None,
+        }
+    }
+
+    fn take_core(&mut self) -> Core<K, V> {
+        match self.core.take() {
+            Some(c) => c,
+            None => panic!("stream operators must be applied before iterating the stream"),
+        }
+    }
+
+    /// Add a processor: a function applied to every value, in the order added.
+    pub fn processor(mut self, f: impl Fn(V) -> V + Send + Sync + 'static) -> Self {
+        if let Some(core) = self.core.as_mut() {
+            core.processors.push(Processor::Sync(Box::new(f)));
+        }
+        self
+    }
+
+    /// Add an async processor, applied in order with the others.
+    pub fn async_processor<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(V) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        if let Some(core) = self.core.as_mut() {
+            core.processors
+                .push(Processor::Async(Box::new(move |v| Box::pin(f(v)))));
+        }
+        self
+    }
+
+    /// Iterate over `(key, value)` pairs; the key is `None` when the message had none.
+    pub fn items(mut self) -> BoxStream<'static, (Option<K>, V)> {
+        let core = self.take_core();
+        futures::stream::unfold(core, |mut core| async move {
+            let n = core.next().await?;
+            Some(((n.key, n.value), core))
+        })
+        .boxed()
+    }
+
+    /// Iterate over [`Event`]s: key, value, the raw message, and manual `ack()`.
+    pub fn events(mut self) -> BoxStream<'static, Event<K, V>> {
+        let mut core = self.take_core();
+        core.events_mode = true;
+        futures::stream::unfold(core, |mut core| async move {
+            let n = core.next().await?;
+            let ack = n.ack?;
+            Some((Event::new(n.key, n.value, n.message, ack), core))
+        })
+        .boxed()
+    }
+
+    /// The current-event cell this stream updates (tables read it).
+    pub fn current_event(&self) -> Option<EventInfo> {
+        self.core.as_ref().and_then(|c| c.current.get())
+    }
+}
+
+impl<K, V> futures::Stream for Stream<K, V>
+where
+    K: DeserializeOwned + Send + 'static,
+    V: DeserializeOwned + Send + 'static,
+{
+    type Item = V;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<V>> {
+        if self.running.is_none() {
+            let core = self.take_core();
+            self.running = Some(
+                futures::stream::unfold(core, |mut core| async move {
+                    let n = core.next().await?;
+                    Some((n.value, core))
+                })
+                .boxed(),
+            );
+        }
+        match self.running.as_mut() {
+            Some(s) => s.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Topics (named, on the transport) and channels (in memory).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::app::{App, AppInner};
+use crate::codec::CodecChain;
+use crate::error::{Error, Field, Result};
+use crate::event::{self, CurrentEvent};
+use crate::queue::StreamQueue;
+use crate::stream::{ChannelItem, Core, Source, Stream};
+use crate::transport::{Delivery, Headers, Record, RecordMetadata, TopicSpec};
+
+/// The untyped description of a topic, shared by every handle to it.
+#[derive(Debug)]
+pub(crate) struct TopicDef {
+    pub(crate) name: Arc<str>,
+    pub(crate) partitions: Option<u32>,
+    pub(crate) replicas: Option<u16>,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) compacting: bool,
+    pub(crate) deleting: bool,
+    pub(crate) internal: bool,
+    pub(crate) config: BTreeMap<String, String>,
+    pub(crate) key_codec: CodecChain,
+    pub(crate) value_codec: CodecChain,
+    pub(crate) declared: tokio::sync::OnceCell<()>,
+}
+
+impl TopicDef {
+    pub(crate) fn spec(&self, app: &AppInner) -> TopicSpec {
+        let mut spec = TopicSpec::new(
+            self.name.to_string(),
+            self.partitions.unwrap_or(app.settings.topic_partitions),
+        );
+        spec.replicas = self
+            .replicas
+            .unwrap_or(app.settings.topic_replication_factor);
+        spec.compacting = self.compacting;
+        spec.deleting = self.deleting;
+        spec.retention = self.retention;
+        spec.config = self.config.clone();
+        spec
+    }
+
+    fn same_options(&self, other: &TopicDef) -> bool {
+        self.partitions == other.partitions
+            && self.replicas == other.replicas
+            && self.retention == other.retention
+            && self.compacting == other.compacting
+            && self.deleting == other.deleting
+            && self.config == other.config
+            && self.key_codec.name() == other.key_codec.name()
+            && self.value_codec.name() == other.value_codec.name()
+    }
+
+    /// Create the topic on the transport once per process.
+    pub(crate) async fn declare(&self, app: &AppInner) -> Result<()> {
+        self.declared
+            .get_or_try_init(|| async {
+                let transport = app.transport().await?;
+                transport.create_topic(&self.spec(app)).await
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Options of a topic, set through [`App::topic`].
+#[must_use = "call .build() to get the topic"]
+pub struct TopicBuilder<K, V> {
+    app: App,
+    name: String,
+    partitions: Option<u32>,
+    replicas: Option<u16>,
+    retention: Option<Duration>,
+    compacting: bool,
+    deleting: bool,
+    internal: bool,
+    config: BTreeMap<String, String>,
+    key_serializer: Option<String>,
+    value_serializer: Option<String>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> TopicBuilder<K, V> {
+    pub(crate) fn new(app: App, name: impl Into<String>) -> Self {
+        TopicBuilder {
+            app,
+            name: name.into(),
+            partitions: None,
+            replicas: None,
+            retention: None,
+            compacting: false,
+            deleting: true,
+            internal: false,
+            config: BTreeMap::new(),
+            key_serializer: None,
+            value_serializer: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// Partition count when the app creates the topic (default `topic_partitions`).
+    pub fn partitions(mut self, n: u32) -> Self {
+        self.partitions = Some(n);
+        self
+    }
+
+    /// Replication factor when the app creates the topic.
+    pub fn replicas(mut self, n: u16) -> Self {
+        self.replicas = Some(n);
+        self
+    }
+
+    /// `retention.ms`.
+    pub fn retention(mut self, d: Duration) -> Self {
+        self.retention = Some(d);
+        self
+    }
+
+    /// Log compaction (keep the last value per key).
+    pub fn compacting(mut self, yes: bool) -> Self {
+        self.compacting = yes;
+        if yes {
+            self.deleting = false;
+        }
+        self
+    }
+
+    /// Time/size based deletion (with compaction: `compact,delete`).
+    pub fn deleting(mut self, yes: bool) -> Self {
+        self.deleting = yes;
+        self
+    }
+
+    /// Mark as internal to the app (created and owned by it).
+    pub fn internal(mut self, yes: bool) -> Self {
+        self.internal = yes;
+        self
+    }
+
+    /// Extra topic configuration passed to the broker.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.insert(key.into(), value.into());
+        self
+    }
+
+    /// Key codec (default: the app's `key_serializer`).
+    pub fn key_serializer(mut self, codec: impl Into<String>) -> Self {
+        self.key_serializer = Some(codec.into());
+        self
+    }
+
+    /// Value codec (default: the app's `value_serializer`).
+    pub fn value_serializer(mut self, codec: impl Into<String>) -> Self {
+        self.value_serializer = Some(codec.into());
+        self
+    }
+
+    /// Register the topic with the app.
+    pub fn build(self) -> Result<Topic<K, V>> {
+        let inner = &self.app.inner;
+        let key_codec = inner.registry.codec(
+            self.key_serializer
+                .as_deref()
+                .unwrap_or(&inner.settings.key_serializer),
+        )?;
+        let value_codec = inner.registry.codec(
+            self.value_serializer
+                .as_deref()
+                .unwrap_or(&inner.settings.value_serializer),
+        )?;
+        if self.name.is_empty() {
+            return Err(Error::config("topic", "topic names must not be empty"));
+        }
+        if self.partitions == Some(0) {
+            return Err(Error::config(
+                format!("topic {:?} partitions", self.name),
+                "must be at least 1",
+            ));
+        }
+        let def = TopicDef {
+            name: self.name.as_str().into(),
+            partitions: self.partitions,
+            replicas: self.replicas,
+            retention: self.retention,
+            compacting: self.compacting,
+            deleting: self.deleting,
+            internal: self.internal,
+            config: self.config,
+            key_codec,
+            value_codec,
+            declared: tokio::sync::OnceCell::new(),
+        };
+        let def = inner.register_topic(def)?;
+        Ok(Topic {
+            app: self.app.clone(),
+            def,
+            _types: PhantomData,
+        })
+    }
+}
+
+impl TopicDef {
+    pub(crate) fn check_compatible(&self, other: &TopicDef) -> Result<()> {
+        if self.same_options(other) {
+            Ok(())
+        } else {
+            Err(Error::config(
+                format!("topic {:?}", self.name),
+                "declared twice with different options (partitions, codecs, retention or config)",
+            ))
+        }
+    }
+}
+
+/// Options for one send.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// Explicit partition (default: by key, murmur2).
+    pub partition: Option<u32>,
+    /// Headers.
+    pub headers: Headers,
+    /// Timestamp in ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl SendOptions {
+    /// No options.
+    pub fn new() -> Self {
+        SendOptions::default()
+    }
+
+    /// Send to this partition.
+    pub fn partition(mut self, p: u32) -> Self {
+        self.partition = Some(p);
+        self
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A typed topic: send to it, stream from it.
+///
+/// ```
+/// # use faustus_core::{App, Registry};
+/// # async fn demo(app: App) -> faustus_core::Result<()> {
+/// let greetings = app.topic::<String, String>("greetings").partitions(4).build()?;
+/// greetings.send("alice".to_string(), "hello".to_string()).await?;
+/// # Ok(()) }
+/// ```
+pub struct Topic<K, V> {
+    app: App,
+    pub(crate) def: Arc<TopicDef>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Topic<K, V> {
+    fn clone(&self) -> Self {
+        Topic {
+            app: self.app.clone(),
+            def: self.def.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for Topic<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Topic({:?})", self.def.name)
+    }
+}
+
+impl<K, V> Topic<K, V>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// The topic name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// The partition count the app creates it with.
+    pub fn partitions(&self) -> u32 {
+        self.def
+            .partitions
+            .unwrap_or(self.app.inner.settings.topic_partitions)
+    }
+
+    /// Send and wait until the transport acknowledged it.
+    pub async fn send(&self, key: K, value: V) -> Result<RecordMetadata> {
+        self.send_soon(Some(&key), &value, SendOptions::default())
+            .await?
+            .await
+    }
+
+    /// Send a value without a key and wait for the acknowledgement.
+    pub async fn send_value(&self, value: V) -> Result<RecordMetadata> {
+        self.send_soon(None, &value, SendOptions::default())
+            .await?
+            .await
+    }
+
+    /// Send with options (partition, headers, timestamp) and wait for the acknowledgement.
+    pub async fn send_with(
+        &self,
+        key: Option<K>,
+        value: V,
+        options: SendOptions,
+    ) -> Result<RecordMetadata> {
+        self.send_soon(key.as_ref(), &value, options).await?.await
+    }
+
+    /// Enqueue a record and return at once; the [`Delivery`] resolves when it
+    /// is acknowledged. The worker's commits wait for it either way.
+    pub async fn send_soon(
+        &self,
+        key: Option<&K>,
+        value: &V,
+        options: SendOptions,
+    ) -> Result<Delivery> {
+        let key = match key {
+            Some(k) => Some(self.def.key_codec.encode(k).map_err(|message| Error::Encode {
+                field: Field::Key,
+                topic: self.def.name.to_string(),
+                codec: self.def.key_codec.name().to_string(),
+                message,
+            })?),
+            None => None,
+        };
+        let value = self
+            .def
+            .value_codec
+            .encode(value)
+            .map_err(|message| Error::Encode {
+                field: Field::Value,
+                topic: self.def.name.to_string(),
+                codec: self.def.value_codec.name().to_string(),
+                message,
+            })?;
+        self.send_bytes(key, Some(value), options).await
+    }
+
+    /// Send pre-encoded bytes.
+    pub async fn send_bytes(
+        &self,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        options: SendOptions,
+    ) -> Result<Delivery> {
+        let inner = &self.app.inner;
+        self.def.declare(inner).await?;
+        let producer = inner.producer().await?;
+        let record = Record {
+            topic: self.def.name.clone(),
+            partition: options.partition,
+            key,
+            value,
+            headers: options.headers,
+            timestamp_ms: options.timestamp_ms,
+        };
+        let d = producer.send(record).await?;
+        inner.monitor.add_messages_sent(1);
+        Ok(d)
+    }
+
+    /// A new stream over this topic (subscribes the worker to it).
+    pub fn stream(&self) -> Stream<K, V> {
+        let inner = &self.app.inner;
+        let queue = inner.subscribe(&self.def);
+        let cell = event::current().unwrap_or_else(CurrentEvent::new);
+        Stream::from_core(Core::new(
+            inner.clone(),
+            Source::Topic {
+                queue,
+                key_codec: self.def.key_codec.clone(),
+                value_codec: self.def.value_codec.clone(),
+            },
+            cell,
+        ))
+    }
+}
+
+/// An in-memory channel: typed values, no serialization, bounded.
+///
+/// ```
+/// # use faustus_core::App;
+/// # async fn demo(app: App) -> faustus_core::Result<()> {
+/// let numbers = app.channel::<u64>();
+/// numbers.send(42).await?;
+/// # Ok(()) }
+/// ```
+pub struct Channel<V> {
+    app: App,
+    pub(crate) queue: Arc<StreamQueue<ChannelItem<(), V>>>,
+}
+
+impl<V> Clone for Channel<V> {
+    fn clone(&self) -> Self {
+        Channel {
+            app: self.app.clone(),
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<V> fmt::Debug for Channel<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Channel(buffered {})", self.queue.len())
+    }
+}
+
+impl<V> Channel<V>
+where
+    V: DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn new(app: App, capacity: usize) -> Self {
+        Channel {
+            app,
+            queue: StreamQueue::new(capacity, Arc::new(tokio::sync::Notify::new())),
+        }
+    }
+
+    /// Send a value, waiting while the channel is full.
+    pub async fn send(&self, value: V) -> Result<()> {
+        self.queue
+            .push(ChannelItem { key: None, value })
+            .await
+            .map_err(|_| Error::Closed("channel".into()))
+    }
+
+    /// Values buffered now.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// A stream over the channel. Several streams share the values.
+    pub fn stream(&self) -> Stream<(), V> {
+        let cell = event::current().unwrap_or_else(CurrentEvent::new);
+        Stream::from_core(Core::new(
+            self.app.inner.clone(),
+            Source::Channel(self.queue.clone()),
+            cell,
+        ))
+    }
+}

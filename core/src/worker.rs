@@ -1,0 +1,373 @@
+//! The worker: starts the drivers, services, agents, conductor, tasks and
+//! timers of an app, and stops them in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agent::panic_message;
+use crate::app::{App, TaskFn};
+use crate::conductor::Conductor;
+use crate::error::{Error, Result};
+use crate::event::{self, CurrentEvent};
+use crate::transport::ConsumerConfig;
+
+/// Fires once when the worker stops. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal {
+    rx: watch::Receiver<bool>,
+}
+
+impl ShutdownSignal {
+    /// A signal and the function that fires it.
+    pub fn new() -> (ShutdownSignal, impl Fn() + Send + Sync + Clone + 'static) {
+        let (tx, rx) = watch::channel(false);
+        let tx = Arc::new(tx);
+        (ShutdownSignal { rx }, move || {
+            tx.send_replace(true);
+        })
+    }
+
+    /// Whether it fired.
+    pub fn is_set(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Wait until it fires.
+    pub async fn wait(&self) {
+        let mut rx = self.rx.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}
+
+/// A running worker.
+pub struct WorkerHandle {
+    app: App,
+    stop: Arc<dyn Fn() + Send + Sync>,
+    signal: ShutdownSignal,
+    ready: watch::Receiver<Option<std::result::Result<(), String>>>,
+    join: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle").field("app", &self.app).finish()
+    }
+}
+
+impl WorkerHandle {
+    /// The app.
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Wait until the worker holds its first assignment, recovered its tables
+    /// and started its tasks.
+    pub async fn ready(&self) -> Result<()> {
+        let mut rx = self.ready.clone();
+        let state = match rx.wait_for(|v| v.is_some()).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        match state {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(Error::State(e)),
+            None => Err(Error::State("worker stopped before it was ready".into())),
+        }
+    }
+
+    /// Ask the worker to stop (returns at once).
+    pub fn request_stop(&self) {
+        (self.stop)();
+    }
+
+    /// The worker's shutdown signal.
+    pub fn signal(&self) -> ShutdownSignal {
+        self.signal.clone()
+    }
+
+    /// Stop: finish events in hand, flush, commit, stop services; then return.
+    pub async fn stop(mut self) -> Result<()> {
+        (self.stop)();
+        self.join_inner().await
+    }
+
+    /// Wait until the worker stops by itself (or fails).
+    pub async fn wait(mut self) -> Result<()> {
+        self.join_inner().await
+    }
+
+    async fn join_inner(&mut self) -> Result<()> {
+        match self.join.take() {
+            Some(j) => match j.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::Task {
+                    what: "worker".into(),
+                    message: e.to_string(),
+                }),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        if self.join.is_some() {
+            (self.stop)();
+        }
+    }
+}
+
+impl App {
+    /// Start a worker in the background; see [`WorkerHandle`].
+    pub async fn start(&self) -> Result<WorkerHandle> {
+        let (signal, stop) = ShutdownSignal::new();
+        let (ready_tx, ready_rx) = watch::channel(None);
+        let app = self.clone();
+        let sig = signal.clone();
+        let join = tokio::spawn(async move {
+            let r = run_worker(app, sig, ready_tx.clone()).await;
+            if let Err(e) = &r {
+                ready_tx.send_if_modified(|v| {
+                    if v.is_none() {
+                        *v = Some(Err(e.to_string()));
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            r
+        });
+        Ok(WorkerHandle {
+            app: self.clone(),
+            stop: Arc::new(stop),
+            signal,
+            ready: ready_rx,
+            join: Some(join),
+        })
+    }
+
+    /// Run a worker until Ctrl-C or SIGTERM, then stop it cleanly.
+    pub async fn run(&self) -> Result<()> {
+        let worker = self.start().await?;
+        let signal = worker.signal();
+        tokio::select! {
+            _ = shutdown_signal() => {
+                tracing::info!("shutdown requested; finishing events in hand");
+            }
+            _ = signal.wait() => {}
+        }
+        worker.stop().await
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+type ReadyTx = watch::Sender<Option<std::result::Result<(), String>>>;
+
+async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
+    let inner = app.inner.clone();
+    let settings = &inner.settings;
+    let transport = inner.transport().await?;
+    let producer = inner.producer().await?;
+    let (topics, tables, agents, services) = {
+        let d = inner.defs.lock();
+        (
+            d.topics.values().cloned().collect::<Vec<_>>(),
+            d.tables.clone(),
+            d.agents.clone(),
+            d.services.clone(),
+        )
+    };
+    tracing::info!(app = %app.id(), transport = transport.name(), broker = %settings.broker, store = %settings.store,
+        agents = agents.len(), tables = tables.len(), "starting worker");
+    for t in &topics {
+        t.declare(&inner).await?;
+    }
+    if !tables.is_empty() {
+        let store = inner.store().await?;
+        for t in &tables {
+            t.open(&store, producer.clone()).await?;
+        }
+    }
+    for s in &services {
+        s.on_start(&app).await?;
+    }
+    let mut background: Vec<JoinHandle<()>> = Vec::new();
+    for s in &services {
+        let (s, app, sig) = (s.clone(), app.clone(), stop.clone());
+        background.push(tokio::spawn(async move {
+            if let Err(e) = s.run(app, sig).await {
+                tracing::error!(service = s.name(), error = %e, "service failed");
+            }
+        }));
+    }
+    let mut agent_tasks = Vec::new();
+    for a in &agents {
+        a.reopen();
+        for _ in 0..a.concurrency.max(1) {
+            agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
+        }
+    }
+    let consumer = transport
+        .consumer(&ConsumerConfig::group(
+            app.id().to_string(),
+            settings.broker_client_id.clone(),
+        ))
+        .await?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let conductor = tokio::spawn(Conductor::new(app.clone(), consumer, ready_tx).run(stop.clone()));
+    let mut conductor = Some(conductor);
+
+    // Tasks and timers start once the first assignment is recovered.
+    let started = tokio::select! {
+        r = ready_rx => r.unwrap_or_else(|_| Err(Error::State("conductor stopped".into()))),
+        _ = stop.wait() => Ok(()),
+    };
+    let mut failure = None;
+    match started {
+        Ok(()) if !stop.is_set() => {
+            ready.send_replace(Some(Ok(())));
+            tracing::info!(app = %app.id(), "worker ready");
+            let (tasks, timers) = {
+                let d = inner.defs.lock();
+                (
+                    d.tasks.iter().map(|t| (t.name.clone(), t.run.clone())).collect::<Vec<_>>(),
+                    d.timers
+                        .iter()
+                        .map(|t| (t.name.clone(), t.interval, t.run.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            for (name, run) in tasks {
+                background.push(tokio::spawn(run_task(app.clone(), name, run)));
+            }
+            for (name, interval, run) in timers {
+                background.push(tokio::spawn(run_timer(app.clone(), name, interval, run, stop.clone())));
+            }
+            // Run until asked to stop, or until the conductor fails.
+            if let Some(c) = conductor.as_mut() {
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    r = c => {
+                        conductor = None;
+                        failure = Some(match r {
+                            Ok(Ok(())) => Error::State("conductor stopped".into()),
+                            Ok(Err(e)) => e,
+                            Err(e) => Error::Task { what: "conductor".into(), message: e.to_string() },
+                        });
+                    }
+                }
+            }
+        }
+        Ok(()) => {}
+        Err(e) => failure = Some(e),
+    }
+
+    // Shutdown: timers and tasks first, then intake (the conductor finishes
+    // events in hand, commits and leaves), then agents, then services.
+    for b in &background {
+        b.abort();
+    }
+    let stop_all = || {
+        for a in &agents {
+            a.close();
+        }
+    };
+    if failure.is_some() {
+        stop_all();
+    }
+    if let Some(c) = conductor {
+        // The conductor watches the same signal; make sure it fired.
+        if !stop.is_set() {
+            stop_all();
+        }
+        match c.await {
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(Error::Task {
+                    what: "conductor".into(),
+                    message: e.to_string(),
+                });
+            }
+            Ok(Ok(())) => {}
+        }
+    }
+    stop_all();
+    let agents_done = futures::future::join_all(agent_tasks);
+    if tokio::time::timeout(Duration::from_secs(30), agents_done).await.is_err() {
+        tracing::warn!("agents did not stop within 30 s");
+    }
+    if let Err(e) = producer.flush().await {
+        tracing::error!(error = %e, "final producer flush failed");
+    }
+    for s in services.iter().rev() {
+        if let Err(e) = s.on_stop(&app).await {
+            tracing::error!(service = s.name(), error = %e, "service failed to stop");
+        }
+    }
+    tracing::info!(app = %app.id(), "worker stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn run_task(app: App, name: String, run: TaskFn) {
+    use futures::FutureExt;
+    let fut = event::scope(CurrentEvent::new(), run(app));
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(task = %name, error = %e, "task failed"),
+        Err(p) => tracing::error!(task = %name, panic = %panic_message(&p), "task panicked"),
+    }
+}
+
+async fn run_timer(app: App, name: String, interval: Duration, run: TaskFn, stop: ShutdownSignal) {
+    use futures::FutureExt;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait() => return,
+        }
+        let began = tokio::time::Instant::now();
+        let fut = event::scope(CurrentEvent::new(), run(app.clone()));
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(timer = %name, error = %e, "timer run failed"),
+            Err(p) => tracing::error!(timer = %name, panic = %panic_message(&p), "timer run panicked"),
+        }
+        let took = began.elapsed();
+        if took > interval {
+            tracing::warn!(timer = %name, ?took, ?interval, "timer run took longer than its interval; the next run is delayed, not stacked");
+        }
+    }
+}
