@@ -65,6 +65,10 @@ impl MemoryTransport {
     }
 
     /// A transport on the process-wide broker `name` (as `memory://NAME`).
+    ///
+    /// A named broker is created on first use and lives until the process
+    /// exits, so a worker that is stopped and started again finds its data;
+    /// tests should use unique names.
     pub fn named(name: &str) -> Self {
         Self::from_config(MemoryConfig {
             name: Some(name.to_string()),
