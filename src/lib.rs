@@ -1,1 +1,53 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub use faustus_core::*;
+
+/// Everything an app module usually needs.
+pub mod prelude {
+    pub use crate::AppMain;
+    pub use faustus_core::{
+        Agent, App, Channel, Error, Event, Result, SendOptions, Stream, Table, Topic,
+    };
+    pub use futures::StreamExt;
+}
+
+pub use futures;
+
+/// Register the drivers this build's cargo features enable into
+/// [`Registry::global`] (idempotent). `main` and `run_app` call it for you.
+pub fn install_default_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| register_default_drivers(Registry::global()));
+}
+
+/// Register the drivers this build's cargo features enable into `registry`.
+pub fn register_default_drivers(registry: &Registry) {
+    #[cfg(feature = "memory")]
+    {
+        faustus_transport_memory::register(registry);
+        faustus_store_memory::register(registry);
+    }
+    let _ = registry;
+}
+
+/// `app.main()`: Faust's command line for this app.
+pub trait AppMain {
+    /// Register the built-in drivers, parse the command line (`worker -l info`,
+    /// `agents`, `tables` …) and run it; returns the process exit code.
+    fn main(&self) -> std::process::ExitCode;
+}
+
+impl AppMain for App {
+    fn main(&self) -> std::process::ExitCode {
+        install_default_drivers();
+        self.main_with_registered_drivers()
+    }
+}
+
+/// Start building an app, with this build's drivers registered:
+/// `faustus::app("word-counts").broker("memory://").build()?`.
+pub fn app(id: impl Into<String>) -> AppBuilder {
+    install_default_drivers();
+    App::builder(id)
+}

@@ -231,7 +231,8 @@ where
                 let q2 = queue.clone();
                 let launch_f = f.clone();
                 let launch: Launch = Arc::new(move |app: App, cell| {
-                    let core = Core::<(), V>::new(app.inner.clone(), Source::Channel(q2.clone()), cell);
+                    let core =
+                        Core::<(), V>::new(app.inner.clone(), Source::Channel(q2.clone()), cell);
                     // The agent is typed on K = (): channels carry no keys.
                     let stream = retype_unit::<K, V>(Stream::from_core(core));
                     match stream {

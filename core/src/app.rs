@@ -30,6 +30,18 @@ use crate::url::DriverUrl;
 type DecodeHook = Arc<dyn Fn(&Error) + Send + Sync>;
 pub(crate) type TaskFn = Arc<dyn Fn(App) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
+/// Name, changelog topic and help of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TableInfo {
+    /// Table name.
+    pub name: String,
+    /// Its changelog topic.
+    pub changelog: String,
+    /// Help text.
+    pub help: String,
+}
+
 /// A one-shot task started when the worker is ready.
 pub(crate) struct TaskDef {
     pub(crate) name: String,
@@ -86,7 +98,8 @@ pub(crate) struct Subscriptions {
 }
 
 pub(crate) struct AppInner {
-    pub(crate) settings: Settings,
+    settings: parking_lot::RwLock<Arc<Settings>>,
+    started: std::sync::atomic::AtomicBool,
     pub(crate) app_id: String,
     pub(crate) registry: Registry,
     pub(crate) monitor: Monitor,
@@ -104,10 +117,28 @@ pub(crate) struct AppInner {
 }
 
 impl AppInner {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings.read().clone()
+    }
+
+    pub(crate) fn mark_started(&self) -> Result<()> {
+        if self.started.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(Error::State(format!(
+                "a worker of app {:?} is already running in this process",
+                self.app_id
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark_stopped(&self) {
+        self.started
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
     pub(crate) async fn transport(&self) -> Result<Arc<dyn Transport>> {
         self.transport
             .get_or_try_init(|| async {
-                let url = DriverUrl::parse("broker", &self.settings.broker)?;
+                let url = DriverUrl::parse("broker", &self.settings().broker)?;
                 self.registry.transport(&url)
             })
             .await
@@ -118,8 +149,10 @@ impl AppInner {
         self.producer
             .get_or_try_init(|| async {
                 let t = self.transport().await?;
-                t.producer(&ProducerConfig::new(self.settings.broker_client_id.clone()))
-                    .await
+                t.producer(&ProducerConfig::new(
+                    self.settings().broker_client_id.clone(),
+                ))
+                .await
             })
             .await
             .cloned()
@@ -128,10 +161,10 @@ impl AppInner {
     pub(crate) async fn store(&self) -> Result<Arc<dyn Store>> {
         self.store
             .get_or_try_init(|| async {
-                let url = DriverUrl::parse("store", &self.settings.store)?;
+                let url = DriverUrl::parse("store", &self.settings().store)?;
                 self.registry.store(
                     &url,
-                    &StoreContext::new(self.app_id.clone(), self.settings.table_path()),
+                    &StoreContext::new(self.app_id.clone(), self.settings().table_path()),
                 )
             })
             .await
@@ -159,7 +192,7 @@ impl AppInner {
 
     /// A new stream buffer subscribed to `topic`.
     pub(crate) fn subscribe(&self, topic: &TopicDef) -> Arc<StreamQueue<Delivered>> {
-        let queue = StreamQueue::new(self.settings.stream_buffer_maxsize, self.space.clone());
+        let queue = StreamQueue::new(self.settings().stream_buffer_maxsize, self.space.clone());
         self.subs
             .by_topic
             .lock()
@@ -196,8 +229,8 @@ impl fmt::Debug for App {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("App")
             .field("id", &self.inner.app_id)
-            .field("broker", &self.inner.settings.broker)
-            .field("store", &self.inner.settings.store)
+            .field("broker", &self.inner.settings().broker)
+            .field("store", &self.inner.settings().store)
             .finish()
     }
 }
@@ -214,8 +247,29 @@ impl App {
     }
 
     /// The settings in force.
-    pub fn settings(&self) -> &Settings {
-        &self.inner.settings
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings()
+    }
+
+    /// Change settings that only matter once a worker starts (data directory,
+    /// web host/port, canonical URL …), as the worker's command-line flags do.
+    /// Fails while a worker runs.
+    pub fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result<()> {
+        if self
+            .inner
+            .started
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(Error::State(
+                "settings cannot change while the worker runs".into(),
+            ));
+        }
+        let mut guard = self.inner.settings.write();
+        let mut s = (**guard).clone();
+        f(&mut s);
+        s.validate()?;
+        *guard = Arc::new(s);
+        Ok(())
     }
 
     /// The registry drivers and codecs are resolved from.
@@ -238,7 +292,7 @@ impl App {
     where
         V: DeserializeOwned + Send + 'static,
     {
-        Channel::new(self.clone(), self.inner.settings.stream_buffer_maxsize)
+        Channel::new(self.clone(), self.inner.settings().stream_buffer_maxsize)
     }
 
     /// An in-memory channel holding at most `capacity` values.
@@ -318,6 +372,28 @@ impl App {
             .iter()
             .map(|a| a.info())
             .collect()
+    }
+
+    /// Name, changelog topic and help of every table (for the `tables` command).
+    pub fn tables(&self) -> Vec<TableInfo> {
+        self.inner
+            .defs
+            .lock()
+            .tables
+            .iter()
+            .map(|t| TableInfo {
+                name: t.name().to_string(),
+                changelog: t.changelog().name.to_string(),
+                help: t.help().to_string(),
+            })
+            .collect()
+    }
+
+    /// Parse this process's command line and run the command (`worker`,
+    /// `agents`, `tables`, `topics`); returns the process exit code. Drivers
+    /// must be registered first (the `faustus` facade's `main` does that).
+    pub fn main_with_registered_drivers(&self) -> std::process::ExitCode {
+        crate::cli::run(self, std::env::args_os())
     }
 
     /// Names of the topics the app declared.
@@ -519,10 +595,11 @@ impl AppBuilder {
         for f in self.before.drain(..) {
             f();
         }
-        let env = self
-            .env
-            .take()
-            .unwrap_or_else(|| std::env::vars().filter(|(k, _)| k.starts_with("FAUSTUS_")).collect());
+        let env = self.env.take().unwrap_or_else(|| {
+            std::env::vars()
+                .filter(|(k, _)| k.starts_with("FAUSTUS_"))
+                .collect()
+        });
         self.settings.apply_env(&env, &self.explicit)?;
         for f in self.configured.drain(..) {
             f(&mut self.settings);
@@ -538,7 +615,8 @@ impl AppBuilder {
         Ok(App {
             inner: Arc::new(AppInner {
                 app_id,
-                settings: self.settings,
+                settings: parking_lot::RwLock::new(Arc::new(self.settings)),
+                started: std::sync::atomic::AtomicBool::new(false),
                 registry,
                 monitor: Monitor::default(),
                 subs: Subscriptions::default(),

@@ -59,7 +59,7 @@ impl Conductor {
         ready: tokio::sync::oneshot::Sender<Result<()>>,
     ) -> Self {
         let tables = app.inner.defs.lock().tables.clone();
-        let interval = app.inner.settings.broker_commit_interval;
+        let interval = app.inner.settings().broker_commit_interval;
         Conductor {
             app,
             consumer,
@@ -79,7 +79,9 @@ impl Conductor {
         if let Err(e) = &result {
             tracing::error!(error = %e, "conductor failed");
             if let Some(r) = self.ready.take() {
-                let _ = r.send(Err(crate::Error::State(format!("worker failed to start: {e}"))));
+                let _ = r.send(Err(crate::Error::State(format!(
+                    "worker failed to start: {e}"
+                ))));
             }
         }
         self.shutdown().await;
@@ -102,7 +104,7 @@ impl Conductor {
                 if let Err(e) = self.commit().await {
                     tracing::error!(error = %e, "commit failed; will retry at the next interval");
                 }
-                self.next_commit = now + self.app.inner.settings.broker_commit_interval;
+                self.next_commit = now + self.app.inner.settings().broker_commit_interval;
             }
             let still_parked = self.parts.values().any(|p| !p.parked.is_empty());
             let timeout = if still_parked {
@@ -143,7 +145,10 @@ impl Conductor {
         if topics != self.subscribed {
             let defs: Vec<_> = {
                 let d = self.app.inner.defs.lock();
-                topics.iter().filter_map(|t| d.topics.get(t).cloned()).collect()
+                topics
+                    .iter()
+                    .filter_map(|t| d.topics.get(t).cloned())
+                    .collect()
             };
             for def in defs {
                 def.declare(&self.app.inner).await?;
@@ -157,7 +162,10 @@ impl Conductor {
     }
 
     async fn deliver_batch(&mut self, batch: Vec<Message>) -> Result<()> {
-        self.app.inner.monitor.add_messages_received(batch.len() as u64);
+        self.app
+            .inner
+            .monitor
+            .add_messages_received(batch.len() as u64);
         let mut to_pause = Vec::new();
         for msg in batch {
             let tp = msg.tp();
@@ -200,7 +208,9 @@ impl Conductor {
             let empty = Vec::new();
             while let Some(front) = state.parked.pop_front() {
                 let subs = self.subs.get(&front.msg.topic).unwrap_or(&empty);
-                if let Err((msg, remaining)) = hand_out(&state.acks, front.msg, subs, front.remaining) {
+                if let Err((msg, remaining)) =
+                    hand_out(&state.acks, front.msg, subs, front.remaining)
+                {
                     state.parked.push_front(Parked {
                         msg,
                         remaining: Some(remaining),
@@ -222,7 +232,11 @@ impl Conductor {
     /// Commit every partition's fully processed offset, after the effects of
     /// those messages (sends, changelog writes) are acknowledged and stored.
     async fn commit(&mut self) -> Result<()> {
-        let soft = self.app.inner.settings.broker_commit_livelock_soft_timeout;
+        let soft = self
+            .app
+            .inner
+            .settings()
+            .broker_commit_livelock_soft_timeout;
         let now = Instant::now();
         let mut offsets = Vec::new();
         for (tp, st) in self.parts.iter_mut() {

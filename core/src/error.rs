@@ -76,7 +76,7 @@ impl fmt::Display for DriverKind {
 #[non_exhaustive]
 pub enum Error {
     /// No driver is registered for a URL scheme.
-    #[error("unknown {kind} scheme {scheme:?} in {url:?}; known schemes: {}", known.join(", "))]
+    #[error("unknown {kind} scheme {scheme:?} in {url:?}; known schemes: {}", if known.is_empty() { "none (no drivers are registered: build the app with faustus::app(..) or call faustus::install_default_drivers())".to_string() } else { known.join(", ") })]
     UnknownScheme {
         /// Transport, store, web or codec.
         kind: DriverKind,

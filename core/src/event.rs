@@ -118,7 +118,12 @@ pub struct Event<K, V> {
 }
 
 impl<K, V> Event<K, V> {
-    pub(crate) fn new(key: Option<K>, value: V, message: Option<Message>, ack: Arc<SharedAck>) -> Self {
+    pub(crate) fn new(
+        key: Option<K>,
+        value: V,
+        message: Option<Message>,
+        ack: Arc<SharedAck>,
+    ) -> Self {
         Event {
             key,
             value,

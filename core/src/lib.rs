@@ -5,6 +5,7 @@
 pub mod acks;
 pub mod agent;
 pub mod app;
+pub mod cli;
 pub mod codec;
 mod conductor;
 pub mod error;
@@ -25,7 +26,7 @@ pub mod web;
 pub mod worker;
 
 pub use agent::{Agent, AgentBuilder, AgentInfo};
-pub use app::{App, AppBuilder, Service};
+pub use app::{App, AppBuilder, Service, TableInfo};
 pub use error::{Error, Result};
 pub use event::{Event, EventInfo};
 pub use registry::Registry;

@@ -27,7 +27,7 @@ pub(crate) async fn recover(
     let mut consumer = transport
         .consumer(&ConsumerConfig::groupless(format!(
             "{}-recovery",
-            app.inner.settings.broker_client_id
+            app.inner.settings().broker_client_id
         )))
         .await?;
     // tp -> (table index, end offset)
@@ -35,7 +35,10 @@ pub(crate) async fn recover(
     let mut starts = Vec::new();
     for (i, table) in tables.iter().enumerate() {
         let Some(store) = table.table_store() else {
-            return Err(Error::State(format!("table {:?} is not open", table.name())));
+            return Err(Error::State(format!(
+                "table {:?} is not open",
+                table.name()
+            )));
         };
         for &p in partitions.iter().filter(|p| **p < table.partitions()) {
             let tp = TopicPartition::new(table.changelog().name.clone(), p);
@@ -59,9 +62,19 @@ pub(crate) async fn recover(
     }
     let total: i64 = todo
         .iter()
-        .map(|(tp, (_, end))| end - starts.iter().find(|(t, _)| t == tp).map(|s| s.1).unwrap_or(0))
+        .map(|(tp, (_, end))| {
+            end - starts
+                .iter()
+                .find(|(t, _)| t == tp)
+                .map(|s| s.1)
+                .unwrap_or(0)
+        })
         .sum();
-    tracing::info!(partitions = todo.len(), records = total, "recovering tables from their changelogs");
+    tracing::info!(
+        partitions = todo.len(),
+        records = total,
+        "recovering tables from their changelogs"
+    );
     let tps: Vec<TopicPartition> = todo.keys().cloned().collect();
     consumer.assign(&tps).await?;
     for (tp, start) in &starts {
@@ -77,7 +90,9 @@ pub(crate) async fn recover(
                 idle = 0;
                 for m in msgs {
                     let tp = m.tp();
-                    let Some((_, end)) = todo.get(&tp) else { continue };
+                    let Some((_, end)) = todo.get(&tp) else {
+                        continue;
+                    };
                     let end = *end;
                     if m.offset >= end {
                         continue;
@@ -114,7 +129,11 @@ pub(crate) async fn recover(
         }
         if last_log.elapsed() > Duration::from_secs(3) {
             last_log = tokio::time::Instant::now();
-            tracing::info!(done, remaining = total as u64 - done.min(total as u64), "table recovery in progress");
+            tracing::info!(
+                done,
+                remaining = total as u64 - done.min(total as u64),
+                "table recovery in progress"
+            );
         }
     }
     let keys: Vec<TopicPartition> = pending.keys().cloned().collect();

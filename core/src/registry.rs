@@ -234,7 +234,10 @@ mod tests {
         let e = r
             .transport(&DriverUrl::parse("broker", "kafka://localhost:9092").unwrap())
             .unwrap_err();
-        assert!(matches!(e, Error::FeatureDisabled { ref feature, .. } if feature == "kafka"), "{e}");
+        assert!(
+            matches!(e, Error::FeatureDisabled { ref feature, .. } if feature == "kafka"),
+            "{e}"
+        );
         let e = r
             .transport(&DriverUrl::parse("broker", "zmq://x").unwrap())
             .unwrap_err();
@@ -249,6 +252,9 @@ mod tests {
         let c = r.codec("json|binary").unwrap();
         assert_eq!(c.decode::<u32>(c.encode(&7u32).unwrap()).unwrap(), 7);
         let e = r.codec("json|gzip").unwrap_err();
-        assert!(e.to_string().contains("gzip") && e.to_string().contains("binary"), "{e}");
+        assert!(
+            e.to_string().contains("gzip") && e.to_string().contains("binary"),
+            "{e}"
+        );
     }
 }

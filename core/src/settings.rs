@@ -149,7 +149,10 @@ impl Settings {
             return Err(Error::config("topic_partitions", "must be at least 1"));
         }
         if self.topic_replication_factor == 0 {
-            return Err(Error::config("topic_replication_factor", "must be at least 1"));
+            return Err(Error::config(
+                "topic_replication_factor",
+                "must be at least 1",
+            ));
         }
         if self.stream_buffer_maxsize == 0 {
             return Err(Error::config("stream_buffer_maxsize", "must be at least 1"));
@@ -184,7 +187,10 @@ impl Settings {
                 continue;
             }
             setter(self, value).map_err(|message| {
-                Error::config(*name, format!("{message} (from environment variable {var}={value:?})"))
+                Error::config(
+                    *name,
+                    format!("{message} (from environment variable {var}={value:?})"),
+                )
             })?;
         }
         if !explicit.contains("datadir") && !env.contains_key("FAUSTUS_DATADIR") {
@@ -201,7 +207,11 @@ impl Settings {
                 name,
                 format!(
                     "unknown setting; known: {}",
-                    SETTERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    SETTERS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
         }
@@ -223,14 +233,24 @@ const SETTERS: &[(&str, Setter)] = &[
     ("store", |s, v| nonempty(v).map(|v| s.store = v)),
     ("web", |s, v| nonempty(v).map(|v| s.web = v)),
     ("datadir", |s, v| nonempty(v).map(|v| s.datadir = v.into())),
-    ("tabledir", |s, v| nonempty(v).map(|v| s.tabledir = v.into())),
-    ("key_serializer", |s, v| nonempty(v).map(|v| s.key_serializer = v)),
-    ("value_serializer", |s, v| nonempty(v).map(|v| s.value_serializer = v)),
-    ("topic_partitions", |s, v| parse_num(v).map(|n| s.topic_partitions = n)),
+    ("tabledir", |s, v| {
+        nonempty(v).map(|v| s.tabledir = v.into())
+    }),
+    ("key_serializer", |s, v| {
+        nonempty(v).map(|v| s.key_serializer = v)
+    }),
+    ("value_serializer", |s, v| {
+        nonempty(v).map(|v| s.value_serializer = v)
+    }),
+    ("topic_partitions", |s, v| {
+        parse_num(v).map(|n| s.topic_partitions = n)
+    }),
     ("topic_replication_factor", |s, v| {
         parse_num(v).map(|n| s.topic_replication_factor = n)
     }),
-    ("broker_client_id", |s, v| nonempty(v).map(|v| s.broker_client_id = v)),
+    ("broker_client_id", |s, v| {
+        nonempty(v).map(|v| s.broker_client_id = v)
+    }),
     ("broker_commit_interval", |s, v| {
         parse_duration(v).map(|d| s.broker_commit_interval = d)
     }),
@@ -250,15 +270,21 @@ const SETTERS: &[(&str, Setter)] = &[
         s.canonical_url = v.to_string();
         Ok(())
     }),
-    ("web_enabled", |s, v| parse_bool(v).map(|b| s.web_enabled = b)),
+    ("web_enabled", |s, v| {
+        parse_bool(v).map(|b| s.web_enabled = b)
+    }),
     ("web_host", |s, v| nonempty(v).map(|v| s.web_host = v)),
     ("web_port", |s, v| parse_num(v).map(|n| s.web_port = n)),
     ("reply_to", |s, v| nonempty(v).map(|v| s.reply_to = v)),
     ("reply_create_topic", |s, v| {
         parse_bool(v).map(|b| s.reply_create_topic = b)
     }),
-    ("reply_expires", |s, v| parse_duration(v).map(|d| s.reply_expires = d)),
-    ("reply_to_prefix", |s, v| nonempty(v).map(|v| s.reply_to_prefix = v)),
+    ("reply_expires", |s, v| {
+        parse_duration(v).map(|d| s.reply_expires = d)
+    }),
+    ("reply_to_prefix", |s, v| {
+        nonempty(v).map(|v| s.reply_to_prefix = v)
+    }),
 ];
 
 fn nonempty(v: &str) -> std::result::Result<String, String> {
@@ -271,9 +297,12 @@ fn nonempty(v: &str) -> std::result::Result<String, String> {
 }
 
 fn parse_num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number (of type {}), got {v:?}", std::any::type_name::<T>()))
+    v.trim().parse().map_err(|_| {
+        format!(
+            "expected a whole number (of type {}), got {v:?}",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 fn parse_bool(v: &str) -> std::result::Result<bool, String> {
@@ -292,9 +321,9 @@ pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("expected a duration like 3, 2.5, 250ms, 3s, 5m, 1h or 1d, got {v:?}"))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!("expected a duration like 3, 2.5, 250ms, 3s, 5m, 1h or 1d, got {v:?}")
+    })?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -319,7 +348,10 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -327,7 +359,10 @@ mod tests {
         let s = Settings::defaults("word-counts");
         assert_eq!(s.topic_partitions, 8);
         assert_eq!(s.broker_commit_interval, Duration::from_secs(3));
-        assert_eq!(s.broker_commit_livelock_soft_timeout, Duration::from_secs(300));
+        assert_eq!(
+            s.broker_commit_livelock_soft_timeout,
+            Duration::from_secs(300)
+        );
         assert_eq!(s.stream_buffer_maxsize, 1000);
         assert_eq!(s.web_port, 6066);
         assert_eq!(s.datadir, PathBuf::from("word-counts-data"));
@@ -350,7 +385,10 @@ mod tests {
         s.web_port = 7000;
         let explicit = BTreeSet::from(["web_port"]);
         s.apply_env(
-            &env(&[("FAUSTUS_WEB_PORT", "9000"), ("FAUSTUS_TOPIC_PARTITIONS", "4")]),
+            &env(&[
+                ("FAUSTUS_WEB_PORT", "9000"),
+                ("FAUSTUS_TOPIC_PARTITIONS", "4"),
+            ]),
             &explicit,
         )
         .unwrap();
@@ -374,16 +412,27 @@ mod tests {
     fn bad_values_name_the_setting() {
         let mut s = Settings::defaults("app");
         let e = s
-            .apply_env(&env(&[("FAUSTUS_BROKER_COMMIT_INTERVAL", "soon")]), &BTreeSet::new())
+            .apply_env(
+                &env(&[("FAUSTUS_BROKER_COMMIT_INTERVAL", "soon")]),
+                &BTreeSet::new(),
+            )
             .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("broker_commit_interval") && msg.contains("FAUSTUS_BROKER_COMMIT_INTERVAL"), "{msg}");
+        assert!(
+            msg.contains("broker_commit_interval")
+                && msg.contains("FAUSTUS_BROKER_COMMIT_INTERVAL"),
+            "{msg}"
+        );
         let e = s.set("web_port", "99999").unwrap_err();
         assert!(e.to_string().contains("web_port"), "{e}");
         let e = s.set("no_such", "1").unwrap_err();
         assert!(e.to_string().contains("known"), "{e}");
         s.topic_partitions = 0;
-        assert!(s.validate().unwrap_err().to_string().contains("topic_partitions"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("topic_partitions"));
     }
 
     #[test]

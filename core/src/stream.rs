@@ -87,7 +87,11 @@ where
     K: DeserializeOwned + Send + 'static,
     V: DeserializeOwned + Send + 'static,
 {
-    pub(crate) fn new(app: Arc<AppInner>, source: Source<K, V>, current: Arc<CurrentEvent>) -> Self {
+    pub(crate) fn new(
+        app: Arc<AppInner>,
+        source: Source<K, V>,
+        current: Arc<CurrentEvent>,
+    ) -> Self {
         Core {
             app,
             source,
@@ -207,11 +211,15 @@ where
     V: DeserializeOwned + 'static,
 {
     let key = match &msg.key {
-        Some(k) => Some(key_codec.decode::<K>(k.clone()).map_err(|message| Error::Decode {
-            field: Field::Key,
-            at: msg.coordinates(),
-            message: format!("{message} (codec {})", key_codec.name()),
-        })?),
+        Some(k) => Some(
+            key_codec
+                .decode::<K>(k.clone())
+                .map_err(|message| Error::Decode {
+                    field: Field::Key,
+                    at: msg.coordinates(),
+                    message: format!("{message} (codec {})", key_codec.name()),
+                })?,
+        ),
         None => None,
     };
     let Some(raw) = &msg.value else {

@@ -152,7 +152,14 @@ where
     /// Register the table (and its changelog topic) with the app.
     pub fn build(self) -> Result<Table<K, V>> {
         let app = self.app.clone();
-        if app.inner.defs.lock().tables.iter().any(|t| t.name() == self.name) {
+        if app
+            .inner
+            .defs
+            .lock()
+            .tables
+            .iter()
+            .any(|t| t.name() == self.name)
+        {
             return Err(Error::config(
                 format!("table {:?}", self.name),
                 "a table with this name is already defined",
@@ -160,7 +167,7 @@ where
         }
         let partitions = self
             .partitions
-            .unwrap_or(app.inner.settings.topic_partitions);
+            .unwrap_or(app.inner.settings().topic_partitions);
         let mut changelog = app
             .topic::<K, V>(format!("{}-{}-changelog", app.id(), self.name))
             .partitions(partitions)
@@ -273,12 +280,15 @@ where
     }
 
     fn encode_key(&self, key: &K) -> Result<Bytes> {
-        self.inner.key_codec.encode(key).map_err(|message| Error::Encode {
-            field: Field::Key,
-            topic: self.inner.changelog.name.to_string(),
-            codec: self.inner.key_codec.name().to_string(),
-            message,
-        })
+        self.inner
+            .key_codec
+            .encode(key)
+            .map_err(|message| Error::Encode {
+                field: Field::Key,
+                topic: self.inner.changelog.name.to_string(),
+                codec: self.inner.key_codec.name().to_string(),
+                message,
+            })
     }
 
     async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
@@ -292,19 +302,26 @@ where
         let rt = self.runtime()?;
         let raw = rt.store.get(partition, &self.encode_key(key)?).await?;
         let value = match raw {
-            Some(b) => Some(self.inner.value_codec.decode::<V>(b).map_err(|message| {
-                Error::Codec {
-                    codec: self.inner.value_codec.name().to_string(),
-                    message: format!(
-                        "stored value of table {:?} partition {partition}: {message}",
-                        self.inner.name
-                    ),
-                }
-            })?),
+            Some(b) => {
+                Some(
+                    self.inner
+                        .value_codec
+                        .decode::<V>(b)
+                        .map_err(|message| Error::Codec {
+                            codec: self.inner.value_codec.name().to_string(),
+                            message: format!(
+                                "stored value of table {:?} partition {partition}: {message}",
+                                self.inner.name
+                            ),
+                        })?,
+                )
+            }
             None => None,
         };
         if let Some(part) = self.inner.parts.lock().get_mut(&partition) {
-            part.cache.entry(key.clone()).or_insert_with(|| value.clone());
+            part.cache
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
         }
         Ok(value)
     }
@@ -382,15 +399,24 @@ where
         let rt = self.runtime()?;
         let kb = self.encode_key(&key)?;
         let vb = match &value {
-            Some(v) => Some(self.inner.value_codec.encode(v).map_err(|message| Error::Encode {
-                field: Field::Value,
-                topic: self.inner.changelog.name.to_string(),
-                codec: self.inner.value_codec.name().to_string(),
-                message,
-            })?),
+            Some(v) => Some(
+                self.inner
+                    .value_codec
+                    .encode(v)
+                    .map_err(|message| Error::Encode {
+                        field: Field::Value,
+                        topic: self.inner.changelog.name.to_string(),
+                        codec: self.inner.value_codec.name().to_string(),
+                        message,
+                    })?,
+            ),
             None => None,
         };
-        let mut record = Record::new(self.inner.changelog.name.clone(), Some(kb.clone()), vb.clone());
+        let mut record = Record::new(
+            self.inner.changelog.name.clone(),
+            Some(kb.clone()),
+            vb.clone(),
+        );
         record.partition = Some(partition);
         let delivery = rt.producer.send(record).await?;
         let mut parts = self.inner.parts.lock();
@@ -440,14 +466,25 @@ where
                 let Some(last) = page.last() else { break };
                 after = Some(last.0.clone());
                 for (k, v) in page {
-                    let key = self.inner.key_codec.decode::<K>(k).map_err(|m| Error::Codec {
-                        codec: self.inner.key_codec.name().into(),
-                        message: format!("stored key of table {:?}: {m}", self.inner.name),
-                    })?;
-                    let value = self.inner.value_codec.decode::<V>(v).map_err(|m| Error::Codec {
-                        codec: self.inner.value_codec.name().into(),
-                        message: format!("stored value of table {:?}: {m}", self.inner.name),
-                    })?;
+                    let key = self
+                        .inner
+                        .key_codec
+                        .decode::<K>(k)
+                        .map_err(|m| Error::Codec {
+                            codec: self.inner.key_codec.name().into(),
+                            message: format!("stored key of table {:?}: {m}", self.inner.name),
+                        })?;
+                    let value =
+                        self.inner
+                            .value_codec
+                            .decode::<V>(v)
+                            .map_err(|m| Error::Codec {
+                                codec: self.inner.value_codec.name().into(),
+                                message: format!(
+                                    "stored value of table {:?}: {m}",
+                                    self.inner.name
+                                ),
+                            })?;
                     out.push((key, value));
                 }
             }

@@ -38,11 +38,11 @@ impl TopicDef {
     pub(crate) fn spec(&self, app: &AppInner) -> TopicSpec {
         let mut spec = TopicSpec::new(
             self.name.to_string(),
-            self.partitions.unwrap_or(app.settings.topic_partitions),
+            self.partitions.unwrap_or(app.settings().topic_partitions),
         );
         spec.replicas = self
             .replicas
-            .unwrap_or(app.settings.topic_replication_factor);
+            .unwrap_or(app.settings().topic_replication_factor);
         spec.compacting = self.compacting;
         spec.deleting = self.deleting;
         spec.retention = self.retention;
@@ -66,6 +66,14 @@ impl TopicDef {
         self.declared
             .get_or_try_init(|| async {
                 let transport = app.transport().await?;
+                // A source topic the app does not own and gave no partition
+                // count is used as it exists; internal topics must match.
+                if !self.internal
+                    && self.partitions.is_none()
+                    && transport.partition_count(&self.name).await?.is_some()
+                {
+                    return Ok(());
+                }
                 transport.create_topic(&self.spec(app)).await
             })
             .await
@@ -171,12 +179,12 @@ impl<K, V> TopicBuilder<K, V> {
         let key_codec = inner.registry.codec(
             self.key_serializer
                 .as_deref()
-                .unwrap_or(&inner.settings.key_serializer),
+                .unwrap_or(&inner.settings().key_serializer),
         )?;
         let value_codec = inner.registry.codec(
             self.value_serializer
                 .as_deref()
-                .unwrap_or(&inner.settings.value_serializer),
+                .unwrap_or(&inner.settings().value_serializer),
         )?;
         if self.name.is_empty() {
             return Err(Error::config("topic", "topic names must not be empty"));
@@ -298,7 +306,7 @@ where
     pub fn partitions(&self) -> u32 {
         self.def
             .partitions
-            .unwrap_or(self.app.inner.settings.topic_partitions)
+            .unwrap_or(self.app.inner.settings().topic_partitions)
     }
 
     /// Send and wait until the transport acknowledged it.
@@ -334,12 +342,17 @@ where
         options: SendOptions,
     ) -> Result<Delivery> {
         let key = match key {
-            Some(k) => Some(self.def.key_codec.encode(k).map_err(|message| Error::Encode {
-                field: Field::Key,
-                topic: self.def.name.to_string(),
-                codec: self.def.key_codec.name().to_string(),
-                message,
-            })?),
+            Some(k) => Some(
+                self.def
+                    .key_codec
+                    .encode(k)
+                    .map_err(|message| Error::Encode {
+                        field: Field::Key,
+                        topic: self.def.name.to_string(),
+                        codec: self.def.key_codec.name().to_string(),
+                        message,
+                    })?,
+            ),
             None => None,
         };
         let value = self

@@ -93,10 +93,7 @@ impl Message {
 
     /// First header with this name.
     pub fn header(&self, name: &str) -> Option<&Bytes> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 }
 

@@ -53,7 +53,9 @@ pub struct WorkerHandle {
 
 impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerHandle").field("app", &self.app).finish()
+        f.debug_struct("WorkerHandle")
+            .field("app", &self.app)
+            .finish()
     }
 }
 
@@ -191,7 +193,15 @@ type ReadyTx = watch::Sender<Option<std::result::Result<(), String>>>;
 
 async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
     let inner = app.inner.clone();
-    let settings = &inner.settings;
+    inner.mark_started()?;
+    let result = run_worker_inner(app.clone(), stop, ready).await;
+    inner.mark_stopped();
+    result
+}
+
+async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
+    let inner = app.inner.clone();
+    let settings = inner.settings();
     let transport = inner.transport().await?;
     let producer = inner.producer().await?;
     let (topics, tables, agents, services) = {
@@ -256,7 +266,10 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
             let (tasks, timers) = {
                 let d = inner.defs.lock();
                 (
-                    d.tasks.iter().map(|t| (t.name.clone(), t.run.clone())).collect::<Vec<_>>(),
+                    d.tasks
+                        .iter()
+                        .map(|t| (t.name.clone(), t.run.clone()))
+                        .collect::<Vec<_>>(),
                     d.timers
                         .iter()
                         .map(|t| (t.name.clone(), t.interval, t.run.clone()))
@@ -267,7 +280,13 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
                 background.push(tokio::spawn(run_task(app.clone(), name, run)));
             }
             for (name, interval, run) in timers {
-                background.push(tokio::spawn(run_timer(app.clone(), name, interval, run, stop.clone())));
+                background.push(tokio::spawn(run_timer(
+                    app.clone(),
+                    name,
+                    interval,
+                    run,
+                    stop.clone(),
+                )));
             }
             // Run until asked to stop, or until the conductor fails.
             if let Some(c) = conductor.as_mut() {
@@ -321,7 +340,10 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
     }
     stop_all();
     let agents_done = futures::future::join_all(agent_tasks);
-    if tokio::time::timeout(Duration::from_secs(30), agents_done).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), agents_done)
+        .await
+        .is_err()
+    {
         tracing::warn!("agents did not stop within 30 s");
     }
     if let Err(e) = producer.flush().await {
@@ -363,7 +385,9 @@ async fn run_timer(app: App, name: String, interval: Duration, run: TaskFn, stop
         match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(timer = %name, error = %e, "timer run failed"),
-            Err(p) => tracing::error!(timer = %name, panic = %panic_message(&p), "timer run panicked"),
+            Err(p) => {
+                tracing::error!(timer = %name, panic = %panic_message(&p), "timer run panicked")
+            }
         }
         let took = began.elapsed();
         if took > interval {
