@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::event::{self, CurrentEvent};
+use crate::monitor::AgentFailure;
 use crate::queue::StreamQueue;
 use crate::stream::{ChannelItem, Core, Delivered, Source, Stream};
 use crate::topic::{Channel, SendOptions, Topic};
@@ -97,12 +98,22 @@ impl AgentDef {
                     return;
                 }
                 Ok(Err(e)) => {
-                    app.inner.monitor.add_agent_errors(1);
+                    app.inner.monitor.record_failure(AgentFailure {
+                        agent: self.name.clone(),
+                        event: at.clone(),
+                        message: e.to_string(),
+                        panicked: false,
+                    });
                     tracing::error!(agent = %self.name, event = %at, error = %e, "agent failed; the event is acked and the agent restarts");
                 }
                 Err(panic) => {
-                    app.inner.monitor.add_agent_errors(1);
                     let msg = panic_message(&panic);
+                    app.inner.monitor.record_failure(AgentFailure {
+                        agent: self.name.clone(),
+                        event: at.clone(),
+                        message: msg.clone(),
+                        panicked: true,
+                    });
                     tracing::error!(agent = %self.name, event = %at, panic = %msg, "agent panicked; the event is acked and the agent restarts");
                 }
             }

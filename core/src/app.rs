@@ -418,6 +418,18 @@ impl App {
         }
     }
 
+    /// For every stream buffer, its topic and the most events it ever held
+    /// (never more than `stream_buffer_maxsize`).
+    pub fn stream_buffer_peaks(&self) -> Vec<(String, usize)> {
+        let subs = self.inner.subs.by_topic.lock();
+        let mut v: Vec<(String, usize)> = subs
+            .iter()
+            .flat_map(|(t, qs)| qs.iter().map(move |q| (t.to_string(), q.peak())))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Partitions this worker holds now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         let mut v: Vec<_> = self.inner.assigned.lock().keys().cloned().collect();

@@ -210,6 +210,15 @@ impl Error {
         }
     }
 
+    /// Any other error (e.g. from user code in an agent), kept as the source.
+    pub fn other(source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            backend: "app".into(),
+            retryable: false,
+            source: source.into(),
+        }
+    }
+
     /// A driver error that is not worth retrying.
     pub fn backend(backend: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Backend {

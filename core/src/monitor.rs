@@ -1,6 +1,26 @@
 //! Counters about what the worker did, for logs, tests and (later) `/metrics`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// How many recent agent failures are kept.
+const KEEP_FAILURES: usize = 100;
+
+/// One agent failure: an error returned or a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AgentFailure {
+    /// Agent name.
+    pub agent: String,
+    /// The event being processed (`topic[partition]@offset`), if any.
+    pub event: String,
+    /// The error or panic message.
+    pub message: String,
+    /// Whether it was a panic.
+    pub panicked: bool,
+}
 
 /// Worker counters. Cheap to update (relaxed atomics).
 #[derive(Debug, Default)]
@@ -15,6 +35,24 @@ pub struct Monitor {
     rebalances: AtomicU64,
     partitions_paused: AtomicU64,
     recovered_records: AtomicU64,
+    failures: Mutex<VecDeque<AgentFailure>>,
+}
+
+impl Monitor {
+    /// Record an agent failure (the most recent ones are kept).
+    pub fn record_failure(&self, failure: AgentFailure) {
+        self.add_agent_errors(1);
+        let mut f = self.failures.lock();
+        if f.len() >= KEEP_FAILURES {
+            f.pop_front();
+        }
+        f.push_back(failure);
+    }
+
+    /// The most recent agent failures, oldest first.
+    pub fn failures(&self) -> Vec<AgentFailure> {
+        self.failures.lock().iter().cloned().collect()
+    }
 }
 
 /// A copy of the counters at one moment.

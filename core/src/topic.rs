@@ -302,6 +302,16 @@ where
         &self.def.name
     }
 
+    /// The key codec's name.
+    pub fn key_serializer(&self) -> &str {
+        self.def.key_codec.name()
+    }
+
+    /// The value codec's name.
+    pub fn value_serializer(&self) -> &str {
+        self.def.value_codec.name()
+    }
+
     /// The partition count the app creates it with.
     pub fn partitions(&self) -> u32 {
         self.def

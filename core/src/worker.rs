@@ -294,11 +294,12 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
                     _ = stop.wait() => {}
                     r = c => {
                         conductor = None;
-                        failure = Some(match r {
-                            Ok(Ok(())) => Error::State("conductor stopped".into()),
-                            Ok(Err(e)) => e,
-                            Err(e) => Error::Task { what: "conductor".into(), message: e.to_string() },
-                        });
+                        failure = match r {
+                            Ok(Ok(())) if stop.is_set() => None,
+                            Ok(Ok(())) => Some(Error::State("conductor stopped".into())),
+                            Ok(Err(e)) => Some(e),
+                            Err(e) => Some(Error::Task { what: "conductor".into(), message: e.to_string() }),
+                        };
                     }
                 }
             }

@@ -1,6 +1,10 @@
-//! Faustus testkit: driver conformance suites, and (coming) the agent test
-//! context and the cluster simulator.
+//! Faustus testkit: the agent test context ([`TestContext`]) for unit-testing
+//! agents without a broker, and the conformance suites every `Transport` and
+//! `Store` driver runs.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod context;
 pub mod store_conformance;
 pub mod transport_conformance;
+
+pub use context::TestContext;
