@@ -1,0 +1,151 @@
+//! Tables: changelog per write, recovery by another worker, writes outside events.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use faustus::prelude::*;
+use faustus::{Error, TopicPartition};
+use support::*;
+
+/// The counting app used by these tests: `events` → `count` agent → `counts` table.
+fn counting_app(broker_name: &str) -> (App, Topic<String, u64>, Table<String, u64>) {
+    let app = app_on(broker_name, "counting")
+        .topic_partitions(4u32)
+        .build()
+        .unwrap();
+    let events = app.topic::<String, u64>("events").build().unwrap();
+    let counts = app
+        .table::<String, u64>("counts")
+        .with_default()
+        .build()
+        .unwrap();
+    app.agent::<String, u64>("count")
+        .on(&events)
+        .build({
+            let counts = counts.clone();
+            move |s| {
+                let counts = counts.clone();
+                async move {
+                    let mut items = s.items();
+                    while let Some((key, n)) = items.next().await {
+                        counts.update(key.unwrap_or_default(), |c| *c += n).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    (app, events, counts)
+}
+
+fn keys() -> Vec<String> {
+    (0..40).map(|i| format!("user-{i}")).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_write_goes_to_the_changelog_and_a_second_worker_recovers_it() {
+    let name = unique("tables");
+    let (app1, events, counts1) = counting_app(&name);
+    let w1 = start(&app1).await;
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last = BTreeMap::new();
+    for round in 1..=3u64 {
+        for k in keys() {
+            let md = events.send(k.clone(), round).await.unwrap();
+            *expected.entry(k).or_default() += round;
+            last.insert(md.partition, md.offset);
+        }
+    }
+    for (p, o) in &last {
+        app1.processed(&TopicPartition::new("events", *p), *o).await;
+    }
+    // One changelog record per write (120 writes), the last value per key last.
+    let b = broker(&name);
+    let changelog = counts1.changelog_topic().to_string();
+    assert_eq!(changelog, "counting-counts-changelog");
+    let mut records = 0;
+    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
+    for p in 0..4 {
+        for m in b.messages(&changelog, p) {
+            records += 1;
+            let k: String = serde_json::from_slice(m.key.as_deref().unwrap()).unwrap();
+            let v: u64 = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+            folded.insert(k, v);
+        }
+    }
+    assert_eq!(records, 120);
+    assert_eq!(
+        folded, expected,
+        "the table equals the fold of its changelog"
+    );
+    for k in keys() {
+        assert_eq!(counts1.get(&k).await.unwrap(), expected.get(&k).copied());
+    }
+
+    // A second worker of the same app joins: it takes over half the
+    // partitions and recovers their values from the changelog.
+    let (app2, _events2, counts2) = counting_app(&name);
+    let w2 = start(&app2).await;
+    eventually("the group to settle with two members", || {
+        !b.is_rebalancing("counting")
+            && !app1.assignment().is_empty()
+            && !app2.assignment().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mine: Vec<u32> = counts2.active_partitions();
+    assert!(
+        !mine.is_empty() && mine.len() < 4,
+        "worker 2 serves some partitions: {mine:?}"
+    );
+    let mut checked = 0;
+    for k in keys() {
+        let p = faustus::partitioner::partition_for_key(
+            serde_json::to_string(&k).unwrap().as_bytes(),
+            4,
+        );
+        if mine.contains(&p) {
+            assert_eq!(
+                counts2.get(&k).await.unwrap(),
+                expected.get(&k).copied(),
+                "{k} recovered"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+
+    // Worker 1 leaves; worker 2 takes everything over and keeps counting.
+    w1.stop().await.unwrap();
+    eventually("worker 2 holds all partitions", || {
+        counts2.active_partitions().len() == 4
+    })
+    .await;
+    let md = events.send("user-0".into(), 100).await.unwrap();
+    app2.processed(&TopicPartition::new("events", md.partition), md.offset)
+        .await;
+    assert_eq!(
+        counts2.get(&"user-0".to_string()).await.unwrap(),
+        Some(6 + 100)
+    );
+    for k in keys() {
+        if k != "user-0" {
+            assert_eq!(counts2.get(&k).await.unwrap(), expected.get(&k).copied());
+        }
+    }
+    assert_eq!(counts2.len().await.unwrap(), 40);
+    w2.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn writing_outside_an_event_is_an_error_that_says_so() {
+    let name = unique("outside");
+    let (app, _events, counts) = counting_app(&name);
+    let w = start(&app).await;
+    let e = counts.set("x".into(), 1).await.unwrap_err();
+    assert!(matches!(e, Error::NoCurrentEvent { .. }), "{e}");
+    assert!(e.to_string().contains("outside of a stream event"), "{e}");
+    w.stop().await.unwrap();
+}
