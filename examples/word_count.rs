@@ -8,8 +8,8 @@
 //!
 //! On `memory://` (the default) a timer feeds sample posts so the demo shows
 //! work with nothing installed; every few seconds it logs how many words and
-//! distinct words it has counted. Point it at Kafka with
-//! `FAUSTUS_BROKER=kafka://localhost:9092`.
+//! distinct words it has counted. `cargo run --example word_count -- agents`
+//! lists the agents. Point it at another broker with `FAUSTUS_BROKER=...`.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,26 +19,30 @@ use std::time::Duration;
 use faustus::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// What `shuffle_words` sends to `count_words`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Word {
-    word: String,
+pub struct Word {
+    /// The word.
+    pub word: String,
 }
 
-const POSTS: &[&str] = &[
-    "the quick brown fox jumps over the lazy dog",
-    "faust is a stream processing library porting the ideas of kafka streams to python",
-    "faustus brings faust to rust with agents streams and tables",
-    "tables are partitioned and backed by a changelog topic",
-    "every worker of one app shares the partitions of its topics",
-];
+/// The app's parts, for tests and timers.
+#[derive(Clone)]
+pub struct WordCount {
+    /// The app.
+    pub app: App,
+    /// Blog posts (key: post id, value: body).
+    pub posts: Topic<String, String>,
+    /// The counting agent (keyed by word, so counts are copartitioned).
+    pub count_words: Agent<String, Word>,
+    /// Word → count.
+    pub word_counts: Table<String, u64>,
+    /// Words counted by this worker.
+    pub counted: Arc<AtomicU64>,
+}
 
-fn build() -> faustus::Result<App> {
-    let app = faustus::app("word-counts")
-        .broker("memory://")
-        .store("memory://")
-        .topic_partitions(8u32)
-        .build()?;
-
+/// Define the topics, agents and table on `app`.
+pub fn build(app: App) -> faustus::Result<WordCount> {
     let posts = app.topic::<String, String>("posts").build()?;
     let word_counts = app
         .table::<String, u64>("word_counts")
@@ -69,29 +73,46 @@ fn build() -> faustus::Result<App> {
     app.agent::<String, String>("shuffle_words")
         .on(&posts)
         .help("Split posts into words and send each to count_words.")
-        .build(move |mut posts| {
+        .build({
             let count_words = count_words.clone();
-            async move {
-                while let Some(post) = posts.next().await {
-                    for word in post.split_whitespace() {
-                        count_words
-                            .send(
-                                word.to_string(),
-                                Word {
-                                    word: word.to_string(),
-                                },
-                            )
-                            .await?;
+            move |mut posts| {
+                let count_words = count_words.clone();
+                async move {
+                    while let Some(post) = posts.next().await {
+                        for word in post.split_whitespace() {
+                            let word = word.to_lowercase();
+                            count_words.send(word.clone(), Word { word }).await?;
+                        }
                     }
+                    Ok(())
                 }
-                Ok(())
             }
         })?;
 
-    if app.settings().broker.starts_with("memory://") {
-        // Nothing else feeds a private in-memory broker: post a few sample posts.
+    Ok(WordCount {
+        app,
+        posts,
+        count_words,
+        word_counts,
+        counted,
+    })
+}
+
+const POSTS: &[&str] = &[
+    "the quick brown fox jumps over the lazy dog",
+    "faust is a stream processing library porting the ideas of kafka streams to python",
+    "faustus brings faust to rust with agents streams and tables",
+    "tables are partitioned and backed by a changelog topic",
+    "every worker of one app shares the partitions of its topics",
+];
+
+/// The demo's timers: sample posts (only on `memory://`, where nothing else
+/// feeds the topic) and a progress report every 3 s.
+pub fn demo_timers(wc: &WordCount) {
+    if wc.app.settings().broker.starts_with("memory://") {
         let next = Arc::new(AtomicU64::new(0));
-        app.timer(
+        let posts = wc.posts.clone();
+        wc.app.timer(
             "feed_sample_posts",
             Duration::from_millis(200),
             move |_app| {
@@ -108,28 +129,31 @@ fn build() -> faustus::Result<App> {
             },
         );
     }
-
-    app.timer("report", Duration::from_secs(3), move |_app| {
+    let (word_counts, counted) = (wc.word_counts.clone(), wc.counted.clone());
+    wc.app.timer("report", Duration::from_secs(3), move |_app| {
         let word_counts = word_counts.clone();
         let counted = counted.clone();
         async move {
             let distinct = word_counts.len().await?;
-            let top = word_counts.get(&"the".to_string()).await?.unwrap_or(0);
-            tracing::info!(
-                words = counted.load(Ordering::Relaxed),
-                distinct,
-                the = top,
-                "word count progress"
-            );
+            let the = word_counts.get(&"the".to_string()).await?.unwrap_or(0);
+            let words = counted.load(Ordering::Relaxed);
+            tracing::info!(words, distinct, the, "word count progress");
             Ok(())
         }
     });
-    Ok(app)
 }
 
 fn main() -> ExitCode {
-    match build() {
-        Ok(app) => app.main(),
+    let app = faustus::app("word-counts")
+        .broker("memory://")
+        .store("memory://")
+        .build()
+        .and_then(build);
+    match app {
+        Ok(wc) => {
+            demo_timers(&wc);
+            wc.app.main()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
