@@ -39,7 +39,8 @@ type Launch = Arc<dyn Fn(App, Arc<CurrentEvent>) -> BoxFuture<'static, Result<()
 
 enum Buffer {
     Topic(Arc<StreamQueue<Delivered>>),
-    Channel(Box<dyn Fn() + Send + Sync>),
+    /// Close and reopen the channel's queue.
+    Channel(Box<dyn Fn(bool) + Send + Sync>),
 }
 
 /// The untyped agent the worker supervises.
@@ -65,13 +66,14 @@ impl AgentDef {
     pub(crate) fn close(&self) {
         match &self.buffer {
             Buffer::Topic(q) => q.close(),
-            Buffer::Channel(close) => close(),
+            Buffer::Channel(close) => close(true),
         }
     }
 
     pub(crate) fn reopen(&self) {
-        if let Buffer::Topic(q) = &self.buffer {
-            q.reopen();
+        match &self.buffer {
+            Buffer::Topic(q) => q.reopen(),
+            Buffer::Channel(close) => close(false),
         }
     }
 
@@ -258,7 +260,13 @@ where
                     help: self.help.clone(),
                     topic: None,
                     concurrency: self.concurrency,
-                    buffer: Buffer::Channel(Box::new(move || queue.close())),
+                    buffer: Buffer::Channel(Box::new(move |close| {
+                        if close {
+                            queue.close()
+                        } else {
+                            queue.reopen()
+                        }
+                    })),
                     launch,
                 };
                 (def, Target::Channel(channel))
@@ -282,6 +290,7 @@ where
                             queue: q2.clone(),
                             key_codec: def_topic.key_codec.clone(),
                             value_codec: def_topic.value_codec.clone(),
+                            owned: false,
                         },
                         cell,
                     );

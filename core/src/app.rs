@@ -206,6 +206,19 @@ impl AppInner {
         queue
     }
 
+    /// Remove a stream buffer from its topic's subscribers.
+    pub(crate) fn unsubscribe(&self, queue: &Arc<StreamQueue<Delivered>>) {
+        let mut subs = self.subs.by_topic.lock();
+        subs.retain(|_, qs| {
+            qs.retain(|q| !Arc::ptr_eq(q, queue));
+            !qs.is_empty()
+        });
+        drop(subs);
+        self.subs
+            .version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     pub(crate) fn acks_for(&self, tp: &TopicPartition) -> Option<Arc<PartitionAcks>> {
         self.assigned.lock().get(tp).cloned()
     }

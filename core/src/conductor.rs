@@ -95,6 +95,13 @@ impl Conductor {
                 return Ok(());
             }
             self.refresh_subscriptions().await?;
+            if self.subscribed.is_empty() {
+                // Nothing to consume (an app of tasks, timers or channels
+                // only): it is ready as it is.
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(Ok(()));
+                }
+            }
             let parked = self.parts.values().any(|p| !p.parked.is_empty());
             if parked {
                 self.drain_parked().await?;
@@ -121,7 +128,11 @@ impl Conductor {
                 _ = stop.wait() => return Ok(()),
             };
             match event {
-                Ok(ConsumerEvent::Messages(batch)) => self.deliver_batch(batch).await?,
+                Ok(ConsumerEvent::Messages(batch)) => {
+                    // Streams created while we waited see this batch too.
+                    self.refresh_subscriptions().await?;
+                    self.deliver_batch(batch).await?
+                }
                 Ok(ConsumerEvent::Revoked(tps)) => self.on_revoked(tps).await,
                 Ok(ConsumerEvent::Assigned(tps)) => self.on_assigned(tps).await?,
                 Ok(ConsumerEvent::Idle) => {}
@@ -407,39 +418,45 @@ impl Conductor {
     }
 }
 
-/// Hand `msg` to `subs` (or to `remaining` of them when given, already
-/// registered). Gives the message back with the streams whose buffers were full.
+/// Hand `msg` to `subs` (or, when `remaining` is given, to those of them the
+/// message is already registered for). Gives the message back with the
+/// streams whose buffers were full. A closed buffer (its stream is gone)
+/// counts as done.
 fn hand_out(
     acks: &Arc<PartitionAcks>,
     msg: Message,
     subs: &[Queue],
     remaining: Option<Vec<Queue>>,
 ) -> std::result::Result<(), (Message, Vec<Queue>)> {
-    let targets: Vec<Queue> = match remaining {
+    let targets: &[Queue] = match &remaining {
         Some(r) => r,
         None => {
             acks.add(msg.offset, subs.len() as u32);
-            subs.to_vec()
+            subs
         }
     };
     let mut full = Vec::new();
     let mut returned = None;
     let n = targets.len();
+    let offset = msg.offset;
     let mut msg = Some(msg);
-    for (i, q) in targets.into_iter().enumerate() {
+    for (i, q) in targets.iter().enumerate() {
         let m = if i + 1 == n { msg.take() } else { msg.clone() };
         let Some(m) = m else { break };
-        let offset = m.offset;
         let d = Delivered {
             msg: m,
             token: AckToken::new(acks.clone(), offset),
         };
         if let Err(back) = q.try_push(d) {
+            if q.is_closed() {
+                back.token.ack();
+                continue;
+            }
             back.token.forget();
             if returned.is_none() {
                 returned = Some(back.msg);
             }
-            full.push(q);
+            full.push(q.clone());
         }
     }
     match returned {

@@ -53,6 +53,9 @@ pub(crate) enum Source<K, V> {
         queue: Arc<StreamQueue<Delivered>>,
         key_codec: CodecChain,
         value_codec: CodecChain,
+        /// The stream owns its subscription (`topic.stream()`): dropping the
+        /// stream unsubscribes. Agents' buffers outlive their streams.
+        owned: bool,
     },
     Channel(Arc<StreamQueue<ChannelItem<K, V>>>),
     Iter(BoxStream<'static, V>),
@@ -124,6 +127,7 @@ where
                     queue,
                     key_codec,
                     value_codec,
+                    ..
                 } => {
                     let d = match queue.try_pop() {
                         Some(d) => d,
@@ -197,6 +201,25 @@ impl<K, V> Drop for Core<K, V> {
             InHand::None => {}
             InHand::Token(t) => t.ack(),
             InHand::Shared(s) => s.ack(),
+        }
+        if let Source::Topic {
+            queue, owned: true, ..
+        } = &self.source
+        {
+            // Nobody will read this buffer again: leave the topic. What was
+            // buffered is done as far as this (gone) stream is concerned —
+            // unless the worker is shutting down (it closed the buffer first):
+            // then it is given back unprocessed.
+            let shutting_down = queue.is_closed();
+            self.app.unsubscribe(queue);
+            queue.close();
+            for d in queue.purge(|_| true) {
+                if shutting_down {
+                    d.token.release();
+                } else {
+                    d.token.ack();
+                }
+            }
         }
     }
 }

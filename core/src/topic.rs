@@ -412,6 +412,7 @@ where
                 queue,
                 key_codec: self.def.key_codec.clone(),
                 value_codec: self.def.value_codec.clone(),
+                owned: true,
             },
             cell,
         ))

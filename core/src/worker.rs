@@ -310,6 +310,13 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
 
     // Shutdown: timers and tasks first, then intake (the conductor finishes
     // events in hand, commits and leaves), then agents, then services.
+    // Close every stream buffer first, so streams dropped with their tasks
+    // give their buffered events back instead of counting them as done.
+    for queues in inner.subs.by_topic.lock().values() {
+        for q in queues {
+            q.close();
+        }
+    }
     for b in &background {
         b.abort();
     }
