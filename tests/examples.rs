@@ -1,0 +1,384 @@
+//! The guide examples in `examples/` run as tests, so they never rot: each
+//! example's `build` defines the app on a private memory broker and the test
+//! checks what the guide says it does, on virtual time.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+#[path = "../examples/stream_basics.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod stream_basics;
+
+#[path = "../examples/processors.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod processors;
+
+#[path = "../examples/two_agents.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod two_agents;
+
+#[path = "../examples/events_and_acks.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod events_and_acks;
+
+#[path = "../examples/channel.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod channel;
+
+#[path = "../examples/logs_tasks.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod logs_tasks;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use faustus::TopicPartition;
+use faustus_testkit::TestContext;
+use support::*;
+use tokio::time::{sleep, sleep_until, Instant};
+
+/// Sum of the committed offsets of `topic`'s partitions: how many of its
+/// messages the group has committed.
+fn committed_total(broker_name: &str, group: &str, topic: &str, partitions: u32) -> i64 {
+    let b = broker(broker_name);
+    (0..partitions)
+        .filter_map(|p| b.committed(group, &TopicPartition::new(topic, p)))
+        .sum()
+}
+
+// --- stream_basics ----------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn stream_basics_agent_and_task_see_withdrawals_and_raw_values_stay_bytes() {
+    use stream_basics::Withdrawal;
+    let name = unique("stream-basics");
+    let ex = stream_basics::build(app_on(&name, "stream-basics").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    // The task subscribes when it starts; give the worker time to pick that up.
+    sleep(Duration::from_secs(1)).await;
+
+    for (account, amount) in [("alice", 10.0), ("bob", 2.5), ("alice", 5.0)] {
+        let w = Withdrawal {
+            account: account.into(),
+            amount,
+        };
+        // `put` returns once every stream on the topic (agent and task) processed it.
+        ctx.put(&ex.withdrawals, account.into(), w).await.unwrap();
+    }
+    let totals = ex.seen.totals.lock().clone();
+    assert_eq!(
+        totals,
+        BTreeMap::from([("alice".to_string(), 15.0), ("bob".to_string(), 2.5)])
+    );
+    assert_eq!(*ex.seen.task_amounts.lock(), vec![10.0, 2.5, 5.0]);
+
+    // Neither JSON nor UTF-8: only a raw topic passes it through untouched.
+    let raw = vec![0xff, 0x00, b'{', 0x80];
+    ctx.put(&ex.messages, (), raw.clone()).await.unwrap();
+    assert_eq!(*ex.seen.raw_messages.lock(), vec![raw]);
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_basics_sample_feed_sends_one_withdrawal_and_message_per_second() {
+    let name = unique("stream-basics-feed");
+    let ex = stream_basics::build(app_on(&name, "stream-basics").build().unwrap()).unwrap();
+    stream_basics::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    sleep(Duration::from_millis(3_500)).await;
+    ctx.settle().await.unwrap();
+    let totals = ex.seen.totals.lock().clone();
+    assert_eq!(
+        totals,
+        BTreeMap::from([
+            ("alice".to_string(), 10.0),
+            ("bob".to_string(), 20.0),
+            ("carol".to_string(), 30.0)
+        ])
+    );
+    assert_eq!(ex.seen.raw_messages.lock().len(), 3);
+    ctx.stop().await.unwrap();
+}
+
+// --- processors -------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn processors_run_in_the_order_added_sync_then_async() {
+    use processors::MyModel;
+    let name = unique("processors");
+    let ex = processors::build(app_on(&name, "processors").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let without_language = MyModel {
+        account_id: "a1".into(),
+        language: None,
+        client: None,
+    };
+    let german = MyModel {
+        account_id: "a2".into(),
+        language: Some("DE".into()),
+        client: None,
+    };
+    ctx.put(&ex.accounts, "a1".into(), without_language)
+        .await
+        .unwrap();
+    ctx.put(&ex.accounts, "a2".into(), german).await.unwrap();
+
+    let mut out: Vec<MyModel> = ctx
+        .read(&ex.enriched)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    out.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+    // The client lookup saw the defaulted language: the sync processor ran first.
+    assert_eq!(
+        out,
+        vec![
+            MyModel {
+                account_id: "a1".into(),
+                language: Some("US".into()),
+                client: Some("a1@US".into()),
+            },
+            MyModel {
+                account_id: "a2".into(),
+                language: Some("DE".into()),
+                client: Some("a2@DE".into()),
+            },
+        ]
+    );
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn processors_sample_feed_is_enriched() {
+    let name = unique("processors-feed");
+    let ex = processors::build(app_on(&name, "processors").build().unwrap()).unwrap();
+    processors::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    sleep(Duration::from_millis(2_500)).await;
+    ctx.settle().await.unwrap();
+    let mut clients: Vec<String> = ctx
+        .read(&ex.enriched)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, v)| v.client)
+        .collect();
+    clients.sort();
+    assert_eq!(clients, vec!["account-0@US", "account-1@DE"]);
+    ctx.stop().await.unwrap();
+}
+
+// --- two_agents -------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn two_agents_on_one_topic_both_see_every_order_and_it_is_committed() {
+    let name = unique("two-agents-example");
+    let ex = two_agents::build(app_on(&name, "two-agents").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let sent: Vec<String> = (0..5).map(|i| format!("order #{i}")).collect();
+    for (i, order) in sent.iter().enumerate() {
+        ctx.put(&ex.orders, format!("customer-{i}"), order.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(*ex.seen_by_a.lock(), sent);
+    assert_eq!(*ex.seen_by_b.lock(), sent);
+    let partitions = ex.orders.partitions();
+    eventually("all five orders committed", || {
+        committed_total(&name, "two-agents", "orders", partitions) == 5
+    })
+    .await;
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_agents_sample_feed_reaches_both() {
+    let name = unique("two-agents-feed");
+    let ex = two_agents::build(app_on(&name, "two-agents").build().unwrap()).unwrap();
+    two_agents::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    sleep(Duration::from_millis(2_500)).await;
+    ctx.settle().await.unwrap();
+    let expected = vec!["order #0".to_string(), "order #1".to_string()];
+    assert_eq!(*ex.seen_by_a.lock(), expected);
+    assert_eq!(*ex.seen_by_b.lock(), expected);
+    ctx.stop().await.unwrap();
+}
+
+// --- events_and_acks --------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn events_expose_the_message_and_manual_or_scope_acks_let_the_commit_advance() {
+    use events_and_acks::Payment;
+    let name = unique("events");
+    let ex = events_and_acks::build(app_on(&name, "events").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let report = ex.report.clone();
+
+    // Three payments with one key: one partition, offsets 0, 1, 2.
+    let payments: Vec<Payment> = (1..=3)
+        .map(|n| Payment {
+            account: "alice".into(),
+            cents: n * 100,
+        })
+        .collect();
+    let mut sent = Vec::new();
+    for p in &payments {
+        sent.push(ex.payments.send("alice".into(), p.clone()).await.unwrap());
+    }
+    let tp = TopicPartition::new("payments", sent[0].partition);
+    assert_eq!(
+        sent.iter().map(|md| md.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+
+    // Offset 0 is fully acked although `audit` and `bookkeeper` are still in
+    // their follow-up: its processing counts as done.
+    ex.app.processed(&tp, 0).await;
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(report.audit_follow_ups.load(Ordering::SeqCst), 0);
+    assert_eq!(report.bookkeeper_follow_ups.load(Ordering::SeqCst), 0);
+    let b = broker(&name);
+    assert_eq!(
+        b.committed("events", &tp),
+        Some(1),
+        "offset 0 committed, never past offsets 1 and 2 still waiting"
+    );
+
+    // The ledger numbered every pair from 0, with its key.
+    let ledger = report.ledger.lock().clone();
+    assert_eq!(
+        ledger,
+        payments
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i, Some("alice".to_string()), p.clone()))
+            .collect::<Vec<_>>()
+    );
+
+    eventually("all follow-ups done", || {
+        report.audit_follow_ups.load(Ordering::SeqCst) == 3
+            && report.bookkeeper_follow_ups.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    eventually("everything committed", || {
+        b.committed("events", &tp) == Some(3)
+    })
+    .await;
+
+    // The raw message next to the decoded event.
+    let audited = report.audited.lock().clone();
+    assert_eq!(audited.len(), 3);
+    for (a, (p, md)) in audited.iter().zip(payments.iter().zip(&sent)) {
+        assert_eq!(a.topic, "payments");
+        assert_eq!(a.partition, md.partition);
+        assert_eq!(a.offset, md.offset);
+        assert_eq!(
+            a.key_bytes.as_deref(),
+            Some(serde_json::to_vec("alice").unwrap().as_slice())
+        );
+        assert_eq!(
+            a.value_bytes.as_deref(),
+            Some(serde_json::to_vec(p).unwrap().as_slice())
+        );
+        assert_eq!(a.key.as_deref(), Some("alice"));
+        assert_eq!(&a.value, p);
+    }
+    assert_eq!(*report.booked.lock(), payments);
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_sample_feed_is_audited_booked_and_numbered() {
+    let name = unique("events-feed");
+    let ex = events_and_acks::build(app_on(&name, "events").build().unwrap()).unwrap();
+    events_and_acks::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let t0 = Instant::now();
+    // Payments are sent at 2 s and 4 s; `audit` and `bookkeeper` spend 5 s on
+    // each follow-up, `ledger` none.
+    sleep_until(t0 + Duration::from_millis(4_500)).await;
+    let numbers: Vec<usize> = ex.report.ledger.lock().iter().map(|l| l.0).collect();
+    assert_eq!(numbers, vec![0, 1]);
+    assert_eq!(ex.report.audited.lock().len(), 1);
+    assert_eq!(ex.report.booked.lock().len(), 1);
+    sleep_until(t0 + Duration::from_millis(7_500)).await;
+    assert_eq!(ex.report.audited.lock().len(), 2);
+    assert_eq!(ex.report.booked.lock().len(), 2);
+    ctx.stop().await.unwrap();
+}
+
+// --- channel ----------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn channel_agent_receives_from_the_timer_once_a_second() {
+    use channel::MyModel;
+    let name = unique("channel");
+    let ex = channel::build(app_on(&name, "channel").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let t0 = Instant::now();
+
+    sleep_until(t0 + Duration::from_millis(900)).await;
+    assert!(ex.received.lock().is_empty(), "the timer waits an interval");
+    sleep_until(t0 + Duration::from_millis(1_100)).await;
+    assert_eq!(*ex.received.lock(), vec![MyModel { x: 303 }]);
+    sleep_until(t0 + Duration::from_millis(3_100)).await;
+    assert_eq!(ex.received.lock().len(), 3);
+    assert!(ex.channel.is_empty());
+    ctx.stop().await.unwrap();
+}
+
+// --- logs_tasks -------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn logs_task_counts_records_and_errors_and_stats_dump_every_30s() {
+    use logs_tasks::{LogRecord, DUMP_INTERVAL};
+    let name = unique("logs");
+    let ex = logs_tasks::build(app_on(&name, "logs").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let t0 = Instant::now();
+
+    let records = [
+        ("INFO", "started"),
+        ("ERROR", "disk full"),
+        ("DEBUG", "tick"),
+        ("WARNING", "slow"),
+        ("ERROR", "disk still full"),
+        ("INFO", "stopping"),
+    ];
+    for (severity, message) in records {
+        let record = LogRecord {
+            severity: severity.into(),
+            message: message.into(),
+        };
+        ctx.put(&ex.log_topic, "host-1".into(), record)
+            .await
+            .unwrap();
+    }
+    assert_eq!(ex.stats.logs_received.load(Ordering::SeqCst), 6);
+    assert_eq!(ex.stats.errors.load(Ordering::SeqCst), 2);
+
+    sleep_until(t0 + DUMP_INTERVAL - Duration::from_millis(500)).await;
+    assert!(ex.stats.dumps.lock().is_empty(), "no dump before 30 s");
+    sleep_until(t0 + DUMP_INTERVAL + Duration::from_millis(500)).await;
+    assert_eq!(*ex.stats.dumps.lock(), vec![6]);
+    sleep_until(t0 + DUMP_INTERVAL * 2 + Duration::from_millis(500)).await;
+    assert_eq!(*ex.stats.dumps.lock(), vec![6, 6]);
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn logs_sample_feed_sends_one_record_a_second_one_in_five_an_error() {
+    let name = unique("logs-feed");
+    let ex = logs_tasks::build(app_on(&name, "logs").build().unwrap()).unwrap();
+    logs_tasks::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    sleep(Duration::from_millis(5_500)).await;
+    ctx.settle().await.unwrap();
+    assert_eq!(ex.stats.logs_received.load(Ordering::SeqCst), 5);
+    assert_eq!(ex.stats.errors.load(Ordering::SeqCst), 1);
+    ctx.stop().await.unwrap();
+}
