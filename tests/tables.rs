@@ -10,17 +10,20 @@ use faustus::{Error, TopicPartition};
 use support::*;
 
 /// The counting app used by these tests: `events` → `count` agent → `counts` table.
-fn counting_app(broker_name: &str) -> (App, Topic<String, u64>, Table<String, u64>) {
+fn counting_app(
+    broker_name: &str,
+    per_write: bool,
+) -> (App, Topic<String, u64>, Table<String, u64>) {
     let app = app_on(broker_name, "counting")
         .topic_partitions(4u32)
         .build()
         .unwrap();
     let events = app.topic::<String, u64>("events").build().unwrap();
-    let counts = app
-        .table::<String, u64>("counts")
-        .with_default()
-        .build()
-        .unwrap();
+    let mut counts = app.table::<String, u64>("counts").with_default();
+    if per_write {
+        counts = counts.changelog_per_write();
+    }
+    let counts = counts.build().unwrap();
     app.agent::<String, u64>("count")
         .on(&events)
         .build({
@@ -44,10 +47,35 @@ fn keys() -> Vec<String> {
     (0..40).map(|i| format!("user-{i}")).collect()
 }
 
+/// The changelog's records folded per key, and how many there are.
+fn fold_changelog(broker_name: &str, changelog: &str) -> (BTreeMap<String, u64>, usize) {
+    let b = broker(broker_name);
+    let mut records = 0;
+    let mut folded = BTreeMap::new();
+    for p in 0..4 {
+        for m in b.messages(changelog, p) {
+            records += 1;
+            let k: String = serde_json::from_slice(m.key.as_deref().unwrap()).unwrap();
+            let v: u64 = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+            folded.insert(k, v);
+        }
+    }
+    (folded, records)
+}
+
 #[tokio::test(start_paused = true)]
-async fn every_write_goes_to_the_changelog_and_a_second_worker_recovers_it() {
+async fn per_write_changelog_gets_a_record_per_write_and_a_second_worker_recovers_it() {
+    changelog_and_recovery(true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesced_changelog_gets_each_changed_key_per_commit_and_a_second_worker_recovers_it() {
+    changelog_and_recovery(false).await;
+}
+
+async fn changelog_and_recovery(per_write: bool) {
     let name = unique("tables");
-    let (app1, events, counts1) = counting_app(&name);
+    let (app1, events, counts1) = counting_app(&name, per_write);
     let w1 = start(&app1).await;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut last = BTreeMap::new();
@@ -61,32 +89,34 @@ async fn every_write_goes_to_the_changelog_and_a_second_worker_recovers_it() {
     for (p, o) in &last {
         app1.processed(&TopicPartition::new("events", *p), *o).await;
     }
-    // One changelog record per write (120 writes), the last value per key last.
-    let b = broker(&name);
     let changelog = counts1.changelog_topic().to_string();
     assert_eq!(changelog, "counting-counts-changelog");
-    let mut records = 0;
-    let mut folded: BTreeMap<String, u64> = BTreeMap::new();
-    for p in 0..4 {
-        for m in b.messages(&changelog, p) {
-            records += 1;
-            let k: String = serde_json::from_slice(m.key.as_deref().unwrap()).unwrap();
-            let v: u64 = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
-            folded.insert(k, v);
-        }
+    if per_write {
+        // One changelog record per write (120 writes), at once.
+        let (folded, records) = fold_changelog(&name, &changelog);
+        assert_eq!(records, 120);
+        assert_eq!(
+            folded, expected,
+            "the table equals the fold of its changelog"
+        );
+    } else {
+        // Each changed key once per commit: by the next commit the fold
+        // equals the table, with at most one record per write.
+        eventually("the changelog to catch up", || {
+            fold_changelog(&name, &changelog).0 == expected
+        })
+        .await;
+        let (_, records) = fold_changelog(&name, &changelog);
+        assert!((40..=120).contains(&records), "{records} records");
     }
-    assert_eq!(records, 120);
-    assert_eq!(
-        folded, expected,
-        "the table equals the fold of its changelog"
-    );
+    let b = broker(&name);
     for k in keys() {
         assert_eq!(counts1.get(&k).await.unwrap(), expected.get(&k).copied());
     }
 
     // A second worker of the same app joins: it takes over half the
     // partitions and recovers their values from the changelog.
-    let (app2, _events2, counts2) = counting_app(&name);
+    let (app2, _events2, counts2) = counting_app(&name, per_write);
     let w2 = start(&app2).await;
     eventually("the group to settle with two members", || {
         !b.is_rebalancing("counting")
@@ -142,7 +172,7 @@ async fn every_write_goes_to_the_changelog_and_a_second_worker_recovers_it() {
 #[tokio::test(start_paused = true)]
 async fn writing_outside_an_event_is_an_error_that_says_so() {
     let name = unique("outside");
-    let (app, _events, counts) = counting_app(&name);
+    let (app, _events, counts) = counting_app(&name, false);
     let w = start(&app).await;
     let e = counts.set("x".into(), 1).await.unwrap_err();
     assert!(matches!(e, Error::NoCurrentEvent { .. }), "{e}");

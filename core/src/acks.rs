@@ -82,6 +82,31 @@ impl PartitionAcks {
         }
     }
 
+    /// Register several increasing offsets, each handed to `refs` streams.
+    pub fn add_many(self: &Arc<Self>, offsets: impl Iterator<Item = i64>, refs: u32) {
+        let mut inner = self.inner.lock();
+        for offset in offsets {
+            if inner
+                .pending
+                .back()
+                .is_some_and(|last| offset <= last.offset)
+            {
+                continue;
+            }
+            if refs > 0 {
+                inner.outstanding += 1;
+            }
+            inner.pending.push_back(Entry {
+                offset,
+                refs,
+                abandoned: false,
+            });
+        }
+        if refs == 0 {
+            self.advance(&mut inner);
+        }
+    }
+
     /// One stream is done with `offset`.
     pub fn ack(&self, offset: i64) {
         self.done(offset, false);

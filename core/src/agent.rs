@@ -1,5 +1,6 @@
 //! Agents: named async stream processors, supervised by the worker.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -291,6 +292,7 @@ where
                             key_codec: def_topic.key_codec.clone(),
                             value_codec: def_topic.value_codec.clone(),
                             owned: false,
+                            local: VecDeque::new(),
                         },
                         cell,
                     );

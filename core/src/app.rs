@@ -102,7 +102,7 @@ pub(crate) struct AppInner {
     started: std::sync::atomic::AtomicBool,
     pub(crate) app_id: String,
     pub(crate) registry: Registry,
-    pub(crate) monitor: Monitor,
+    pub(crate) monitor: Arc<Monitor>,
     pub(crate) subs: Subscriptions,
     /// Notified when a full stream buffer drains (the conductor waits on it).
     pub(crate) space: Arc<Notify>,
@@ -643,7 +643,7 @@ impl AppBuilder {
                 settings: parking_lot::RwLock::new(Arc::new(self.settings)),
                 started: std::sync::atomic::AtomicBool::new(false),
                 registry,
-                monitor: Monitor::default(),
+                monitor: Arc::new(Monitor::default()),
                 subs: Subscriptions::default(),
                 space: Arc::new(Notify::new()),
                 defs: Mutex::new(Defs::default()),

@@ -177,26 +177,36 @@ impl Conductor {
             .inner
             .monitor
             .add_messages_received(batch.len() as u64);
-        let mut to_pause = Vec::new();
+        // Group by partition (order kept within each), so each partition's
+        // messages go to each stream buffer in one push.
+        let mut groups: Vec<(Arc<str>, u32, Vec<Message>)> = Vec::new();
         for msg in batch {
-            let tp = msg.tp();
+            match groups
+                .iter_mut()
+                .find(|(t, p, _)| *p == msg.partition && Arc::ptr_eq(t, &msg.topic))
+            {
+                Some((_, _, v)) => v.push(msg),
+                None => groups.push((msg.topic.clone(), msg.partition, vec![msg])),
+            }
+        }
+        let mut to_pause = Vec::new();
+        let empty = Vec::new();
+        for (topic, partition, msgs) in groups {
+            let tp = TopicPartition { topic, partition };
             let Some(state) = self.parts.get_mut(&tp) else {
                 continue; // not ours (any more)
             };
             if !state.parked.is_empty() {
-                state.parked.push_back(Parked {
+                state.parked.extend(msgs.into_iter().map(|msg| Parked {
                     msg,
                     remaining: None,
-                });
+                }));
                 continue;
             }
-            let empty = Vec::new();
-            let subs = self.subs.get(&msg.topic).unwrap_or(&empty);
-            if let Err((msg, remaining)) = hand_out(&state.acks, msg, subs, None) {
-                state.parked.push_back(Parked {
-                    msg,
-                    remaining: Some(remaining),
-                });
+            let subs = self.subs.get(&tp.topic).unwrap_or(&empty);
+            let parked = deliver_group(&state.acks, msgs, subs);
+            if !parked.is_empty() {
+                state.parked.extend(parked);
                 if !state.paused {
                     state.paused = true;
                     to_pause.push(tp);
@@ -416,6 +426,71 @@ impl Conductor {
             tracing::warn!(error = %e, "closing the consumer failed");
         }
     }
+}
+
+/// Register a partition's messages and push them to every stream buffer of
+/// their topic, one push per buffer. Returns what did not fit, in offset
+/// order, with the buffers each message still has to go to (a suffix: a
+/// buffer that refused one message refused every later one).
+fn deliver_group(acks: &Arc<PartitionAcks>, msgs: Vec<Message>, subs: &[Queue]) -> Vec<Parked> {
+    let n = msgs.len();
+    acks.add_many(msgs.iter().map(|m| m.offset), subs.len() as u32);
+    if subs.is_empty() || n == 0 {
+        return Vec::new();
+    }
+    let mut remaining: Vec<Vec<Queue>> = Vec::new();
+    let mut back: Vec<Option<Message>> = Vec::new();
+    let mut msgs = Some(msgs);
+    for (i, q) in subs.iter().enumerate() {
+        let batch: Vec<Delivered> = if i + 1 == subs.len() {
+            msgs.take().unwrap_or_default()
+        } else {
+            msgs.as_ref().map(|m| m.to_vec()).unwrap_or_default()
+        }
+        .into_iter()
+        .map(|msg| {
+            let offset = msg.offset;
+            Delivered {
+                msg,
+                token: AckToken::new(acks.clone(), offset),
+            }
+        })
+        .collect();
+        let left = q.push_many(batch);
+        if left.is_empty() {
+            continue;
+        }
+        if q.is_closed() {
+            // The stream is gone: nothing more to do for it.
+            for d in left {
+                d.token.ack();
+            }
+            continue;
+        }
+        if remaining.is_empty() {
+            remaining = vec![Vec::new(); n];
+            back = vec![None; n];
+        }
+        let first = n - left.len();
+        for (j, d) in left.into_iter().enumerate() {
+            d.token.forget();
+            remaining[first + j].push(q.clone());
+            if back[first + j].is_none() {
+                back[first + j] = Some(d.msg);
+            }
+        }
+    }
+    remaining
+        .into_iter()
+        .zip(back)
+        .filter_map(|(r, m)| {
+            let msg = m?;
+            (!r.is_empty()).then_some(Parked {
+                msg,
+                remaining: Some(r),
+            })
+        })
+        .collect()
 }
 
 /// Hand `msg` to `subs` (or, when `remaining` is given, to those of them the

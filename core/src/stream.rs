@@ -7,6 +7,7 @@
 //! Messages that cannot be decoded are reported through the app's decode-error
 //! hook with their coordinates, acknowledged, and skipped.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +26,9 @@ use crate::error::{Error, Field};
 use crate::event::{CurrentEvent, Event, EventInfo, SharedAck};
 use crate::queue::StreamQueue;
 use crate::transport::Message;
+
+/// How many events a stream takes from its buffer at once.
+const POP_BATCH: usize = 64;
 
 /// A message handed by the conductor to one stream, with that stream's claim on it.
 #[derive(Debug)]
@@ -56,6 +60,8 @@ pub(crate) enum Source<K, V> {
         /// The stream owns its subscription (`topic.stream()`): dropping the
         /// stream unsubscribes. Agents' buffers outlive their streams.
         owned: bool,
+        /// Popped from the queue in a batch, not yet taken into processing.
+        local: VecDeque<Delivered>,
     },
     Channel(Arc<StreamQueue<ChannelItem<K, V>>>),
     Iter(BoxStream<'static, V>),
@@ -127,12 +133,26 @@ where
                     queue,
                     key_codec,
                     value_codec,
+                    local,
                     ..
                 } => {
-                    let d = match queue.try_pop() {
+                    if queue.is_closed() {
+                        // Shutting down: start nothing new; give back what we popped.
+                        let n = local.len();
+                        local.clear();
+                        queue.consumed(n);
+                        return None;
+                    }
+                    let d = match local.pop_front() {
                         Some(d) => d,
-                        None => queue.pop().await?,
+                        None => {
+                            if queue.pop_many(POP_BATCH, local).await == 0 {
+                                return None;
+                            }
+                            continue;
+                        }
                     };
+                    queue.consumed(1);
                     if d.token.is_revoked() {
                         d.token.release();
                         continue;
@@ -203,8 +223,21 @@ impl<K, V> Drop for Core<K, V> {
             InHand::Shared(s) => s.ack(),
         }
         if let Source::Topic {
-            queue, owned: true, ..
-        } = &self.source
+            queue,
+            owned: false,
+            local,
+            ..
+        } = &mut self.source
+        {
+            // An agent run ended (error, panic): the next run gets these first.
+            queue.unpop(local);
+        }
+        if let Source::Topic {
+            queue,
+            owned: true,
+            local,
+            ..
+        } = &mut self.source
         {
             // Nobody will read this buffer again: leave the topic. What was
             // buffered is done as far as this (gone) stream is concerned —
@@ -213,7 +246,11 @@ impl<K, V> Drop for Core<K, V> {
             let shutting_down = queue.is_closed();
             self.app.unsubscribe(queue);
             queue.close();
-            for d in queue.purge(|_| true) {
+            let n = local.len();
+            let mut left: Vec<Delivered> = local.drain(..).collect();
+            queue.consumed(n);
+            left.extend(queue.purge(|_| true));
+            for d in left {
                 if shutting_down {
                     d.token.release();
                 } else {

@@ -1,6 +1,7 @@
 //! Topics (named, on the transport) and channels (in memory).
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -413,6 +414,7 @@ where
                 key_codec: self.def.key_codec.clone(),
                 value_codec: self.def.value_codec.clone(),
                 owned: true,
+                local: VecDeque::new(),
             },
             cell,
         ))
