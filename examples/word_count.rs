@@ -62,7 +62,7 @@ pub fn build(app: App) -> faustus::Result<WordCount> {
                 let counted = counted.clone();
                 async move {
                     while let Some(word) = words.next().await {
-                        word_counts.update(word.word, |n| *n += 1).await?;
+                        word_counts.update(&word.word, |n| *n += 1).await?;
                         counted.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())

@@ -33,7 +33,7 @@ fn counting_app(
                 async move {
                     let mut items = s.items();
                     while let Some((key, n)) = items.next().await {
-                        counts.update(key.unwrap_or_default(), |c| *c += n).await?;
+                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
                     }
                     Ok(())
                 }

@@ -17,7 +17,7 @@
 //!   another over a bounded (1000) tokio mpsc channel. Target: ≥ 50%.
 //! * `wordcount`: N posts of 8–12 words drawn uniformly from a 1000-word
 //!   vocabulary are pre-produced; one agent splits each post and calls
-//!   `table.update(word, |n| *n += 1)` per word on a `Table<String, u64>`
+//!   `table.update(word, |n| *n += 1)` (by &str: no allocation for known words) per word on a `Table<String, u64>`
 //!   (memory store, changelog on the memory transport). Measured like
 //!   `passthrough`, as increments (words) per second. Baseline: decode the
 //!   same posts and increment a `HashMap<String, u64>`. The table's final
@@ -388,7 +388,7 @@ async fn wordcount(n_posts: u64) -> BenchResult<Row> {
                 async move {
                     while let Some(post) = posts.next().await {
                         for word in post.split_whitespace() {
-                            counts.update(word.to_string(), |n| *n += 1).await?;
+                            counts.update(word, |n| *n += 1).await?;
                         }
                     }
                     Ok(())

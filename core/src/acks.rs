@@ -8,7 +8,7 @@
 //! never past a message some stream still holds (the bug Faust had in #606).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -38,7 +38,10 @@ pub struct PartitionAcks {
     tp: TopicPartition,
     inner: Mutex<Inner>,
     revoked: AtomicBool,
-    waiters: AtomicUsize,
+    /// Lowest offset some `processed` waiter waits for (`i64::MAX`: none).
+    wake_past: AtomicI64,
+    /// Tasks waiting for `drained`.
+    drain_waiters: AtomicUsize,
     changed: Notify,
 }
 
@@ -49,7 +52,8 @@ impl PartitionAcks {
             tp,
             inner: Mutex::new(Inner::default()),
             revoked: AtomicBool::new(false),
-            waiters: AtomicUsize::new(0),
+            wake_past: AtomicI64::new(i64::MAX),
+            drain_waiters: AtomicUsize::new(0),
             changed: Notify::new(),
         })
     }
@@ -147,7 +151,17 @@ impl PartitionAcks {
             inner.pending.pop_front();
             moved = true;
         }
-        if (moved || inner.outstanding == 0) && self.waiters.load(Ordering::Acquire) > 0 {
+        // Wake waiters only when what they wait for may have happened, so a
+        // waiter does not cost a wake-up per ack.
+        let past_target = moved
+            && inner
+                .committable
+                .is_some_and(|c| c > self.wake_past.load(Ordering::SeqCst));
+        let drained = inner.outstanding == 0 && self.drain_waiters.load(Ordering::SeqCst) > 0;
+        if past_target || drained {
+            if past_target {
+                self.wake_past.store(i64::MAX, Ordering::SeqCst);
+            }
             self.changed.notify_waiters();
         }
     }
@@ -174,27 +188,31 @@ impl PartitionAcks {
 
     /// Wait until no stream holds a message of this partition.
     pub async fn drained(&self) {
-        self.wait_until(|i| i.outstanding == 0).await;
-    }
-
-    /// Wait until `offset` is done (the committable offset passed it).
-    pub async fn processed(&self, offset: i64) {
-        self.wait_until(|i| i.committable.is_some_and(|c| c > offset))
-            .await;
-    }
-
-    async fn wait_until(&self, cond: impl Fn(&Inner) -> bool) {
-        self.waiters.fetch_add(1, Ordering::AcqRel);
+        self.drain_waiters.fetch_add(1, Ordering::SeqCst);
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if cond(&self.inner.lock()) {
+            if self.inner.lock().outstanding == 0 {
                 break;
             }
             notified.await;
         }
-        self.waiters.fetch_sub(1, Ordering::AcqRel);
+        self.drain_waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wait until `offset` is done (the committable offset passed it).
+    pub async fn processed(&self, offset: i64) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.wake_past.fetch_min(offset, Ordering::SeqCst);
+            if self.inner.lock().committable.is_some_and(|c| c > offset) {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

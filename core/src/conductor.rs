@@ -25,15 +25,14 @@ type Queue = Arc<StreamQueue<Delivered>>;
 /// How long a revocation or shutdown waits for events in hand to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct Parked {
-    msg: Message,
-    /// Streams still to receive it; `None`: not handed to any yet (not registered).
-    remaining: Option<Vec<Queue>>,
+/// Events a full stream buffer refused, in order, waiting for room.
+struct Overflow {
+    queue: Queue,
+    items: VecDeque<Delivered>,
 }
 
 struct PartState {
     acks: Arc<PartitionAcks>,
-    parked: VecDeque<Parked>,
     paused: bool,
     last_committed: Option<i64>,
     last_progress: Instant,
@@ -44,6 +43,9 @@ pub(crate) struct Conductor {
     app: App,
     consumer: Box<dyn Consumer>,
     parts: HashMap<TopicPartition, PartState>,
+    /// Per stream buffer that was full: what it still has to take. Their
+    /// partitions are paused until it is empty.
+    overflow: Vec<Overflow>,
     subs: HashMap<Arc<str>, Vec<Queue>>,
     subs_version: u64,
     subscribed: BTreeSet<String>,
@@ -64,6 +66,7 @@ impl Conductor {
             app,
             consumer,
             parts: HashMap::new(),
+            overflow: Vec::new(),
             subs: HashMap::new(),
             subs_version: u64::MAX,
             subscribed: BTreeSet::new(),
@@ -102,9 +105,8 @@ impl Conductor {
                     let _ = ready.send(Ok(()));
                 }
             }
-            let parked = self.parts.values().any(|p| !p.parked.is_empty());
-            if parked {
-                self.drain_parked().await?;
+            if !self.overflow.is_empty() {
+                self.drain_overflow().await?;
             }
             let now = Instant::now();
             if now >= self.next_commit {
@@ -113,8 +115,7 @@ impl Conductor {
                 }
                 self.next_commit = now + self.app.inner.settings().broker_commit_interval;
             }
-            let still_parked = self.parts.values().any(|p| !p.parked.is_empty());
-            let timeout = if still_parked {
+            let timeout = if !self.overflow.is_empty() {
                 // Wait for a full stream to drain, then poll without blocking.
                 let _ = tokio::time::timeout(Duration::from_millis(50), space.notified()).await;
                 Duration::ZERO
@@ -189,28 +190,37 @@ impl Conductor {
                 None => groups.push((msg.topic.clone(), msg.partition, vec![msg])),
             }
         }
-        let mut to_pause = Vec::new();
         let empty = Vec::new();
         for (topic, partition, msgs) in groups {
             let tp = TopicPartition { topic, partition };
-            let Some(state) = self.parts.get_mut(&tp) else {
+            let Some(state) = self.parts.get(&tp) else {
                 continue; // not ours (any more)
             };
-            if !state.parked.is_empty() {
-                state.parked.extend(msgs.into_iter().map(|msg| Parked {
-                    msg,
-                    remaining: None,
-                }));
-                continue;
-            }
             let subs = self.subs.get(&tp.topic).unwrap_or(&empty);
-            let parked = deliver_group(&state.acks, msgs, subs);
-            if !parked.is_empty() {
-                state.parked.extend(parked);
-                if !state.paused {
-                    state.paused = true;
-                    to_pause.push(tp);
-                }
+            deliver_group(&state.acks, msgs, subs, &mut self.overflow);
+        }
+        self.update_pauses().await
+    }
+
+    /// Pause partitions with events waiting in an overflow, resume the others.
+    async fn update_pauses(&mut self) -> Result<()> {
+        let mut waiting: std::collections::HashSet<(&Arc<str>, u32)> =
+            std::collections::HashSet::new();
+        for o in &self.overflow {
+            for d in &o.items {
+                waiting.insert((&d.msg.topic, d.msg.partition));
+            }
+        }
+        let mut to_pause = Vec::new();
+        let mut to_resume = Vec::new();
+        for (tp, st) in self.parts.iter_mut() {
+            let wait = waiting.contains(&(&tp.topic, tp.partition));
+            if wait && !st.paused {
+                st.paused = true;
+                to_pause.push(tp.clone());
+            } else if !wait && st.paused {
+                st.paused = false;
+                to_resume.push(tp.clone());
             }
         }
         if !to_pause.is_empty() {
@@ -220,34 +230,28 @@ impl Conductor {
                 .add_partitions_paused(to_pause.len() as u64);
             self.consumer.pause(&to_pause).await?;
         }
-        Ok(())
-    }
-
-    async fn drain_parked(&mut self) -> Result<()> {
-        let mut to_resume = Vec::new();
-        for (tp, state) in self.parts.iter_mut() {
-            let empty = Vec::new();
-            while let Some(front) = state.parked.pop_front() {
-                let subs = self.subs.get(&front.msg.topic).unwrap_or(&empty);
-                if let Err((msg, remaining)) =
-                    hand_out(&state.acks, front.msg, subs, front.remaining)
-                {
-                    state.parked.push_front(Parked {
-                        msg,
-                        remaining: Some(remaining),
-                    });
-                    break;
-                }
-            }
-            if state.parked.is_empty() && state.paused {
-                state.paused = false;
-                to_resume.push(tp.clone());
-            }
-        }
         if !to_resume.is_empty() {
             self.consumer.resume(&to_resume).await?;
         }
         Ok(())
+    }
+
+    /// Hand waiting events to buffers that have room again, in one push each.
+    async fn drain_overflow(&mut self) -> Result<()> {
+        for o in self.overflow.iter_mut() {
+            let items: Vec<Delivered> = o.items.drain(..).collect();
+            let rest = o.queue.push_many(items);
+            if o.queue.is_closed() {
+                // The stream is gone: nothing more to do for it.
+                for d in rest {
+                    d.token.ack();
+                }
+            } else {
+                o.items.extend(rest);
+            }
+        }
+        self.overflow.retain(|o| !o.items.is_empty());
+        self.update_pauses().await
     }
 
     /// Commit every partition's fully processed offset, after the effects of
@@ -299,17 +303,20 @@ impl Conductor {
     /// finish, commit, and stop serving their table partitions.
     async fn release_partitions(&mut self, tps: &BTreeSet<TopicPartition>) {
         for tp in tps {
-            if let Some(st) = self.parts.get_mut(tp) {
+            if let Some(st) = self.parts.get(tp) {
                 st.acks.revoke();
-                for p in st.parked.drain(..) {
-                    if let Some(remaining) = p.remaining {
-                        for _ in remaining {
-                            st.acks.release(p.msg.offset);
-                        }
-                    }
-                }
             }
         }
+        for o in self.overflow.iter_mut() {
+            // Dropped tokens give the events back unprocessed.
+            o.items.retain(|d| {
+                !tps.contains(&TopicPartition {
+                    topic: d.msg.topic.clone(),
+                    partition: d.msg.partition,
+                })
+            });
+        }
+        self.overflow.retain(|o| !o.items.is_empty());
         for queues in self.subs.values() {
             for q in queues {
                 drop(q.purge(|d| {
@@ -389,7 +396,6 @@ impl Conductor {
                 tp.clone(),
                 PartState {
                     acks,
-                    parked: VecDeque::new(),
                     paused: false,
                     last_committed: None,
                     last_progress: Instant::now(),
@@ -428,18 +434,16 @@ impl Conductor {
     }
 }
 
-/// Register a partition's messages and push them to every stream buffer of
-/// their topic, one push per buffer. Returns what did not fit, in offset
-/// order, with the buffers each message still has to go to (a suffix: a
-/// buffer that refused one message refused every later one).
-fn deliver_group(acks: &Arc<PartitionAcks>, msgs: Vec<Message>, subs: &[Queue]) -> Vec<Parked> {
-    let n = msgs.len();
+/// Register a partition's messages and hand them to every stream buffer of
+/// their topic, one push per buffer. A buffer that is full (or already has
+/// events waiting) gets the rest appended to its overflow, in order.
+fn deliver_group(
+    acks: &Arc<PartitionAcks>,
+    msgs: Vec<Message>,
+    subs: &[Queue],
+    overflow: &mut Vec<Overflow>,
+) {
     acks.add_many(msgs.iter().map(|m| m.offset), subs.len() as u32);
-    if subs.is_empty() || n == 0 {
-        return Vec::new();
-    }
-    let mut remaining: Vec<Vec<Queue>> = Vec::new();
-    let mut back: Vec<Option<Message>> = Vec::new();
     let mut msgs = Some(msgs);
     for (i, q) in subs.iter().enumerate() {
         let batch: Vec<Delivered> = if i + 1 == subs.len() {
@@ -456,86 +460,24 @@ fn deliver_group(acks: &Arc<PartitionAcks>, msgs: Vec<Message>, subs: &[Queue]) 
             }
         })
         .collect();
-        let left = q.push_many(batch);
-        if left.is_empty() {
+        if let Some(o) = overflow.iter_mut().find(|o| Arc::ptr_eq(&o.queue, q)) {
+            o.items.extend(batch);
+            continue;
+        }
+        let rest = q.push_many(batch);
+        if rest.is_empty() {
             continue;
         }
         if q.is_closed() {
             // The stream is gone: nothing more to do for it.
-            for d in left {
+            for d in rest {
                 d.token.ack();
             }
             continue;
         }
-        if remaining.is_empty() {
-            remaining = vec![Vec::new(); n];
-            back = vec![None; n];
-        }
-        let first = n - left.len();
-        for (j, d) in left.into_iter().enumerate() {
-            d.token.forget();
-            remaining[first + j].push(q.clone());
-            if back[first + j].is_none() {
-                back[first + j] = Some(d.msg);
-            }
-        }
-    }
-    remaining
-        .into_iter()
-        .zip(back)
-        .filter_map(|(r, m)| {
-            let msg = m?;
-            (!r.is_empty()).then_some(Parked {
-                msg,
-                remaining: Some(r),
-            })
-        })
-        .collect()
-}
-
-/// Hand `msg` to `subs` (or, when `remaining` is given, to those of them the
-/// message is already registered for). Gives the message back with the
-/// streams whose buffers were full. A closed buffer (its stream is gone)
-/// counts as done.
-fn hand_out(
-    acks: &Arc<PartitionAcks>,
-    msg: Message,
-    subs: &[Queue],
-    remaining: Option<Vec<Queue>>,
-) -> std::result::Result<(), (Message, Vec<Queue>)> {
-    let targets: &[Queue] = match &remaining {
-        Some(r) => r,
-        None => {
-            acks.add(msg.offset, subs.len() as u32);
-            subs
-        }
-    };
-    let mut full = Vec::new();
-    let mut returned = None;
-    let n = targets.len();
-    let offset = msg.offset;
-    let mut msg = Some(msg);
-    for (i, q) in targets.iter().enumerate() {
-        let m = if i + 1 == n { msg.take() } else { msg.clone() };
-        let Some(m) = m else { break };
-        let d = Delivered {
-            msg: m,
-            token: AckToken::new(acks.clone(), offset),
-        };
-        if let Err(back) = q.try_push(d) {
-            if q.is_closed() {
-                back.token.ack();
-                continue;
-            }
-            back.token.forget();
-            if returned.is_none() {
-                returned = Some(back.msg);
-            }
-            full.push(q.clone());
-        }
-    }
-    match returned {
-        Some(m) => Err((m, full)),
-        None => Ok(()),
+        overflow.push(Overflow {
+            queue: q.clone(),
+            items: rest.into(),
+        });
     }
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
 use parking_lot::Mutex;
 
 use crate::acks::AckToken;
@@ -45,9 +47,30 @@ impl fmt::Display for EventInfo {
 
 /// The event a task is processing, shared between its streams and the tables
 /// it writes (set when a stream yields, read by table writes and error reports).
-#[derive(Debug, Default)]
+/// Cheap to update per event: atomics, and a lock only when the topic changes.
+#[derive(Debug)]
 pub struct CurrentEvent {
-    info: Mutex<Option<EventInfo>>,
+    /// Partition, or -1 for none.
+    partition: AtomicI64,
+    offset: AtomicI64,
+    /// Timestamp, or `i64::MIN` for none.
+    timestamp_ms: AtomicI64,
+    topic_ptr: AtomicUsize,
+    topic: Mutex<Option<Arc<str>>>,
+    set: std::sync::atomic::AtomicBool,
+}
+
+impl Default for CurrentEvent {
+    fn default() -> Self {
+        CurrentEvent {
+            partition: AtomicI64::new(-1),
+            offset: AtomicI64::new(-1),
+            timestamp_ms: AtomicI64::new(i64::MIN),
+            topic_ptr: AtomicUsize::new(0),
+            topic: Mutex::new(None),
+            set: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 impl CurrentEvent {
@@ -56,24 +79,66 @@ impl CurrentEvent {
         Arc::new(CurrentEvent::default())
     }
 
-    /// Record the event now being processed.
-    pub fn set(&self, info: Option<EventInfo>) {
-        *self.info.lock() = info;
+    /// Record the event now being processed (a message's coordinates).
+    pub fn set_message(
+        &self,
+        topic: &Arc<str>,
+        partition: u32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) {
+        let ptr = Arc::as_ptr(topic) as *const u8 as usize;
+        if self.topic_ptr.load(Ordering::Relaxed) != ptr {
+            *self.topic.lock() = Some(topic.clone());
+            self.topic_ptr.store(ptr, Ordering::Relaxed);
+        }
+        self.partition
+            .store(i64::from(partition), Ordering::Relaxed);
+        self.offset.store(offset, Ordering::Relaxed);
+        self.timestamp_ms
+            .store(timestamp_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+        self.set.store(true, Ordering::Relaxed);
     }
 
-    /// The event now being processed.
+    /// Record an event that came from no topic (channel, iterator).
+    pub fn set_local(&self) {
+        *self.topic.lock() = None;
+        self.topic_ptr.store(0, Ordering::Relaxed);
+        self.partition.store(-1, Ordering::Relaxed);
+        self.offset.store(-1, Ordering::Relaxed);
+        self.timestamp_ms.store(i64::MIN, Ordering::Relaxed);
+        self.set.store(true, Ordering::Relaxed);
+    }
+
+    /// The event now being processed, if any.
     pub fn get(&self) -> Option<EventInfo> {
-        self.info.lock().clone()
+        if !self.set.load(Ordering::Relaxed) {
+            return None;
+        }
+        let p = self.partition.load(Ordering::Relaxed);
+        let o = self.offset.load(Ordering::Relaxed);
+        let t = self.timestamp_ms.load(Ordering::Relaxed);
+        Some(EventInfo {
+            topic: self.topic.lock().clone(),
+            partition: u32::try_from(p).ok(),
+            offset: (o >= 0).then_some(o),
+            timestamp_ms: (t != i64::MIN).then_some(t),
+        })
     }
 
     /// Its partition.
     pub fn partition(&self) -> Option<u32> {
-        self.info.lock().as_ref().and_then(|i| i.partition)
+        u32::try_from(self.partition.load(Ordering::Relaxed)).ok()
     }
 }
 
 tokio::task_local! {
     static CURRENT: Arc<CurrentEvent>;
+}
+
+/// The partition of the event the running agent or task is processing.
+pub fn current_partition() -> Option<u32> {
+    CURRENT.try_with(|c| c.partition()).ok().flatten()
 }
 
 /// The current-event cell of the running agent or task, if any.

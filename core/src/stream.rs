@@ -175,20 +175,13 @@ where
                 }
                 Source::Iter(s) => (None, s.next().await?, None, AckToken::none()),
             };
-            self.current.set(Some(match &message {
-                Some(m) => EventInfo {
-                    topic: Some(m.topic.clone()),
-                    partition: Some(m.partition),
-                    offset: Some(m.offset),
-                    timestamp_ms: m.timestamp_ms,
-                },
-                None => EventInfo {
-                    topic: None,
-                    partition: None,
-                    offset: None,
-                    timestamp_ms: None,
-                },
-            }));
+            match &message {
+                Some(m) => {
+                    self.current
+                        .set_message(&m.topic, m.partition, m.offset, m.timestamp_ms)
+                }
+                None => self.current.set_local(),
+            }
             let mut value = value;
             for p in &self.processors {
                 value = match p {

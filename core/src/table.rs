@@ -53,7 +53,7 @@ struct Slot<V> {
 }
 
 struct Part<K, V> {
-    cache: HashMap<K, Slot<V>>,
+    cache: HashMap<K, Slot<V>, ahash::RandomState>,
     /// Keys changed since the last flush, each once (coalescing mode).
     dirty: Vec<K>,
     /// Encoded ops not yet in the store (per-write mode).
@@ -65,7 +65,7 @@ struct Part<K, V> {
 impl<K, V> Default for Part<K, V> {
     fn default() -> Self {
         Part {
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             dirty: Vec::new(),
             pending: Vec::new(),
             deliveries: Vec::new(),
@@ -281,11 +281,9 @@ where
     }
 
     fn write_partition(&self) -> Result<u32> {
-        let p = event::current()
-            .and_then(|c| c.partition())
-            .ok_or_else(|| Error::NoCurrentEvent {
-                table: self.inner.name.clone(),
-            })?;
+        let p = event::current_partition().ok_or_else(|| Error::NoCurrentEvent {
+            table: self.inner.name.clone(),
+        })?;
         if p >= self.inner.partitions {
             return Err(Error::Config {
                 setting: format!("table {:?} partitions", self.inner.name),
@@ -341,7 +339,7 @@ where
     /// The value of `key` (looked up in the current event's partition, else in
     /// every partition this worker serves).
     pub async fn get(&self, key: &K) -> Result<Option<V>> {
-        let current = event::current().and_then(|c| c.partition());
+        let current = event::current_partition();
         if let Some(p) = current {
             if let Some(v) = self.load(p, key).await? {
                 return Ok(Some(v));
@@ -387,17 +385,41 @@ where
     }
 
     /// Change the value of `key` in place (starting from the default when
-    /// missing) and return the new value: `counts.update(word, |n| *n += 1)`.
-    pub async fn update(&self, key: K, f: impl FnOnce(&mut V)) -> Result<V> {
+    /// missing) and return the new value: `counts.update("word", |n| *n += 1)`.
+    pub async fn update<Q>(&self, key: &Q, f: impl FnOnce(&mut V)) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let p = self.write_partition()?;
         let default = self.inner.default.clone();
-        let name = self.inner.name.clone();
-        let mut out = Err(Error::NotFound {
-            what: "table key (the table has no default value)",
-            name,
-        });
+        if !self.inner.per_write {
+            // Fast path: a cached key takes one lock and one lookup, no allocation.
+            let mut parts = self.inner.parts.lock();
+            let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
+            if let Some(slot) = part.cache.get_mut(key) {
+                let mut v = match slot.value.take() {
+                    Some(v) => v,
+                    None => match &default {
+                        Some(d) => d(),
+                        None => return Err(self.no_default()),
+                    },
+                };
+                f(&mut v);
+                let out = v.clone();
+                slot.value = Some(v);
+                if !slot.dirty {
+                    slot.dirty = true;
+                    part.dirty.push(key.to_owned());
+                }
+                drop(parts);
+                self.inner.monitor.add_table_writes(1);
+                return Ok(out);
+            }
+        }
+        let mut out = Err(self.no_default());
         let out_ref = &mut out;
-        self.modify(p, key, move |slot| {
+        self.modify(p, key.to_owned(), move |slot| {
             let v = match slot.take() {
                 Some(v) => Some(v),
                 None => default.as_ref().map(|d| d()),
@@ -410,6 +432,13 @@ where
         })
         .await?;
         out
+    }
+
+    fn no_default(&self) -> Error {
+        Error::NotFound {
+            what: "table key (the table has no default value)",
+            name: self.inner.name.clone(),
+        }
     }
 
     /// Apply `change` to the cached value of `key` in partition `p` (loading

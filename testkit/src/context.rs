@@ -22,7 +22,7 @@
 //!         async move {
 //!             let mut items = stream.items();
 //!             while let Some((key, n)) = items.next().await {
-//!                 totals.update(key.unwrap_or_default(), |t| *t += n).await?;
+//!                 totals.update(&key.unwrap_or_default(), |t| *t += n).await?;
 //!             }
 //!             Ok(())
 //!         }
