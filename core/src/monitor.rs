@@ -31,7 +31,6 @@ pub struct Monitor {
     agent_errors: AtomicU64,
     commits: AtomicU64,
     messages_sent: AtomicU64,
-    table_writes: AtomicU64,
     rebalances: AtomicU64,
     partitions_paused: AtomicU64,
     recovered_records: AtomicU64,
@@ -71,8 +70,6 @@ pub struct MonitorSnapshot {
     pub commits: u64,
     /// Records sent through topics.
     pub messages_sent: u64,
-    /// Table writes.
-    pub table_writes: u64,
     /// Rebalances seen.
     pub rebalances: u64,
     /// Times a partition was paused because a stream buffer was full.
@@ -108,7 +105,6 @@ counters! {
     agent_errors => add_agent_errors,
     commits => add_commits,
     messages_sent => add_messages_sent,
-    table_writes => add_table_writes,
     rebalances => add_rebalances,
     partitions_paused => add_partitions_paused,
     recovered_records => add_recovered_records,

@@ -73,6 +73,51 @@ impl<K, V> Default for Part<K, V> {
     }
 }
 
+/// The partitions this worker serves, indexed by partition number.
+struct Parts<K, V>(Vec<Option<Part<K, V>>>);
+
+impl<K, V> Parts<K, V> {
+    fn get(&self, p: &u32) -> Option<&Part<K, V>> {
+        self.0.get(*p as usize).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, p: &u32) -> Option<&mut Part<K, V>> {
+        self.0.get_mut(*p as usize).and_then(Option::as_mut)
+    }
+
+    /// Served partition numbers, ascending.
+    fn keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .map(|(i, _)| i as u32)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Part<K, V>)> + '_ {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_mut().map(|p| (i as u32, p)))
+    }
+
+    fn activate(&mut self, p: u32) {
+        let i = p as usize;
+        if self.0.len() <= i {
+            self.0.resize_with(i + 1, || None);
+        }
+        if self.0[i].is_none() {
+            self.0[i] = Some(Part::default());
+        }
+    }
+
+    fn remove(&mut self, p: &u32) {
+        if let Some(slot) = self.0.get_mut(*p as usize) {
+            *slot = None;
+        }
+    }
+}
+
 struct Runtime {
     store: Arc<dyn TableStore>,
     producer: Arc<dyn Producer>,
@@ -87,10 +132,9 @@ pub(crate) struct TableInner<K, V> {
     value_codec: CodecChain,
     default: Option<Arc<dyn Fn() -> V + Send + Sync>>,
     per_write: bool,
-    parts: Mutex<HashMap<u32, Part<K, V>>>,
+    parts: Mutex<Parts<K, V>>,
     runtime: std::sync::OnceLock<Runtime>,
     write_order: tokio::sync::Mutex<()>,
-    monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// Defines a table; see [`App::table`].
@@ -213,10 +257,9 @@ where
             changelog: changelog.def.clone(),
             default: self.default,
             per_write: self.per_write,
-            parts: Mutex::new(HashMap::new()),
+            parts: Mutex::new(Parts(Vec::new())),
             runtime: std::sync::OnceLock::new(),
             write_order: tokio::sync::Mutex::new(()),
-            monitor: app.inner.monitor.clone(),
         });
         app.inner.defs.lock().tables.push(inner.clone());
         Ok(Table { inner })
@@ -345,7 +388,7 @@ where
                 return Ok(Some(v));
             }
         }
-        let mut active: Vec<u32> = self.inner.parts.lock().keys().copied().collect();
+        let mut active: Vec<u32> = self.inner.parts.lock().keys().collect();
         active.sort_unstable();
         for p in active.into_iter().filter(|p| Some(*p) != current) {
             if let Some(v) = self.load(p, key).await? {
@@ -392,7 +435,6 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         let p = self.write_partition()?;
-        let default = self.inner.default.clone();
         if !self.inner.per_write {
             // Fast path: a cached key takes one lock and one lookup, no allocation.
             let mut parts = self.inner.parts.lock();
@@ -400,7 +442,7 @@ where
             if let Some(slot) = part.cache.get_mut(key) {
                 let mut v = match slot.value.take() {
                     Some(v) => v,
-                    None => match &default {
+                    None => match &self.inner.default {
                         Some(d) => d(),
                         None => return Err(self.no_default()),
                     },
@@ -412,11 +454,10 @@ where
                     slot.dirty = true;
                     part.dirty.push(key.to_owned());
                 }
-                drop(parts);
-                self.inner.monitor.add_table_writes(1);
                 return Ok(out);
             }
         }
+        let default = self.inner.default.clone();
         let mut out = Err(self.no_default());
         let out_ref = &mut out;
         self.modify(p, key.to_owned(), move |slot| {
@@ -473,8 +514,6 @@ where
         if dirty_key {
             part.dirty.push(key);
         }
-        drop(parts);
-        self.inner.monitor.add_table_writes(1);
         Ok(())
     }
 
@@ -514,8 +553,6 @@ where
         let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
         part.pending.push((kb, vb));
         part.deliveries.push(delivery);
-        drop(parts);
-        self.inner.monitor.add_table_writes(1);
         Ok(())
     }
 
@@ -526,6 +563,7 @@ where
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {
+                let n = &n;
                 let mut ops = std::mem::take(&mut part.pending);
                 for k in &part.dirty {
                     if let Some(slot) = part.cache.get(k) {
@@ -548,7 +586,7 @@ where
     pub async fn items(&self) -> Result<Vec<(K, V)>> {
         self.flush_pending_ops().await?;
         let rt = self.runtime()?;
-        let mut active: Vec<u32> = self.inner.parts.lock().keys().copied().collect();
+        let mut active: Vec<u32> = self.inner.parts.lock().keys().collect();
         active.sort_unstable();
         let mut out = Vec::new();
         for p in active {
@@ -588,7 +626,7 @@ where
     pub async fn len(&self) -> Result<u64> {
         self.flush_pending_ops().await?;
         let rt = self.runtime()?;
-        let active: Vec<u32> = self.inner.parts.lock().keys().copied().collect();
+        let active: Vec<u32> = self.inner.parts.lock().keys().collect();
         let mut n = 0;
         for p in active {
             n += rt.store.len(p).await?;
@@ -603,7 +641,7 @@ where
 
     /// Partitions this worker serves now.
     pub fn active_partitions(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.inner.parts.lock().keys().copied().collect();
+        let mut v: Vec<u32> = self.inner.parts.lock().keys().collect();
         v.sort_unstable();
         v
     }
@@ -711,7 +749,7 @@ where
         let mut parts = self.parts.lock();
         for p in partitions {
             if *p < self.partitions {
-                parts.entry(*p).or_default();
+                parts.activate(*p);
             }
         }
     }
@@ -746,10 +784,10 @@ where
                             ops.push(self.encode_op(&k, slot.value.as_ref())?);
                         }
                     }
-                    work.push((*n, ops, Vec::new(), true));
+                    work.push((n, ops, Vec::new(), true));
                 } else if !part.pending.is_empty() || !part.deliveries.is_empty() {
                     work.push((
-                        *n,
+                        n,
                         std::mem::take(&mut part.pending),
                         std::mem::take(&mut part.deliveries),
                         false,
