@@ -33,14 +33,14 @@ enum Request {
 
 /// A running mock cluster.
 #[derive(Debug)]
-pub struct MockKafka {
+pub(crate) struct MockKafka {
     tx: Mutex<mpsc::Sender<Request>>,
     bootstrap: String,
 }
 
 impl MockKafka {
     /// Start a mock cluster with `brokers` brokers.
-    pub fn start(brokers: i32) -> Arc<Self> {
+    pub(crate) fn start(brokers: i32) -> Arc<Self> {
         let (tx, rx) = mpsc::channel::<Request>();
         let (boot_tx, boot_rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -79,7 +79,7 @@ impl MockKafka {
     }
 
     /// `host:port,...` of the mock brokers.
-    pub fn bootstrap(&self) -> &str {
+    pub(crate) fn bootstrap(&self) -> &str {
         &self.bootstrap
     }
 
@@ -93,21 +93,21 @@ impl MockKafka {
     }
 
     /// Take broker `id` (1-based) down.
-    pub async fn broker_down(&self, id: i32) {
+    pub(crate) async fn broker_down(&self, id: i32) {
         let (tx, rx) = oneshot::channel();
         self.tx.lock().send(Request::BrokerDown(id, tx)).unwrap();
         rx.await.unwrap();
     }
 
     /// Bring broker `id` back.
-    pub async fn broker_up(&self, id: i32) {
+    pub(crate) async fn broker_up(&self, id: i32) {
         let (tx, rx) = oneshot::channel();
         self.tx.lock().send(Request::BrokerUp(id, tx)).unwrap();
         rx.await.unwrap();
     }
 
     /// A Kafka transport on this cluster, with `options` (`key=value&...`).
-    pub fn kafka(&self, options: &str) -> KafkaTransport {
+    pub(crate) fn kafka(&self, options: &str) -> KafkaTransport {
         let url = if options.is_empty() {
             format!("kafka://{}", self.bootstrap)
         } else {
@@ -118,7 +118,7 @@ impl MockKafka {
 
     /// The transport of the conformance suite: Kafka, with topics created
     /// through the mock cluster.
-    pub fn transport(self: &Arc<Self>) -> Arc<dyn Transport> {
+    pub(crate) fn transport(self: &Arc<Self>) -> Arc<dyn Transport> {
         Arc::new(MockTransport {
             inner: self.kafka(""),
             mock: self.clone(),
@@ -128,7 +128,7 @@ impl MockKafka {
 
 /// [`KafkaTransport`] with `create_topic` done by the mock cluster.
 #[derive(Debug)]
-pub struct MockTransport {
+pub(crate) struct MockTransport {
     inner: KafkaTransport,
     mock: Arc<MockKafka>,
 }
