@@ -123,7 +123,10 @@ impl Admin {
         if spec.partitions == 0 {
             return Err(Error::config(
                 "topic_partitions",
-                format!("topic {:?} needs at least 1 partition, asked for 0", spec.name),
+                format!(
+                    "topic {:?} needs at least 1 partition, asked for 0",
+                    spec.name
+                ),
             ));
         }
         self.ready().await?;

@@ -191,9 +191,7 @@ impl Ctx {
         let mut announced = false;
         if let Some(job) = self.job.lock().take() {
             if job.batch.is_empty() {
-                let _ = job
-                    .reply
-                    .send(Ok(ConsumerEvent::Revoked(revoked.clone())));
+                let _ = job.reply.send(Ok(ConsumerEvent::Revoked(revoked.clone())));
                 announced = true;
             } else {
                 let _ = job.reply.send(Ok(ConsumerEvent::Messages(job.batch)));
@@ -270,9 +268,7 @@ fn execute(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, cmd: Cmd) {
             let _ = reply.send(high_watermark(consumer, ctx, &tp));
         }
         Cmd::Poll { reply, .. } => {
-            let _ = reply.send(Err(Error::State(
-                "internal: poll routed to execute".into(),
-            )));
+            let _ = reply.send(Err(Error::State("internal: poll routed to execute".into())));
         }
         Cmd::Close(reply) => {
             let _ = reply.send(Err(Error::State(
@@ -493,11 +489,10 @@ fn high_watermark(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tp: &TopicPartition) 
             ));
         }
         match probe.poll(SLICE) {
-            Some(Ok(m)) => {
-                if m.partition() == partition && m.topic() == &*tp.topic {
-                    end = end.max(m.offset() + 1);
-                }
+            Some(Ok(m)) if m.partition() == partition && m.topic() == &*tp.topic => {
+                end = end.max(m.offset() + 1);
             }
+            Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(end),
             Some(Err(e)) => {
                 tracing::debug!(partition = %tp, error = %e, "high-water-mark probe");
@@ -582,7 +577,12 @@ impl Worker {
         }
     }
 
-    fn poll(&mut self, consumer: &BaseConsumer<Ctx>, timeout: Duration, reply: Reply<ConsumerEvent>) {
+    fn poll(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        timeout: Duration,
+        reply: Reply<ConsumerEvent>,
+    ) {
         if let Some(ev) = self.ctx.events.lock().pop_front() {
             let _ = reply.send(Ok(ev));
             return;

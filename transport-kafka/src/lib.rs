@@ -168,8 +168,11 @@ impl Transport for KafkaTransport {
             operation_timeout: self.config.operation_timeout,
             probe_config: self.config.client_config(),
         };
-        let consumer =
-            KafkaConsumer::start(&self.consumer_config(config), settings, config.group_id.clone())?;
+        let consumer = KafkaConsumer::start(
+            &self.consumer_config(config),
+            settings,
+            config.group_id.clone(),
+        )?;
         Ok(Box::new(consumer))
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The transport conformance suite against a real Kafka-protocol broker.
 //!
 //! Set `FAUSTUS_TEST_KAFKA=host:port` (or a whole `kafka://` URL) and run
@@ -60,3 +61,39 @@ real_broker_checks!(
     check_groupless_assign_seek,
     check_flush,
 );
+
+/// tansu 0.6 answers ListOffsets(latest) with the last batch's base offset
+/// + 1; the high-water mark must still be the true end after a batch of
+/// several records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real Kafka-protocol broker: run scripts/test.sh"]
+async fn high_watermark_after_a_multi_record_batch() {
+    use bytes::Bytes;
+    use faustus_core::transport::{
+        ConsumerConfig, ProducerConfig, Record, TopicPartition, TopicSpec,
+    };
+
+    let Some(t) = real_transport() else {
+        return;
+    };
+    let topic = faustus_testkit::transport_conformance::unique_name("batch-hw");
+    t.create_topic(&TopicSpec::new(&topic, 1)).await.unwrap();
+    let p = t.producer(&ProducerConfig::new("batch-hw")).await.unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        let mut r = Record::new(topic.as_str(), None, Some(Bytes::from(format!("v{i}"))));
+        r.partition = Some(0);
+        deliveries.push(p.send(r).await.unwrap());
+    }
+    p.flush().await.unwrap();
+    for d in deliveries {
+        d.await.unwrap();
+    }
+    let mut c = t
+        .consumer(&ConsumerConfig::groupless("batch-hw-reader"))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(topic.as_str(), 0);
+    assert_eq!(c.high_watermark(&tp).await.unwrap(), 10);
+    c.close().await.unwrap();
+}

@@ -26,7 +26,11 @@ use rdkafka::mocking::MockCluster;
 use tokio::sync::oneshot;
 
 enum Request {
-    CreateTopic(String, i32, oneshot::Sender<std::result::Result<(), String>>),
+    CreateTopic(
+        String,
+        i32,
+        oneshot::Sender<std::result::Result<(), String>>,
+    ),
     BrokerDown(i32, oneshot::Sender<()>),
     BrokerUp(i32, oneshot::Sender<()>),
 }
