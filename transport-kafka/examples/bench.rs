@@ -101,7 +101,8 @@ async fn bare_consume(bootstrap: &str, topic: &str, n: usize) -> Duration {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let started = Instant::now();
@@ -150,7 +151,9 @@ fn main() {
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     cluster.create_topic("bench-bare", PARTITIONS, 1).unwrap();
-    cluster.create_topic("bench-faustus", PARTITIONS, 1).unwrap();
+    cluster
+        .create_topic("bench-faustus", PARTITIONS, 1)
+        .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

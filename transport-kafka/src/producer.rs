@@ -8,7 +8,6 @@
 //! the blocking pool.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,7 +44,6 @@ fn to_i32(partition: u32) -> i32 {
 #[async_trait]
 impl Producer for KafkaProducer {
     async fn send(&self, record: Record) -> Result<Delivery> {
-        let record = Arc::new(record);
         let mut wait = Duration::from_millis(1);
         loop {
             let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic);
