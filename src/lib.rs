@@ -28,6 +28,8 @@ pub fn register_default_drivers(registry: &Registry) {
         faustus_transport_memory::register(registry);
         faustus_store_memory::register(registry);
     }
+    #[cfg(feature = "kafka")]
+    faustus_transport_kafka::register(registry);
     let _ = registry;
 }
 

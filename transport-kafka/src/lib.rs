@@ -1,0 +1,224 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod admin;
+mod config;
+mod consumer;
+mod context;
+mod error;
+mod producer;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use faustus_core::transport::{
+    Consumer, ConsumerConfig, Producer, ProducerConfig, TopicSpec, Transport, TransportFactory,
+};
+use faustus_core::{DriverUrl, Registry, Result};
+use rdkafka::ClientConfig;
+
+pub use config::KafkaConfig;
+
+use crate::admin::Admin;
+use crate::consumer::{KafkaConsumer, Settings};
+use crate::context::LogContext;
+use crate::producer::KafkaProducer;
+
+/// The URL scheme of this transport: `kafka://host:9092;host2:9092`.
+pub const SCHEME: &str = "kafka";
+
+/// Register the `kafka` transport scheme in `registry`.
+pub fn register(registry: &Registry) {
+    let factory: TransportFactory =
+        Arc::new(|url| Ok(Arc::new(KafkaTransport::from_url(url)?) as Arc<dyn Transport>));
+    registry.register_transport(SCHEME, factory);
+}
+
+/// The Kafka transport: admin, producers and consumers on librdkafka.
+///
+/// Building one connects to nothing; the first operation waits (with
+/// backoff, up to `connect_timeout_ms`) until a broker answers.
+#[derive(Clone)]
+pub struct KafkaTransport {
+    config: Arc<KafkaConfig>,
+    admin: Arc<Admin>,
+}
+
+impl fmt::Debug for KafkaTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaTransport")
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaTransport {
+    /// A transport for a parsed configuration.
+    pub fn from_config(config: KafkaConfig) -> Self {
+        let config = Arc::new(config);
+        KafkaTransport {
+            admin: Arc::new(Admin::new(config.clone())),
+            config,
+        }
+    }
+
+    /// A transport for a `kafka://` URL.
+    pub fn from_url(url: &DriverUrl) -> Result<Self> {
+        Ok(Self::from_config(KafkaConfig::from_url(url)?))
+    }
+
+    /// The configuration this transport was built with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    fn producer_config(&self, client_id: &str) -> ClientConfig {
+        let mut c = self.config.client_config();
+        // Kafka's Java client partitions keyed records by murmur2; keyless
+        // records go to a random partition.
+        set_default(&mut c, "partitioner", "murmur2_random");
+        c.set("client.id", client_id);
+        c
+    }
+
+    fn consumer_config(&self, config: &ConsumerConfig) -> ClientConfig {
+        let mut c = self.config.client_config();
+        c.set("client.id", &config.client_id);
+        // The conductor commits what is fully processed; nothing else may.
+        c.set("enable.auto.commit", "false");
+        c.set("enable.auto.offset.store", "false");
+        set_default(&mut c, "auto.offset.reset", "earliest");
+        if let Some(group) = &config.group_id {
+            c.set("group.id", group);
+            // Range assignment gives partition N of every subscribed topic
+            // with the same partition count to the same member, which keeps
+            // a table's source topic and changelog (and repartition topics)
+            // copartitioned. It is also an eager protocol, whose
+            // revoke-then-assign matches ConsumerEvent.
+            c.set("partition.assignment.strategy", "range");
+        } else {
+            // librdkafka refuses `assign` without a group id. This private,
+            // unique id is never subscribed or committed with, so the real
+            // group is never disturbed.
+            c.set("group.id", private_group_id(&config.client_id));
+        }
+        c
+    }
+}
+
+/// A group id no other consumer uses (for assign-only consumers).
+pub(crate) fn private_group_id(client_id: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "faustus-assign-only-{client_id}-{}-{nanos}-{n}",
+        std::process::id()
+    )
+}
+
+fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
+    if c.get(key).is_none() {
+        c.set(key, value);
+    }
+}
+
+#[async_trait]
+impl Transport for KafkaTransport {
+    fn name(&self) -> &str {
+        SCHEME
+    }
+
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+        self.admin.create_topic(spec).await
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<Option<u32>> {
+        self.admin.partition_count(topic).await
+    }
+
+    async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
+        self.admin.ready().await?;
+        let inner = self
+            .producer_config(&config.client_id)
+            .create_with_context(LogContext {
+                client: config.client_id.clone(),
+                url: self.config.url.clone(),
+            })
+            .map_err(|e| error::kafka(format!("create producer {:?}", config.client_id), e))?;
+        Ok(Arc::new(KafkaProducer {
+            inner,
+            client_id: config.client_id.clone(),
+        }))
+    }
+
+    async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        self.admin.ready().await?;
+        let settings = Settings {
+            client: config.client_id.clone(),
+            url: self.config.url.clone(),
+            group: config.group_id.is_some(),
+            max_poll_records: config.max_poll_records,
+            operation_timeout: self.config.operation_timeout,
+            probe_config: self.config.client_config(),
+        };
+        let consumer = KafkaConsumer::start(
+            &self.consumer_config(config),
+            settings,
+            config.group_id.clone(),
+        )?;
+        Ok(Box::new(consumer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(url: &str) -> KafkaTransport {
+        KafkaTransport::from_url(&DriverUrl::parse("broker", url).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn registry_builds_kafka_transports() {
+        let registry = Registry::new();
+        register(&registry);
+        let t = registry
+            .transport(&DriverUrl::parse("broker", "kafka://localhost:9092").unwrap())
+            .unwrap();
+        assert_eq!(t.name(), "kafka");
+        let e = registry
+            .transport(&DriverUrl::parse("broker", "kafka://h?bogus.option=1").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("bogus.option"), "{e}");
+    }
+
+    #[test]
+    fn client_configs() {
+        let t = transport("kafka://a:1;b:2?acks=all&auto.offset.reset=latest");
+        let p = t.producer_config("p1");
+        assert_eq!(p.get("bootstrap.servers"), Some("a:1,b:2"));
+        assert_eq!(p.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("client.id"), Some("p1"));
+        let g = t.consumer_config(&ConsumerConfig::group("app-1", "w1"));
+        assert_eq!(g.get("group.id"), Some("app-1"));
+        assert_eq!(g.get("enable.auto.commit"), Some("false"));
+        assert_eq!(g.get("partition.assignment.strategy"), Some("range"));
+        // An explicit URL option wins over the driver's default.
+        assert_eq!(g.get("auto.offset.reset"), Some("latest"));
+        let r = t.consumer_config(&ConsumerConfig::groupless("r"));
+        let private = r.get("group.id").unwrap();
+        assert!(private.starts_with("faustus-assign-only-r-"), "{private}");
+        assert_eq!(r.get("partition.assignment.strategy"), None);
+        let t = transport("kafka://a:1");
+        let g = t.consumer_config(&ConsumerConfig::group("app-1", "w1"));
+        assert_eq!(g.get("auto.offset.reset"), Some("earliest"));
+    }
+}
