@@ -98,7 +98,8 @@ pub fn build(app: App) -> faustus::Result<WordCount> {
     })
 }
 
-const POSTS: &[&str] = &[
+/// The sample corpus: post `i` is `POSTS[i % POSTS.len()]`.
+pub const POSTS: &[&str] = &[
     "the quick brown fox jumps over the lazy dog",
     "faust is a stream processing library porting the ideas of kafka streams to python",
     "faustus brings faust to rust with agents streams and tables",
@@ -109,7 +110,10 @@ const POSTS: &[&str] = &[
 /// The demo's timers: sample posts (only on `memory://`, where nothing else
 /// feeds the topic) and a progress report every 3 s.
 pub fn demo_timers(wc: &WordCount) {
-    if wc.app.settings().broker.starts_with("memory://") {
+    // Nothing else feeds a private in-memory broker; on a shared broker the
+    // `produce` command does (FAUSTUS_DEMO_FEED=0 turns the feed off).
+    let feed = std::env::var("FAUSTUS_DEMO_FEED").map(|v| v != "0");
+    if feed.unwrap_or_else(|_| wc.app.settings().broker.starts_with("memory://")) {
         let next = Arc::new(AtomicU64::new(0));
         let posts = wc.posts.clone();
         wc.app.timer(
@@ -143,6 +147,60 @@ pub fn demo_timers(wc: &WordCount) {
     });
 }
 
+/// The `produce` command (as in Faust's `tasks-timers-web-cli.rst`): send
+/// sample posts to the posts topic, from another process than the workers.
+pub fn commands(wc: &WordCount) {
+    use faustus::clap::{value_parser, Arg, Command};
+    let posts = wc.posts.clone();
+    wc.app.command(
+        Command::new("produce")
+            .about("Send sample posts (post i is sample i mod 5) to the posts topic")
+            .arg(
+                Arg::new("max-messages")
+                    .long("max-messages")
+                    .value_parser(value_parser!(u64))
+                    .help("Send at most N posts (default: until stopped)"),
+            )
+            .arg(
+                Arg::new("start")
+                    .long("start")
+                    .value_parser(value_parser!(u64))
+                    .default_value("0")
+                    .help("Number of the first post"),
+            )
+            .arg(
+                Arg::new("max-latency")
+                    .long("max-latency")
+                    .value_parser(value_parser!(f64))
+                    .default_value("0")
+                    .help("Wait up to this many seconds between posts"),
+            ),
+        move |_app, args| {
+            let posts = posts.clone();
+            async move {
+                let max = args.get_one::<u64>("max-messages").copied();
+                let start = args.get_one::<u64>("start").copied().unwrap_or(0);
+                let latency = args.get_one::<f64>("max-latency").copied().unwrap_or(0.0);
+                let mut i = start;
+                while max.is_none_or(|m| i < start + m) {
+                    let post = POSTS[(i as usize) % POSTS.len()];
+                    posts.send(format!("post-{i}"), post.to_string()).await?;
+                    if (i - start) % 10_000 == 0 {
+                        println!("+SEND {}", i - start);
+                    }
+                    if latency > 0.0 {
+                        let pause = latency * ((i % 7) as f64 / 7.0);
+                        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                    }
+                    i += 1;
+                }
+                println!("sent {} posts", i - start);
+                Ok(())
+            }
+        },
+    );
+}
+
 fn main() -> ExitCode {
     let app = faustus::app("word-counts")
         .broker("memory://")
@@ -152,6 +210,7 @@ fn main() -> ExitCode {
     match app {
         Ok(wc) => {
             demo_timers(&wc);
+            commands(&wc);
             wc.app.main()
         }
         Err(e) => {

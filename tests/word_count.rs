@@ -78,3 +78,42 @@ async fn an_agent_error_fails_the_test_context_call() {
     ctx.send(&agent, "k".into(), 2).await.unwrap();
     ctx.stop().await.unwrap();
 }
+
+#[test]
+fn the_produce_command_sends_sample_posts() {
+    let broker = format!("cli-produce-{}", std::process::id());
+    let app = faustus::app("word-counts-cli")
+        .env(Default::default())
+        .broker(format!("memory://{broker}"))
+        .build()
+        .unwrap();
+    let wc = word_count::build(app).unwrap();
+    word_count::commands(&wc);
+    let args = [
+        "word_count",
+        "produce",
+        "--max-messages",
+        "12",
+        "--start",
+        "3",
+    ];
+    let code = faustus::cli::run(&wc.app, args.iter().map(std::ffi::OsString::from));
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let b = faustus_transport_memory::MemoryBroker::named(&broker);
+    let mut bodies = Vec::new();
+    for p in 0..8 {
+        for m in b.messages("posts", p) {
+            let k: String = serde_json::from_slice(m.key.as_deref().unwrap()).unwrap();
+            let v: String = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+            bodies.push((k, v));
+        }
+    }
+    bodies.sort();
+    assert_eq!(bodies.len(), 12);
+    assert!(bodies.contains(&("post-3".into(), word_count::POSTS[3].into())));
+    assert!(bodies.contains(&("post-14".into(), word_count::POSTS[14 % 5].into())));
+
+    let bad = ["word_count", "produce", "--max-messages", "many"];
+    let code = faustus::cli::run(&wc.app, bad.iter().map(std::ffi::OsString::from));
+    assert_eq!(code, std::process::ExitCode::from(faustus::cli::EXIT_USAGE));
+}

@@ -48,6 +48,13 @@ pub(crate) struct TaskDef {
     pub(crate) run: TaskFn,
 }
 
+/// A custom command-line command.
+pub(crate) struct CommandDef {
+    pub(crate) command: clap::Command,
+    pub(crate) run:
+        Arc<dyn Fn(App, clap::ArgMatches) -> BoxFuture<'static, Result<()>> + Send + Sync>,
+}
+
 /// A periodic task.
 pub(crate) struct TimerDef {
     pub(crate) name: String,
@@ -87,6 +94,7 @@ pub(crate) struct Defs {
     pub(crate) tasks: Vec<TaskDef>,
     pub(crate) timers: Vec<TimerDef>,
     pub(crate) services: Vec<Arc<dyn Service>>,
+    pub(crate) commands: Vec<CommandDef>,
 }
 
 /// Streams subscribed to each topic.
@@ -368,6 +376,37 @@ impl App {
             name: name.into(),
             interval,
             run: Arc::new(move |app| Box::pin(f(app))),
+        });
+    }
+
+    /// Add a command to the app's command line (`app.main()`), like Faust's
+    /// `@app.command`: `command` describes its name, help, arguments and
+    /// options (clap), `run` gets the app and the parsed arguments. It runs in
+    /// its own process, without a worker: it can send to topics and agents.
+    ///
+    /// ```
+    /// use faustus_core::{App, clap::{Arg, Command}};
+    /// # fn demo(app: App) {
+    /// app.command(
+    ///     Command::new("hello")
+    ///         .about("Say hello")
+    ///         .arg(Arg::new("name").default_value("world")),
+    ///     |_app, args| async move {
+    ///         let name = args.get_one::<String>("name").cloned().unwrap_or_default();
+    ///         println!("hello {name}");
+    ///         Ok(())
+    ///     },
+    /// );
+    /// # }
+    /// ```
+    pub fn command<F, Fut>(&self, command: clap::Command, run: F)
+    where
+        F: Fn(App, clap::ArgMatches) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.inner.defs.lock().commands.push(CommandDef {
+            command,
+            run: Arc::new(move |app, m| Box::pin(run(app, m))),
         });
     }
 

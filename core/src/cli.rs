@@ -15,7 +15,16 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_FAILURE: u8 = 1;
 
 fn command(app: &App) -> Command {
+    let custom: Vec<Command> = app
+        .inner
+        .defs
+        .lock()
+        .commands
+        .iter()
+        .map(|c| c.command.clone())
+        .collect();
     Command::new(app.id().to_string())
+        .subcommands(custom)
         .about(format!("Faustus app {}", app.id()))
         .subcommand_required(true)
         .arg_required_else_help(true)
@@ -116,7 +125,28 @@ pub fn run(app: &App, args: impl IntoIterator<Item = OsString>) -> ExitCode {
             print!("{}", listing("Topics", &["name"], &rows, json));
             ExitCode::SUCCESS
         }
-        _ => ExitCode::from(EXIT_USAGE),
+        Some((name, m)) => {
+            let run = app
+                .inner
+                .defs
+                .lock()
+                .commands
+                .iter()
+                .find(|c| c.command.get_name() == name)
+                .map(|c| c.run.clone());
+            let Some(run) = run else {
+                return ExitCode::from(EXIT_USAGE);
+            };
+            init_logging("warn");
+            match block_on(run(app.clone(), m.clone())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+        None => ExitCode::from(EXIT_USAGE),
     }
 }
 

@@ -27,6 +27,7 @@ pub mod worker;
 
 pub use agent::{Agent, AgentBuilder, AgentInfo};
 pub use app::{App, AppBuilder, Service, TableInfo};
+pub use clap;
 pub use error::{Error, Result};
 pub use event::{Event, EventInfo};
 pub use registry::Registry;
