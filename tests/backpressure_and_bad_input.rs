@@ -1,6 +1,8 @@
 //! Backpressure (bounded stream buffers, paused partitions) and bad input
 //! (undecodable messages, failing and panicking agents).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,7 @@
 //! Acks and commits across several streams on one topic, and shutdown.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,7 @@
 //! Streams created in tasks (`topic.stream()`), services and codecs end to end.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

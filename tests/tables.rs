@@ -1,5 +1,7 @@
 //! Tables: changelog per write, recovery by another worker, writes outside events.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,7 @@
 //! The word-count demo's agents under the test context: no broker, virtual time.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "../examples/word_count.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod word_count;

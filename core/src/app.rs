@@ -97,10 +97,13 @@ pub(crate) struct Defs {
     pub(crate) commands: Vec<CommandDef>,
 }
 
+/// A stream buffer fed by the conductor.
+pub(crate) type TopicQueue = Arc<StreamQueue<Delivered>>;
+
 /// Streams subscribed to each topic.
 #[derive(Default)]
 pub(crate) struct Subscriptions {
-    pub(crate) by_topic: Mutex<HashMap<Arc<str>, Vec<Arc<StreamQueue<Delivered>>>>>,
+    pub(crate) by_topic: Mutex<HashMap<Arc<str>, Vec<TopicQueue>>>,
     pub(crate) version: std::sync::atomic::AtomicU64,
     pub(crate) changed: Notify,
 }
@@ -345,7 +348,7 @@ impl App {
         S: futures::Stream<Item = V> + Send + 'static,
     {
         use futures::StreamExt;
-        let cell = crate::event::current().unwrap_or_else(crate::event::CurrentEvent::new);
+        let cell = crate::event::current().unwrap_or_default();
         Stream::from_core(Core::new(
             self.inner.clone(),
             Source::Iter(values.boxed()),

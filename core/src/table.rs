@@ -45,6 +45,9 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     async fn flush(&self) -> Result<()>;
 }
 
+/// An encoded table write: key and value (`None` deletes).
+type Op = (Bytes, Option<Bytes>);
+
 struct Slot<V> {
     /// `None`: known to be absent (deleted or never written).
     value: Option<V>,
@@ -559,7 +562,7 @@ where
     /// Put every write so far into the store (without moving its offsets).
     async fn flush_pending_ops(&self) -> Result<()> {
         let rt = self.runtime()?;
-        let batches: Vec<(u32, Vec<(Bytes, Option<Bytes>)>)> = {
+        let batches: Vec<(u32, Vec<Op>)> = {
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {

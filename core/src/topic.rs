@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::app::{App, AppInner};
 use crate::codec::CodecChain;
 use crate::error::{Error, Field, Result};
-use crate::event::{self, CurrentEvent};
+use crate::event;
 use crate::queue::StreamQueue;
 use crate::stream::{ChannelItem, Core, Source, Stream};
 use crate::transport::{Delivery, Headers, Record, RecordMetadata, TopicSpec};
@@ -406,7 +406,7 @@ where
     pub fn stream(&self) -> Stream<K, V> {
         let inner = &self.app.inner;
         let queue = inner.subscribe(&self.def);
-        let cell = event::current().unwrap_or_else(CurrentEvent::new);
+        let cell = event::current().unwrap_or_default();
         Stream::from_core(Core::new(
             inner.clone(),
             Source::Topic {
@@ -481,7 +481,7 @@ where
 
     /// A stream over the channel. Several streams share the values.
     pub fn stream(&self) -> Stream<(), V> {
-        let cell = event::current().unwrap_or_else(CurrentEvent::new);
+        let cell = event::current().unwrap_or_default();
         Stream::from_core(Core::new(
             self.app.inner.clone(),
             Source::Channel(self.queue.clone()),
