@@ -70,8 +70,6 @@ pub fn build(app: App) -> faustus::Result<ChannelExample> {
         }
     });
 
-    wake_worker_workaround(&app)?;
-
     Ok(ChannelExample {
         app,
         channel,
@@ -79,37 +77,13 @@ pub fn build(app: App) -> faustus::Result<ChannelExample> {
     })
 }
 
-/// WORKAROUND for a gap in the worker (remove once it is fixed): a worker
-/// starts its timers and tasks only after its first partition assignment,
-/// and an app that reads no topic never gets one. An agent on a topic of its
-/// own gives the worker something to be assigned.
-fn wake_worker_workaround(app: &App) -> faustus::Result<()> {
-    let wake = app
-        .topic::<(), ()>(format!("{}-wake", app.id()))
-        .internal(true)
-        .partitions(1)
-        .build()?;
-    app.agent::<(), ()>("wake")
-        .on(&wake)
-        .help("Workaround: lets a channel-only app become ready.")
-        .build(|mut stream| async move {
-            while stream.next().await.is_some() {}
-            Ok(())
-        })?;
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let example = faustus::app("channel")
-        .broker("memory://")
-        .store("memory://")
-        .build()
-        .and_then(build);
-    match example {
-        Ok(example) => example.app.main(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    faustus::main_with(
+        faustus::app("channel")
+            .broker("memory://")
+            .store("memory://")
+            .build()
+            .and_then(build)
+            .map(|example| example.app),
+    )
 }

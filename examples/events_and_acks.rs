@@ -212,21 +212,17 @@ pub fn feed_samples(example: &EventsAndAcks) {
 }
 
 fn main() -> ExitCode {
-    let example = faustus::app("events-example")
-        .broker("memory://")
-        .store("memory://")
-        .build()
-        .and_then(build);
-    match example {
-        Ok(example) => {
-            if example.app.settings().broker.starts_with("memory://") {
-                feed_samples(&example);
-            }
-            example.app.main()
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    faustus::main_with(
+        faustus::app("events-example")
+            .broker("memory://")
+            .store("memory://")
+            .build()
+            .and_then(build)
+            .map(|example| {
+                if faustus::on_memory_broker(&example.app) {
+                    feed_samples(&example);
+                }
+                example.app
+            }),
+    )
 }

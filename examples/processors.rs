@@ -130,21 +130,17 @@ pub fn feed_samples(example: &Processors) {
 }
 
 fn main() -> ExitCode {
-    let example = faustus::app("processors-example")
-        .broker("memory://")
-        .store("memory://")
-        .build()
-        .and_then(build);
-    match example {
-        Ok(example) => {
-            if example.app.settings().broker.starts_with("memory://") {
-                feed_samples(&example);
-            }
-            example.app.main()
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    faustus::main_with(
+        faustus::app("processors-example")
+            .broker("memory://")
+            .store("memory://")
+            .build()
+            .and_then(build)
+            .map(|example| {
+                if faustus::on_memory_broker(&example.app) {
+                    feed_samples(&example);
+                }
+                example.app
+            }),
+    )
 }

@@ -47,6 +47,31 @@ impl AppMain for App {
     }
 }
 
+/// `main` for an app whose definition may have failed: runs `app.main()`, or
+/// prints the error on stderr and exits with the usage code (2).
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// fn main() -> ExitCode {
+///     faustus::main_with(faustus::app("my-app").build())
+/// }
+/// ```
+pub fn main_with(app: Result<App>) -> std::process::ExitCode {
+    match app {
+        Ok(app) => app.main(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(cli::EXIT_USAGE)
+        }
+    }
+}
+
+/// Whether the app's broker is an in-process `memory://` one (the examples
+/// feed themselves sample data only then: nothing else can).
+pub fn on_memory_broker(app: &App) -> bool {
+    app.settings().broker.starts_with("memory://")
+}
+
 /// Start building an app, with this build's drivers registered:
 /// `faustus::app("word-counts").broker("memory://").build()?`.
 pub fn app(id: impl Into<String>) -> AppBuilder {
