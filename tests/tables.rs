@@ -181,3 +181,153 @@ async fn writing_outside_an_event_is_an_error_that_says_so() {
     assert!(e.to_string().contains("outside of a stream event"), "{e}");
     w.stop().await.unwrap();
 }
+
+mod flaky {
+    //! A memory transport whose producer refuses changelog writes while told to.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use faustus::transport::{
+        Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, Record, TopicSpec, Transport,
+    };
+    use faustus::{Error, Result};
+
+    #[derive(Debug)]
+    pub(super) struct Flaky {
+        pub(super) inner: Arc<dyn Transport>,
+        pub(super) fail: Arc<AtomicBool>,
+    }
+
+    #[derive(Debug)]
+    struct FlakyProducer {
+        inner: Arc<dyn Producer>,
+        fail: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Transport for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+            self.inner.create_topic(spec).await
+        }
+        async fn partition_count(&self, topic: &str) -> Result<Option<u32>> {
+            self.inner.partition_count(topic).await
+        }
+        async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
+            Ok(Arc::new(FlakyProducer {
+                inner: self.inner.producer(config).await?,
+                fail: self.fail.clone(),
+            }))
+        }
+        async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
+            self.inner.consumer(config).await
+        }
+    }
+
+    #[async_trait]
+    impl Producer for FlakyProducer {
+        async fn send(&self, record: Record) -> Result<Delivery> {
+            if self.fail.load(Ordering::SeqCst) && record.topic.ends_with("-changelog") {
+                return Ok(Delivery::ready(Err(Error::retryable(
+                    "flaky",
+                    "broker refused the write",
+                ))));
+            }
+            self.inner.send(record).await
+        }
+        async fn flush(&self) -> Result<()> {
+            self.inner.flush().await
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let name = unique("flaky");
+    let fail = Arc::new(AtomicBool::new(true));
+    let registry = faustus::Registry::new();
+    faustus::register_default_drivers(&registry);
+    {
+        let (name, fail) = (name.clone(), fail.clone());
+        registry.register_transport(
+            "flaky",
+            Arc::new(move |_url| {
+                Ok(Arc::new(flaky::Flaky {
+                    inner: Arc::new(faustus_transport_memory::MemoryTransport::named(&name)),
+                    fail: fail.clone(),
+                }))
+            }),
+        );
+    }
+    let app = faustus::App::builder("counting")
+        .registry(registry)
+        .env(Default::default())
+        .broker("flaky://")
+        .store("memory://")
+        .topic_partitions(4u32)
+        .broker_commit_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let events = app.topic::<String, u64>("events").build().unwrap();
+    let counts = app
+        .table::<String, u64>("counts")
+        .with_default()
+        .build()
+        .unwrap();
+    app.agent::<String, u64>("count")
+        .on(&events)
+        .build({
+            let counts = counts.clone();
+            move |s| {
+                let counts = counts.clone();
+                async move {
+                    let mut items = s.items();
+                    while let Some((key, n)) = items.next().await {
+                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let w = start(&app).await;
+    let mut expected = BTreeMap::new();
+    let mut last = BTreeMap::new();
+    for k in keys() {
+        let md = events.send(k.clone(), 2).await.unwrap();
+        expected.insert(k, 2u64);
+        last.insert(md.partition, md.offset);
+    }
+    for (p, o) in &last {
+        app.processed(&TopicPartition::new("events", *p), *o).await;
+    }
+    // Commits fail while the changelog refuses writes: no source offset moves.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let b = broker(&name);
+    for p in 0..4 {
+        assert_eq!(
+            b.committed("counting", &TopicPartition::new("events", p)),
+            None
+        );
+    }
+    // The broker is back: the changed keys go out and the offsets follow.
+    fail.store(false, Ordering::SeqCst);
+    let changelog = counts.changelog_topic().to_string();
+    eventually("the changelog to hold every key", || {
+        fold_changelog(&name, &changelog).0 == expected
+    })
+    .await;
+    eventually("the source offsets to be committed", || {
+        last.iter().all(|(p, o)| {
+            b.committed("counting", &TopicPartition::new("events", *p)) == Some(o + 1)
+        })
+    })
+    .await;
+    w.stop().await.unwrap();
+}

@@ -45,6 +45,15 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     async fn flush(&self) -> Result<()>;
 }
 
+/// One partition's share of a flush.
+struct FlushWork<K> {
+    partition: u32,
+    ops: Vec<Op>,
+    /// The changed keys behind `ops` (coalescing mode; empty per write).
+    keys: Vec<K>,
+    deliveries: Vec<Delivery>,
+}
+
 /// An encoded table write: key and value (`None` deletes).
 type Op = (Bytes, Option<Bytes>);
 
@@ -775,51 +784,104 @@ where
             return Ok(());
         };
         // Changed keys (coalescing) or written ops (per write), per partition.
-        let mut work: Vec<(u32, Vec<(Bytes, Option<Bytes>)>, Vec<Delivery>, bool)> = Vec::new();
+        let mut work: Vec<FlushWork<K>> = Vec::new();
+        let mut first_error = None;
         {
             let mut parts = self.parts.lock();
             for (n, part) in parts.iter_mut() {
                 if !part.dirty.is_empty() {
                     let mut ops = Vec::with_capacity(part.dirty.len());
+                    let mut keys = Vec::with_capacity(part.dirty.len());
+                    let mut kept = Vec::new();
                     for k in std::mem::take(&mut part.dirty) {
-                        if let Some(slot) = part.cache.get_mut(&k) {
-                            slot.dirty = false;
-                            ops.push(self.encode_op(&k, slot.value.as_ref())?);
+                        let Some(slot) = part.cache.get_mut(&k) else {
+                            continue;
+                        };
+                        match self.encode_op(&k, slot.value.as_ref()) {
+                            Ok(op) => {
+                                slot.dirty = false;
+                                ops.push(op);
+                                keys.push(k);
+                            }
+                            Err(e) => {
+                                tracing::error!(table = %self.name, partition = n, error = %e, "cannot encode a table entry for the changelog");
+                                first_error.get_or_insert(e);
+                                kept.push(k);
+                            }
                         }
                     }
-                    work.push((n, ops, Vec::new(), true));
+                    part.dirty = kept;
+                    work.push(FlushWork {
+                        partition: n,
+                        ops,
+                        keys,
+                        deliveries: Vec::new(),
+                    });
                 } else if !part.pending.is_empty() || !part.deliveries.is_empty() {
-                    work.push((
-                        n,
-                        std::mem::take(&mut part.pending),
-                        std::mem::take(&mut part.deliveries),
-                        false,
-                    ));
+                    work.push(FlushWork {
+                        partition: n,
+                        ops: std::mem::take(&mut part.pending),
+                        keys: Vec::new(),
+                        deliveries: std::mem::take(&mut part.deliveries),
+                    });
                 }
             }
         }
-        let mut first_error = None;
-        for (p, ops, mut deliveries, send) in work {
-            if send {
-                for (k, v) in &ops {
+        for mut w in work {
+            let p = w.partition;
+            let mut failed = None;
+            for (k, v) in &w.ops {
+                if !w.keys.is_empty() {
                     let mut record =
                         Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
                     record.partition = Some(p);
-                    deliveries.push(rt.producer.send(record).await?);
-                }
-            }
-            let mut offset = None;
-            for d in deliveries {
-                match d.await {
-                    Ok(md) => offset = offset.max(Some(md.offset)),
-                    Err(e) => {
-                        tracing::error!(table = %self.name, partition = p, error = %e, "changelog write failed");
-                        first_error.get_or_insert(e);
+                    match rt.producer.send(record).await {
+                        Ok(d) => w.deliveries.push(d),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
                 }
             }
-            let offset = if first_error.is_some() { None } else { offset };
-            rt.store.apply(p, WriteBatch { ops, offset }).await?;
+            let mut offset = None;
+            for d in w.deliveries {
+                match d.await {
+                    Ok(md) => offset = offset.max(Some(md.offset)),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!(table = %self.name, partition = p, error = %e, "changelog write failed; the changed keys are sent again at the next commit");
+                // Mark them changed again so the next flush resends them.
+                {
+                    let mut parts = self.parts.lock();
+                    if let Some(part) = parts.get_mut(&p) {
+                        for k in w.keys {
+                            if let Some(slot) = part.cache.get_mut(&k) {
+                                if !std::mem::replace(&mut slot.dirty, true) {
+                                    part.dirty.push(k);
+                                }
+                            }
+                        }
+                    }
+                }
+                first_error.get_or_insert(e);
+                // Data ahead of its offset is safe; the offset waits for the changelog.
+                rt.store
+                    .apply(
+                        p,
+                        WriteBatch {
+                            ops: w.ops,
+                            offset: None,
+                        },
+                    )
+                    .await?;
+                continue;
+            }
+            rt.store.apply(p, WriteBatch { ops: w.ops, offset }).await?;
         }
         match first_error {
             Some(e) => Err(e),
