@@ -152,3 +152,53 @@ async fn shutdown_finishes_the_event_in_hand_and_commits_exactly_what_was_proces
         "nothing processed twice"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_agent_is_reported_after_the_livelock_soft_timeout() {
+    let name = unique("livelock");
+    let app = app_on(&name, "livelock")
+        .broker_commit_livelock_soft_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let jobs = app
+        .topic::<String, u64>("jobs")
+        .partitions(1)
+        .build()
+        .unwrap();
+    app.agent::<String, u64>("stuck")
+        .on(&jobs)
+        .build(|mut s| async move {
+            while s.next().await.is_some() {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    jobs.send("k".into(), 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.monitor().snapshot().livelock_warnings,
+        0,
+        "not before the timeout"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.monitor().snapshot().livelock_warnings,
+        1,
+        "once, not every interval"
+    );
+    worker.request_stop();
+}
+
+#[tokio::test(start_paused = true)]
+async fn app_stream_iterates_any_iterator_with_processors_in_order() {
+    let app = app_on(&unique("iter"), "iter").build().unwrap();
+    let out: Vec<u64> = app
+        .stream_iter(vec![1u64, 2, 3])
+        .processor(|v| v * 10)
+        .async_processor(|v| async move { v + 1 })
+        .collect()
+        .await;
+    assert_eq!(out, vec![11, 21, 31]);
+}

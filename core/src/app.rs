@@ -356,6 +356,16 @@ impl App {
         ))
     }
 
+    /// A stream over the values of any iterator.
+    pub fn stream_iter<V, I>(&self, values: I) -> Stream<(), V>
+    where
+        V: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = V>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(futures::stream::iter(values))
+    }
+
     /// Run `f` once, after the worker is fully started (recovered, consuming).
     pub fn task<F, Fut>(&self, name: impl Into<String>, f: F)
     where

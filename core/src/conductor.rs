@@ -273,6 +273,7 @@ impl Conductor {
                         st.warned = false;
                     } else if !st.warned && now.duration_since(st.last_progress) > soft {
                         st.warned = true;
+                        self.app.inner.monitor.add_livelock_warnings(1);
                         tracing::warn!(partition = %tp, stalled_for = ?now.duration_since(st.last_progress), "committed offset has not advanced while messages are being processed (broker_commit_livelock_soft_timeout): an agent may be stuck");
                     }
                 }
