@@ -89,6 +89,8 @@ pub(crate) struct Core<K, V> {
     current: Arc<CurrentEvent>,
     in_hand: InHand,
     events_mode: bool,
+    /// Acks not yet added to the monitor.
+    acked: u64,
 }
 
 impl<K, V> Core<K, V>
@@ -108,6 +110,7 @@ where
             current,
             in_hand: InHand::None,
             events_mode: false,
+            acked: 0,
         }
     }
 
@@ -116,12 +119,22 @@ where
             InHand::None => {}
             InHand::Token(t) => {
                 t.ack();
-                self.app.monitor.add_events_acked(1);
+                self.count_ack();
             }
             InHand::Shared(s) => {
                 s.ack();
-                self.app.monitor.add_events_acked(1);
+                self.count_ack();
             }
+        }
+    }
+
+    /// Count an ack for the monitor, in batches (a shared counter per event
+    /// would bounce its cache line between the agent's and the conductor's cores).
+    fn count_ack(&mut self) {
+        self.acked += 1;
+        if self.acked >= 256 {
+            self.app.monitor.add_events_acked(self.acked);
+            self.acked = 0;
         }
     }
 
@@ -212,9 +225,16 @@ impl<K, V> Drop for Core<K, V> {
         // The agent is done with the event in hand: finished, failed or panicked.
         match std::mem::replace(&mut self.in_hand, InHand::None) {
             InHand::None => {}
-            InHand::Token(t) => t.ack(),
-            InHand::Shared(s) => s.ack(),
+            InHand::Token(t) => {
+                t.ack();
+                self.acked += 1;
+            }
+            InHand::Shared(s) => {
+                s.ack();
+                self.acked += 1;
+            }
         }
+        self.app.monitor.add_events_acked(self.acked);
         if let Source::Topic {
             queue,
             owned: false,
