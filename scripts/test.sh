@@ -11,6 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The process tests run the example binaries; `--all-targets` builds examples
+# in test mode only, so build them as programs first.
+cargo build --workspace --examples
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
