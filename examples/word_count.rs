@@ -10,6 +10,15 @@
 //! work with nothing installed; every few seconds it logs how many words and
 //! distinct words it has counted. `cargo run --example word_count -- agents`
 //! lists the agents. Point it at another broker with `FAUSTUS_BROKER=...`.
+//!
+//! Environment of the demo (besides the `FAUSTUS_<SETTING>` variables of
+//! every app, e.g. `FAUSTUS_ID` for the app id):
+//!
+//! * `FAUSTUS_DEMO_FEED=0|1`: turn the sample-post timer off or on (default:
+//!   on only for `memory://`);
+//! * `FAUSTUS_DEMO_POSTS_TOPIC=name`: read (and `produce` to) this topic
+//!   instead of `posts`, so runs sharing a broker stay apart (the
+//!   real-broker tests in `tests/kafka_word_count.rs` use it).
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,9 +50,17 @@ pub struct WordCount {
     pub counted: Arc<AtomicU64>,
 }
 
+/// The posts topic: `FAUSTUS_DEMO_POSTS_TOPIC`, or `posts`.
+pub fn posts_topic_name() -> String {
+    std::env::var("FAUSTUS_DEMO_POSTS_TOPIC")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| "posts".to_string())
+}
+
 /// Define the topics, agents and table on `app`.
 pub fn build(app: App) -> faustus::Result<WordCount> {
-    let posts = app.topic::<String, String>("posts").build()?;
+    let posts = app.topic::<String, String>(posts_topic_name()).build()?;
     let word_counts = app
         .table::<String, u64>("word_counts")
         .with_default()

@@ -6,6 +6,8 @@
 //! cargo run --release -p faustus-bench -- wordcount     # [--n 200000]  (posts)
 //! cargo run --release -p faustus-bench -- stalled       # [--n 1000000]
 //! cargo run --release -p faustus-bench -- all
+//! cargo run --release -p faustus-bench -- kafka-passthrough --brokers mock        # [--n 1000000]
+//! cargo run --release -p faustus-bench -- kafka-passthrough --brokers host:port
 //! ```
 //!
 //! * `passthrough`: N JSON values of ~100 bytes are produced, before the
@@ -29,6 +31,12 @@
 //!   (1000); the report also shows what the conductor pulled from the broker
 //!   and the process's RSS (the memory broker itself holds all N messages).
 //!
+//! * `kafka-passthrough`: the same pass-through agent on the `kafka://`
+//!   transport against a bare rdkafka `StreamConsumer` loop, and `topic.send`
+//!   against bare `FutureProducer` sends, on librdkafka's mock cluster or a
+//!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
+//!   (`all` does not include it.)
+//!
 //! `FAUSTUS_BENCH_NO_BASELINE=1` skips the baselines, to profile Faustus alone.
 //!
 //! Every run prints a table: workload, our rate, baseline rate, ratio,
@@ -48,10 +56,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BenchResult<T> = std::result::Result<T, BoxError>;
+mod kafka;
 
-const PARTITIONS: u32 = 8;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BenchResult<T> = std::result::Result<T, BoxError>;
+
+pub(crate) const PARTITIONS: u32 = 8;
 const BUFFER_MAXSIZE: usize = 1000;
 /// Commit often enough that commits happen inside the measured window
 /// (the default, 3 s, could leave a whole run without one).
@@ -59,9 +69,9 @@ const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The ~100-byte JSON value of `passthrough` and `stalled`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Reading {
-    id: u64,
-    device: String,
+pub(crate) struct Reading {
+    pub(crate) id: u64,
+    pub(crate) device: String,
     kind: String,
     value: f64,
     ok: bool,
@@ -70,7 +80,7 @@ struct Reading {
 
 const KINDS: &[&str] = &["temperature", "humidity", "pressure", "voltage"];
 
-fn reading(i: u64, rng: &mut StdRng) -> Reading {
+pub(crate) fn reading(i: u64, rng: &mut StdRng) -> Reading {
     Reading {
         id: i,
         device: format!("device-{:05}", rng.gen_range(0..100_000)),
@@ -124,7 +134,7 @@ fn context_switches() -> u64 {
         .sum()
 }
 
-fn rate(n: u64, d: Duration) -> f64 {
+pub(crate) fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
@@ -136,11 +146,11 @@ fn human(r: f64) -> String {
     }
 }
 
-struct Row {
-    workload: &'static str,
-    ours: f64,
-    baseline: f64,
-    target: f64,
+pub(crate) struct Row {
+    pub(crate) workload: &'static str,
+    pub(crate) ours: f64,
+    pub(crate) baseline: f64,
+    pub(crate) target: f64,
 }
 
 fn print_table(rows: &[Row]) {
@@ -557,6 +567,7 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 
 fn usage() -> ! {
     eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
+    eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
     std::process::exit(2)
 }
 
@@ -589,6 +600,15 @@ async fn main() {
                 Ok(true)
             }
             "stalled" => stalled(n.unwrap_or(1_000_000)).await,
+            "kafka-passthrough" => {
+                let brokers = match args.iter().position(|a| a == "--brokers") {
+                    Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| usage()),
+                    None => "mock".to_string(),
+                };
+                let rows = kafka::kafka_passthrough(&brokers, n.unwrap_or(1_000_000)).await?;
+                print_table(&rows);
+                Ok(true)
+            }
             "all" => {
                 let a = passthrough(n.unwrap_or(1_000_000)).await?;
                 let b = wordcount(n.map(|n| n / 5).unwrap_or(200_000)).await?;

@@ -1,0 +1,367 @@
+//! `kafka-passthrough`: Faustus on the `kafka://` transport against bare
+//! rdkafka, same broker, same run.
+//!
+//! * consume: N ~100-byte JSON values are pre-produced (bare producer,
+//!   round-robin over 8 partitions) into one topic. A bare `StreamConsumer`
+//!   (manual assignment of all partitions from the beginning) reads and
+//!   decodes them; then a Faustus worker (group consumer, pass-through agent:
+//!   decode, ack, periodic commit) reads the same topic. Rates are measured
+//!   from the first message to the last one seen (the group join, 20–25 s on
+//!   tansu, is reported separately), so both sides are steady-state reading.
+//! * produce: N values (keyed by device, murmur2 partitioning) sent with
+//!   `topic.send_soon` from a task of a running app (encode + enqueue, all
+//!   deliveries awaited at the end) against bare `FutureProducer::send_result`
+//!   of the same values, encoded with the same `serde_json` call, into fresh
+//!   8-partition topics.
+//!
+//! `--brokers mock` runs librdkafka's in-process mock cluster (topics created
+//! through the mock, which has no CreateTopics API); `--brokers host:port`
+//! any Kafka-protocol broker (topics created with the admin API).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faustus::prelude::*;
+use faustus::SendOptions;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::{rate, reading, BenchResult, Reading, Row, PARTITIONS};
+
+/// The most values an 8-partition mock topic holds without dropping any
+/// (the mock keeps ≤ 5 MiB per partition; a ~100-byte value takes ~120 bytes
+/// in a record batch).
+const MOCK_MAX: u64 = 320_000;
+
+/// Where the topics live.
+enum Broker {
+    Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+    Real(String),
+}
+
+impl Broker {
+    fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(m) => m.bootstrap_servers(),
+            Broker::Real(b) => b.clone(),
+        }
+    }
+
+    async fn create_topic(&self, name: &str) -> BenchResult<()> {
+        match self {
+            Broker::Mock(m) => m.create_topic(name, PARTITIONS as i32, 1)?,
+            Broker::Real(b) => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", b)
+                    .create()?;
+                let topic = NewTopic::new(name, PARTITIONS as i32, TopicReplication::Fixed(1));
+                for r in admin
+                    .create_topics([&topic], &AdminOptions::new())
+                    .await?
+                {
+                    r.map_err(|(t, e)| format!("create topic {t}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+/// Pre-produce `values` round-robin over the partitions with a bare producer.
+async fn preproduce(bootstrap: &str, topic: &str, values: &[Vec<u8>]) -> BenchResult<Duration> {
+    let p: FutureProducer = client(bootstrap).create()?;
+    let t0 = Instant::now();
+    let mut pending = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let partition = (i as u32 % PARTITIONS) as i32;
+        pending.push(send_retrying(&p, FutureRecord::<(), _>::to(topic).partition(partition).payload(v)).await);
+    }
+    for f in pending {
+        f.await?.map_err(|(e, _)| format!("pre-produce: {e}"))?;
+    }
+    Ok(t0.elapsed())
+}
+
+/// `send_result`, waiting while the local queue is full.
+async fn send_retrying<'a, K, P>(
+    p: &FutureProducer,
+    mut record: FutureRecord<'a, K, P>,
+) -> rdkafka::producer::DeliveryFuture
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match p.send_result(record) {
+            Ok(f) => return f,
+            Err((_, r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+}
+
+/// Bare StreamConsumer: assign all partitions from the beginning, read and
+/// decode `n` messages. Returns (first message → last, start → last).
+async fn bare_consume(bootstrap: &str, topic: &str, n: u64) -> BenchResult<(Duration, Duration)> {
+    let t0 = Instant::now();
+    let c: StreamConsumer = client(bootstrap)
+        .set("group.id", unique("bench-bare"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut stream = c.stream();
+    let mut seen = 0u64;
+    let mut sum = 0u64;
+    let mut first = None;
+    while seen < n {
+        let m = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .map_err(|_| format!("bare consumer: nothing for 30 s after {seen} of {n} messages"))?
+            .ok_or("bare consumer stream ended")??;
+        first.get_or_insert_with(Instant::now);
+        let r: Reading = serde_json::from_slice(m.payload().ok_or("empty payload")?)?;
+        sum += r.id;
+        seen += 1;
+    }
+    let end = Instant::now();
+    if sum != (0..n).sum::<u64>() {
+        return Err("bare consumer: wrong id sum".into());
+    }
+    let first = first.unwrap_or(end);
+    Ok((end - first, end - t0))
+}
+
+/// What the pass-through agent saw.
+#[derive(Default)]
+struct Seen {
+    count: AtomicU64,
+    id_sum: AtomicU64,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+}
+
+/// A Faustus worker with a pass-through agent on `topic`, until it saw `n`.
+/// Returns (first message → last, start → last, commits).
+async fn faustus_consume(
+    bootstrap: &str,
+    topic: &str,
+    n: u64,
+) -> BenchResult<(Duration, Duration, u64)> {
+    let app = faustus::app(unique("bench-kafka-pt"))
+        .broker(format!("kafka://{bootstrap}"))
+        .store("memory://")
+        .broker_commit_interval(Duration::from_secs(1))
+        .build()?;
+    // No partition count: the topic is used as it exists (the mock broker
+    // cannot create topics through the admin API).
+    let readings = app.topic::<(), Reading>(topic).build()?;
+    let seen = Arc::new(Seen::default());
+    {
+        let seen = seen.clone();
+        app.agent::<(), Reading>("passthrough")
+            .on(&readings)
+            .build(move |mut readings| {
+                let seen = seen.clone();
+                async move {
+                    while let Some(r) = readings.next().await {
+                        let c = seen.count.fetch_add(1, Ordering::Relaxed);
+                        if c == 0 {
+                            *seen.first.lock() = Some(Instant::now());
+                        }
+                        seen.id_sum.fetch_add(r.id, Ordering::Relaxed);
+                        if c + 1 == n {
+                            *seen.last.lock() = Some(Instant::now());
+                        }
+                    }
+                    Ok(())
+                }
+            })?;
+    }
+    let t0 = Instant::now();
+    let worker = app.start().await?;
+    worker.ready().await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen.count.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "faustus consumer saw {} of {n} in 600 s",
+                seen.count.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let commits = app.monitor().snapshot().commits;
+    worker.stop().await?;
+    if seen.id_sum.load(Ordering::Relaxed) != (0..n).sum::<u64>() {
+        return Err("faustus consumer: wrong id sum".into());
+    }
+    let (first, last) = (*seen.first.lock(), *seen.last.lock());
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err("faustus consumer: no timestamps".into());
+    };
+    Ok((last - first, last - t0, commits))
+}
+
+/// Bare FutureProducer: encode and send every reading, await all deliveries.
+async fn bare_produce(bootstrap: &str, topic: &str, values: &[Reading]) -> BenchResult<Duration> {
+    let p: FutureProducer = client(bootstrap)
+        .set("partitioner", "murmur2_random")
+        .create()?;
+    let t0 = Instant::now();
+    let mut pending = Vec::with_capacity(values.len());
+    for r in values {
+        let key = serde_json::to_vec(&r.device)?;
+        let value = serde_json::to_vec(r)?;
+        pending.push(send_retrying(&p, FutureRecord::to(topic).key(&key).payload(&value)).await);
+    }
+    for f in pending {
+        f.await?.map_err(|(e, _)| format!("bare produce: {e}"))?;
+    }
+    Ok(t0.elapsed())
+}
+
+/// `topic.send_soon` from a task of a running app; all deliveries awaited.
+async fn faustus_produce(bootstrap: &str, topic: &str, values: Arc<Vec<Reading>>) -> BenchResult<Duration> {
+    let app = faustus::app(unique("bench-kafka-produce"))
+        .broker(format!("kafka://{bootstrap}"))
+        .store("memory://")
+        .build()?;
+    let out = app.topic::<String, Reading>(topic).build()?;
+    let worker = app.start().await?;
+    worker.ready().await?;
+    // Warm up: the first send declares the topic and creates the producer.
+    let warm = values[0].clone();
+    out.send_soon(Some(&warm.device), &warm, SendOptions::default())
+        .await?
+        .await?;
+    let t0 = Instant::now();
+    let task = tokio::spawn({
+        let out = out.clone();
+        async move {
+            let mut pending = Vec::with_capacity(values.len());
+            for r in values.iter().skip(1) {
+                pending.push(out.send_soon(Some(&r.device), r, SendOptions::default()).await?);
+            }
+            for d in pending {
+                d.await?;
+            }
+            Ok::<_, faustus::Error>(())
+        }
+    });
+    task.await??;
+    let took = t0.elapsed();
+    worker.stop().await?;
+    Ok(took)
+}
+
+/// Run both comparisons on `brokers` (`mock` or `host:port`).
+pub(crate) async fn kafka_passthrough(brokers: &str, mut n: u64) -> BenchResult<Vec<Row>> {
+    if brokers == "mock" && n > MOCK_MAX {
+        println!(
+            "note: librdkafka's mock broker keeps at most 5 MiB (and 100k messages) per partition \
+             and drops older records, so N is capped at {MOCK_MAX} on the mock ({} per partition)",
+            MOCK_MAX / u64::from(PARTITIONS)
+        );
+        n = MOCK_MAX;
+    }
+    let broker = if brokers == "mock" {
+        Broker::Mock(MockCluster::new(1)?)
+    } else {
+        Broker::Real(brokers.to_string())
+    };
+    let bootstrap = broker.bootstrap();
+    let label = if brokers == "mock" { "mock" } else { "broker" };
+    let mut rng = StdRng::seed_from_u64(42);
+    let readings: Vec<Reading> = (0..n).map(|i| reading(i, &mut rng)).collect();
+    let values: Vec<Vec<u8>> = readings
+        .iter()
+        .map(serde_json::to_vec)
+        .collect::<Result<_, _>>()?;
+    let bytes: usize = values.iter().map(Vec::len).sum();
+    println!(
+        "kafka-passthrough on {brokers} ({bootstrap}): {n} values, {:.1} bytes each on average, {PARTITIONS} partitions",
+        bytes as f64 / n as f64
+    );
+
+    // ---- consume
+    let topic = unique("bench-consume");
+    broker.create_topic(&topic).await?;
+    let took = preproduce(&bootstrap, &topic, &values).await?;
+    println!("  pre-produced in {took:.2?}");
+    let (bare_run, bare_total) = bare_consume(&bootstrap, &topic, n).await?;
+    println!(
+        "  bare StreamConsumer: {bare_run:.3?} first→last message ({bare_total:.3?} from creating the consumer)"
+    );
+    let (ours_run, ours_total, commits) = faustus_consume(&bootstrap, &topic, n).await?;
+    println!(
+        "  faustus worker: {ours_run:.3?} first→last event ({ours_total:.3?} from app.start(), incl. the group join), {commits} commits"
+    );
+
+    // ---- produce
+    let readings = Arc::new(readings);
+    let bare_topic = unique("bench-produce-bare");
+    let ours_topic = unique("bench-produce-faustus");
+    broker.create_topic(&bare_topic).await?;
+    broker.create_topic(&ours_topic).await?;
+    let bare_p = bare_produce(&bootstrap, &bare_topic, &readings).await?;
+    println!("  bare FutureProducer: {bare_p:.3?}");
+    let ours_p = faustus_produce(&bootstrap, &ours_topic, readings.clone()).await?;
+    println!("  faustus topic.send_soon: {ours_p:.3?} ({} records)", n - 1);
+
+    let consume_name: &'static str = if label == "mock" {
+        "kafka consume (mock cluster)"
+    } else {
+        "kafka consume (real broker)"
+    };
+    let produce_name: &'static str = if label == "mock" {
+        "kafka produce (mock cluster)"
+    } else {
+        "kafka produce (real broker)"
+    };
+    drop(broker);
+    Ok(vec![
+        Row {
+            workload: consume_name,
+            ours: rate(n, ours_run),
+            baseline: rate(n, bare_run),
+            target: 0.8,
+        },
+        Row {
+            workload: produce_name,
+            ours: rate(n - 1, ours_p),
+            baseline: rate(n, bare_p),
+            target: 0.7,
+        },
+    ])
+}
