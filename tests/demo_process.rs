@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -10,15 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples first (cargo test --all-targets does)",
-        path.display()
-    );
-    path
+    support::example_binary(name)
 }
 
 /// Kills the child if the test fails before it exits.

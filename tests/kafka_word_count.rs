@@ -35,6 +35,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 #[path = "../examples/word_count.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod word_count;
@@ -43,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faustus_core::transport::{
@@ -82,63 +84,9 @@ fn broker_url() -> Option<String> {
     }
 }
 
-/// The word_count example binary, next to this test executable
-/// (`target/<profile>/examples/word_count`).
-///
-/// `cargo test --all-targets` compiles examples in test mode only (the plain
-/// binary it leaves there may be stale), so the first call runs
-/// `cargo build --example word_count` for this profile and target directory
-/// (a no-op when it is up to date); if that cannot run, an existing binary is
-/// used, and a missing one fails with what to build.
+/// The word_count example binary (see `support::example_binary`).
 fn example_binary() -> PathBuf {
-    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| format!("path of the test executable: {e}"))?;
-        // target/<profile>/deps/kafka_word_count-<hash>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("the test executable is not in target/<profile>/deps")?;
-        let bin = profile_dir
-            .join("examples")
-            .join(format!("word_count{}", std::env::consts::EXE_SUFFIX));
-        let cargo = std::env::var("CARGO")
-            .ok()
-            .or_else(|| option_env!("CARGO").map(String::from))
-            .unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "--example", "word_count", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-        if let Some(target_dir) = profile_dir.parent() {
-            cmd.arg("--target-dir").arg(target_dir);
-        }
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        match cmd.status() {
-            Ok(status) if status.success() => {}
-            Ok(status) => eprintln!("building the word_count example failed ({status}); using what is there"),
-            Err(e) => eprintln!("could not run cargo to build the word_count example ({e}); using what is there"),
-        }
-        if bin.exists() {
-            Ok(bin)
-        } else {
-            Err(format!(
-                "the word_count example is not built ({} is missing): build it with \
-                 `cargo build --example word_count` (same profile and target directory) \
-                 before running these tests",
-                bin.display()
-            ))
-        }
-    })
-    .clone()
-    .unwrap_or_else(|e| panic!("{e}"))
+    support::example_binary("word_count")
 }
 
 fn unique(prefix: &str) -> String {
@@ -196,7 +144,12 @@ impl Proc {
             .args([format!("-{sig}"), self.pid()])
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -{sig} {} ({}) failed", self.pid(), self.name);
+        assert!(
+            status.success(),
+            "kill -{sig} {} ({}) failed",
+            self.pid(),
+            self.name
+        );
     }
 
     /// Wait for the process to exit, up to `within`.
@@ -280,8 +233,10 @@ impl Scenario {
         let dir = std::env::temp_dir().join(&app_id);
         std::fs::create_dir_all(&dir).expect("create the scenario's directory");
         let transport: Arc<dyn Transport> = Arc::new(
-            KafkaTransport::from_url(&DriverUrl::parse("broker", &url).expect("FAUSTUS_TEST_KAFKA"))
-                .expect("FAUSTUS_TEST_KAFKA"),
+            KafkaTransport::from_url(
+                &DriverUrl::parse("broker", &url).expect("FAUSTUS_TEST_KAFKA"),
+            )
+            .expect("FAUSTUS_TEST_KAFKA"),
         );
         // The test owns the source topic: the workers find it as it is.
         transport
@@ -918,9 +873,17 @@ fn a_killed_worker_restarts_and_every_word_is_counted_at_least_once() {
         );
         let extra: u64 = fold.total() - want.values().sum::<u64>();
         s.note(&format!("{extra} increments counted twice (at-least-once)"));
-        s.note(&format!("at the end: {}", s.check_commits_not_ahead().await));
+        s.note(&format!(
+            "at the end: {}",
+            s.check_commits_not_ahead().await
+        ));
         for w in [&mut a2, &mut b] {
-            assert!(w.running(), "{} exited; its log:\n{}", w.name, tail(&w.log, 30));
+            assert!(
+                w.running(),
+                "{} exited; its log:\n{}",
+                w.name,
+                tail(&w.log, 30)
+            );
             w.signal("TERM");
             let status = w.wait(Duration::from_secs(60));
             assert!(status.success(), "{} stopped with {status}", w.name);

@@ -61,14 +61,10 @@ impl Broker {
         match self {
             Broker::Mock(m) => m.create_topic(name, PARTITIONS as i32, 1)?,
             Broker::Real(b) => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", b)
-                    .create()?;
+                let admin: AdminClient<DefaultClientContext> =
+                    ClientConfig::new().set("bootstrap.servers", b).create()?;
                 let topic = NewTopic::new(name, PARTITIONS as i32, TopicReplication::Fixed(1));
-                for r in admin
-                    .create_topics([&topic], &AdminOptions::new())
-                    .await?
-                {
+                for r in admin.create_topics([&topic], &AdminOptions::new()).await? {
                     r.map_err(|(t, e)| format!("create topic {t}: {e}"))?;
                 }
             }
@@ -98,7 +94,15 @@ async fn preproduce(bootstrap: &str, topic: &str, values: &[Vec<u8>]) -> BenchRe
     let mut pending = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
         let partition = (i as u32 % PARTITIONS) as i32;
-        pending.push(send_retrying(&p, FutureRecord::<(), _>::to(topic).partition(partition).payload(v)).await);
+        pending.push(
+            send_retrying(
+                &p,
+                FutureRecord::<(), _>::to(topic)
+                    .partition(partition)
+                    .payload(v),
+            )
+            .await,
+        );
     }
     for f in pending {
         f.await?.map_err(|(e, _)| format!("pre-produce: {e}"))?;
@@ -252,7 +256,11 @@ async fn bare_produce(bootstrap: &str, topic: &str, values: &[Reading]) -> Bench
 }
 
 /// `topic.send_soon` from a task of a running app; all deliveries awaited.
-async fn faustus_produce(bootstrap: &str, topic: &str, values: Arc<Vec<Reading>>) -> BenchResult<Duration> {
+async fn faustus_produce(
+    bootstrap: &str,
+    topic: &str,
+    values: Arc<Vec<Reading>>,
+) -> BenchResult<Duration> {
     let app = faustus::app(unique("bench-kafka-produce"))
         .broker(format!("kafka://{bootstrap}"))
         .store("memory://")
@@ -271,7 +279,10 @@ async fn faustus_produce(bootstrap: &str, topic: &str, values: Arc<Vec<Reading>>
         async move {
             let mut pending = Vec::with_capacity(values.len());
             for r in values.iter().skip(1) {
-                pending.push(out.send_soon(Some(&r.device), r, SendOptions::default()).await?);
+                pending.push(
+                    out.send_soon(Some(&r.device), r, SendOptions::default())
+                        .await?,
+                );
             }
             for d in pending {
                 d.await?;
@@ -337,7 +348,10 @@ pub(crate) async fn kafka_passthrough(brokers: &str, mut n: u64) -> BenchResult<
     let bare_p = bare_produce(&bootstrap, &bare_topic, &readings).await?;
     println!("  bare FutureProducer: {bare_p:.3?}");
     let ours_p = faustus_produce(&bootstrap, &ours_topic, readings.clone()).await?;
-    println!("  faustus topic.send_soon: {ours_p:.3?} ({} records)", n - 1);
+    println!(
+        "  faustus topic.send_soon: {ours_p:.3?} ({} records)",
+        n - 1
+    );
 
     let consume_name: &'static str = if label == "mock" {
         "kafka consume (mock cluster)"

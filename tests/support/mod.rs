@@ -49,3 +49,67 @@ pub async fn start(app: &App) -> faustus::WorkerHandle {
     w.ready().await.expect("worker ready");
     w
 }
+
+/// An example program, built as a program (not a test), next to this test
+/// executable: `target/<profile>/examples/<name>`.
+///
+/// `cargo test --all-targets` compiles examples in test mode only (a plain
+/// binary it leaves there may be stale), so the first call runs
+/// `cargo build --example <name>` for this profile and target directory (a
+/// no-op when up to date); if cargo cannot run, an existing binary is used,
+/// and a missing one fails saying what to build.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::{Mutex, OnceLock};
+
+    static BUILT: OnceLock<Mutex<HashMap<String, std::path::PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable is in target/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name, "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    if let Some(target_dir) = profile_dir.parent() {
+        cmd.arg("--target-dir").arg(target_dir);
+    }
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    match cmd.status() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            eprintln!("building the {name} example failed ({status}); using what is there")
+        }
+        Err(e) => {
+            eprintln!("could not run cargo to build the {name} example ({e}); using what is there")
+        }
+    }
+    assert!(
+        bin.exists(),
+        "the {name} example is not built ({} is missing): build it with \
+         `cargo build --example {name}` (same profile and target directory)",
+        bin.display()
+    );
+    built.insert(name.to_string(), bin.clone());
+    bin
+}
