@@ -17,7 +17,7 @@ use crate::error::{Error, Field, Result};
 use crate::event;
 use crate::queue::StreamQueue;
 use crate::stream::{ChannelItem, Core, Source, Stream};
-use crate::transport::{Delivery, Headers, Record, RecordMetadata, TopicSpec};
+use crate::transport::{Acks, Delivery, Headers, Record, RecordMetadata, TopicSpec};
 
 /// The untyped description of a topic, shared by every handle to it.
 #[derive(Debug)]
@@ -30,6 +30,7 @@ pub(crate) struct TopicDef {
     pub(crate) deleting: bool,
     pub(crate) internal: bool,
     pub(crate) config: BTreeMap<String, String>,
+    pub(crate) acks: Option<Acks>,
     pub(crate) key_codec: CodecChain,
     pub(crate) value_codec: CodecChain,
     pub(crate) declared: tokio::sync::OnceCell<()>,
@@ -58,6 +59,7 @@ impl TopicDef {
             && self.compacting == other.compacting
             && self.deleting == other.deleting
             && self.config == other.config
+            && self.acks == other.acks
             && self.key_codec.name() == other.key_codec.name()
             && self.value_codec.name() == other.value_codec.name()
     }
@@ -94,6 +96,7 @@ pub struct TopicBuilder<K, V> {
     deleting: bool,
     internal: bool,
     config: BTreeMap<String, String>,
+    acks: Option<Acks>,
     key_serializer: Option<String>,
     value_serializer: Option<String>,
     _types: PhantomData<fn() -> (K, V)>,
@@ -111,6 +114,7 @@ impl<K, V> TopicBuilder<K, V> {
             deleting: true,
             internal: false,
             config: BTreeMap::new(),
+            acks: None,
             key_serializer: None,
             value_serializer: None,
             _types: PhantomData,
@@ -162,6 +166,13 @@ impl<K, V> TopicBuilder<K, V> {
         self
     }
 
+    /// Broker acknowledgements sends to this topic wait for (default: the
+    /// transport's, `acks=all` unless the broker URL says otherwise).
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = Some(acks);
+        self
+    }
+
     /// Key codec (default: the app's `key_serializer`).
     pub fn key_serializer(mut self, codec: impl Into<String>) -> Self {
         self.key_serializer = Some(codec.into());
@@ -205,6 +216,7 @@ impl<K, V> TopicBuilder<K, V> {
             deleting: self.deleting,
             internal: self.internal,
             config: self.config,
+            acks: self.acks,
             key_codec,
             value_codec,
             declared: tokio::sync::OnceCell::new(),
@@ -396,6 +408,7 @@ where
             value,
             headers: options.headers,
             timestamp_ms: options.timestamp_ms,
+            acks: self.def.acks,
         };
         let d = producer.send(record).await?;
         inner.monitor.add_messages_sent(1);

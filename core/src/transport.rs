@@ -97,6 +97,30 @@ impl Message {
     }
 }
 
+/// How many broker acknowledgements a produced record waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Acks {
+    /// None: delivered once it is sent (fastest, may lose records; the
+    /// delivery's offset is -1, unknown).
+    None,
+    /// The partition leader's.
+    Leader,
+    /// Every in-sync replica's (Kafka's `acks=all`, the safe default).
+    All,
+}
+
+impl Acks {
+    /// Kafka's `acks` / `request.required.acks` value.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Acks::None => "0",
+            Acks::Leader => "1",
+            Acks::All => "all",
+        }
+    }
+}
+
 /// A record to produce.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -112,6 +136,9 @@ pub struct Record {
     pub headers: Headers,
     /// Timestamp in ms since the epoch; `None` lets the transport stamp it.
     pub timestamp_ms: Option<i64>,
+    /// Acknowledgements to wait for; `None`: the transport's setting.
+    /// Transports without replication (memory) ignore it.
+    pub acks: Option<Acks>,
 }
 
 impl Record {
@@ -124,6 +151,7 @@ impl Record {
             value,
             headers: Vec::new(),
             timestamp_ms: None,
+            acks: None,
         }
     }
 }

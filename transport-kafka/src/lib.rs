@@ -145,16 +145,24 @@ impl Transport for KafkaTransport {
 
     async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
         self.admin.ready().await?;
-        let inner = self
-            .producer_config(&config.client_id)
-            .create_with_context(LogContext {
-                client: config.client_id.clone(),
-                url: self.config.url.clone(),
-            })
+        let client_config = self.producer_config(&config.client_id);
+        let context = LogContext {
+            client: config.client_id.clone(),
+            url: self.config.url.clone(),
+        };
+        let inner = client_config
+            .create_with_context(context.clone())
             .map_err(|e| error::kafka(format!("create producer {:?}", config.client_id), e))?;
         Ok(Arc::new(KafkaProducer {
             inner,
             client_id: config.client_id.clone(),
+            default_acks: client_config
+                .get("acks")
+                .or_else(|| client_config.get("request.required.acks"))
+                .map(str::to_string),
+            client_config,
+            context,
+            by_acks: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 

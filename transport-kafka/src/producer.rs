@@ -11,7 +11,10 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use faustus_core::transport::{Delivery, Producer, Record, RecordMetadata};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use faustus_core::transport::{Acks, Delivery, Producer, Record, RecordMetadata};
 use faustus_core::Result;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -25,8 +28,54 @@ use crate::error;
 const MAX_QUEUE_FULL_WAIT: Duration = Duration::from_millis(50);
 
 pub(crate) struct KafkaProducer {
+    /// The producer with the transport's `acks`.
     pub(crate) inner: FutureProducer<LogContext>,
     pub(crate) client_id: String,
+    /// The URL's `acks`, if it set one (librdkafka's default is `all`).
+    pub(crate) default_acks: Option<String>,
+    /// How to build producers with other `acks` (topics that ask for them).
+    pub(crate) client_config: rdkafka::ClientConfig,
+    pub(crate) context: LogContext,
+    /// One producer per other `acks` level, made on first use: librdkafka
+    /// takes `acks` per producer here, topics may each want their own.
+    pub(crate) by_acks: Mutex<HashMap<Acks, FutureProducer<LogContext>>>,
+}
+
+impl KafkaProducer {
+    /// The producer for a record's `acks`.
+    fn for_acks(&self, acks: Option<Acks>) -> Result<FutureProducer<LogContext>> {
+        let default = self.default_acks.as_deref().unwrap_or("all");
+        let Some(acks) =
+            acks.filter(|a| a.as_kafka() != default && !(default == "-1" && *a == Acks::All))
+        else {
+            return Ok(self.inner.clone());
+        };
+        let mut by_acks = self.by_acks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = by_acks.get(&acks) {
+            return Ok(p.clone());
+        }
+        let mut config = self.client_config.clone();
+        config.remove("request.required.acks");
+        config.set("acks", acks.as_kafka());
+        if acks != Acks::All {
+            // The idempotent producer needs acks=all.
+            config.set("enable.idempotence", "false");
+        }
+        let p: FutureProducer<LogContext> = config
+            .create_with_context(self.context.clone())
+            .map_err(|e| {
+                error::kafka(
+                    format!(
+                        "create producer {:?} with acks={}",
+                        self.client_id,
+                        acks.as_kafka()
+                    ),
+                    e,
+                )
+            })?;
+        by_acks.insert(acks, p.clone());
+        Ok(p)
+    }
 }
 
 impl fmt::Debug for KafkaProducer {
@@ -44,6 +93,7 @@ fn to_i32(partition: u32) -> i32 {
 #[async_trait]
 impl Producer for KafkaProducer {
     async fn send(&self, record: Record) -> Result<Delivery> {
+        let producer = self.for_acks(record.acks)?;
         let mut wait = Duration::from_millis(1);
         loop {
             let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic);
@@ -69,7 +119,7 @@ impl Producer for KafkaProducer {
                 }
                 fr = fr.headers(headers);
             }
-            let attempt = self.inner.send_result(fr).map_err(|(e, _)| e);
+            let attempt = producer.send_result(fr).map_err(|(e, _)| e);
             match attempt {
                 Ok(future) => {
                     let topic = record.topic.clone();
@@ -116,12 +166,21 @@ impl Producer for KafkaProducer {
     }
 
     async fn flush(&self) -> Result<()> {
-        let producer = self.inner.clone();
+        let mut producers = vec![self.inner.clone()];
+        producers.extend(
+            self.by_acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned(),
+        );
         // Every record is delivered or failed within `message.timeout.ms`, so
         // waiting without a bound of our own terminates.
-        tokio::task::spawn_blocking(move || producer.flush(Timeout::Never))
-            .await
-            .map_err(|e| error::message(false, format!("flush task failed: {e}")))?
-            .map_err(|e| error::kafka("flush", e))
+        tokio::task::spawn_blocking(move || {
+            producers.iter().try_for_each(|p| p.flush(Timeout::Never))
+        })
+        .await
+        .map_err(|e| error::message(false, format!("flush task failed: {e}")))?
+        .map_err(|e| error::kafka("flush", e))
     }
 }

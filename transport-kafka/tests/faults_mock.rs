@@ -189,3 +189,52 @@ async fn poll_is_cancel_safe() {
     );
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_sent_with_the_acks_their_topic_asks_for() {
+    use faustus_core::transport::{Acks, ConsumerConfig, ConsumerEvent, TopicPartition};
+    let cluster = support::MockKafka::start(1);
+    let t = cluster.transport();
+    t.create_topic(&TopicSpec::new("acks", 1)).await.unwrap();
+    let p = t.producer(&ProducerConfig::new("p")).await.unwrap();
+    let mut deliveries = Vec::new();
+    for (i, acks) in [None, Some(Acks::All), Some(Acks::Leader), Some(Acks::None)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = Record::new("acks", None, Some(Bytes::from(format!("v{i}"))));
+        r.partition = Some(0);
+        r.acks = acks;
+        deliveries.push((acks, p.send(r).await.unwrap()));
+    }
+    p.flush().await.unwrap();
+    for (acks, d) in deliveries {
+        let md = d.await.unwrap();
+        if acks == Some(Acks::None) {
+            // With acks=0 the broker answers nothing, so no offset is known:
+            // the record really went out without acknowledgement.
+            assert!(md.offset < 0, "{md:?}");
+        } else {
+            assert!(md.offset >= 0, "{acks:?}: {md:?}");
+        }
+    }
+    // Every record reached the partition, whatever its acks.
+    let mut c = t
+        .consumer(&ConsumerConfig::groupless("reader"))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new("acks", 0);
+    c.assign(std::slice::from_ref(&tp)).await.unwrap();
+    c.seek(&tp, 0).await.unwrap();
+    let mut values = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while values.len() < 4 && std::time::Instant::now() < deadline {
+        if let ConsumerEvent::Messages(ms) =
+            c.poll(std::time::Duration::from_millis(200)).await.unwrap()
+        {
+            values.extend(ms.into_iter().map(|m| m.value.unwrap()));
+        }
+    }
+    values.sort();
+    assert_eq!(values, vec!["v0", "v1", "v2", "v3"]);
+}
