@@ -110,7 +110,7 @@ impl Conductor {
             }
             let now = Instant::now();
             if now >= self.next_commit {
-                if let Err(e) = self.commit().await {
+                if let Err(e) = self.commit(false).await {
                     tracing::error!(error = %e, "commit failed; will retry at the next interval");
                 }
                 self.next_commit = now + self.app.inner.settings().broker_commit_interval;
@@ -256,7 +256,7 @@ impl Conductor {
 
     /// Commit every partition's fully processed offset, after the effects of
     /// those messages (sends, changelog writes) are acknowledged and stored.
-    async fn commit(&mut self) -> Result<()> {
+    async fn commit(&mut self, wait: bool) -> Result<()> {
         let soft = self
             .app
             .inner
@@ -287,7 +287,11 @@ impl Conductor {
         for t in &self.tables {
             t.flush().await?;
         }
-        self.consumer.commit(&offsets).await?;
+        if wait {
+            self.consumer.commit(&offsets).await?;
+        } else {
+            self.consumer.commit_async(&offsets).await?;
+        }
         self.app.inner.monitor.add_commits(1);
         for (tp, c) in offsets {
             if let Some(st) = self.parts.get_mut(&tp) {
@@ -340,7 +344,7 @@ impl Conductor {
         if drained.is_err() {
             tracing::warn!(timeout = ?DRAIN_TIMEOUT, "events in hand did not finish in time; committing what is done");
         }
-        if let Err(e) = self.commit().await {
+        if let Err(e) = self.commit(true).await {
             tracing::error!(error = %e, "commit on revocation failed");
         }
         let mut assigned = self.app.inner.assigned.lock();

@@ -396,8 +396,16 @@ pub trait Consumer: Send + fmt::Debug + 'static {
     /// Resume paused partitions.
     async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()>;
 
-    /// Commit offsets (the next offset to read) for the group.
+    /// Commit offsets (the next offset to read) for the group, and wait for
+    /// the broker to confirm (used on revocation and shutdown).
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()>;
+
+    /// Commit without waiting for the broker's answer (the periodic commits):
+    /// a lost commit only means a later one covers the same offsets. The
+    /// default waits, as [`commit`](Consumer::commit).
+    async fn commit_async(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        self.commit(offsets).await
+    }
 
     /// The group's committed offsets for `partitions` (`None`: nothing committed).
     async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>>;

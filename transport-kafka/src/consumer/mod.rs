@@ -80,7 +80,11 @@ enum Cmd {
     Seek(TopicPartition, i64, Reply<()>),
     Pause(Vec<TopicPartition>, Reply<()>),
     Resume(Vec<TopicPartition>, Reply<()>),
-    Commit(Vec<(TopicPartition, i64)>, Reply<()>),
+    Commit(
+        Vec<(TopicPartition, i64)>,
+        rdkafka::consumer::CommitMode,
+        Reply<()>,
+    ),
     Committed(Vec<TopicPartition>, Reply<Vec<Option<i64>>>),
     HighWatermark(TopicPartition, Reply<i64>),
     Close(Reply<()>),
@@ -200,7 +204,14 @@ impl Consumer for KafkaConsumer {
 
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
         let offsets = offsets.to_vec();
-        self.call(|r| Cmd::Commit(offsets, r)).await
+        self.call(|r| Cmd::Commit(offsets, rdkafka::consumer::CommitMode::Sync, r))
+            .await
+    }
+
+    async fn commit_async(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let offsets = offsets.to_vec();
+        self.call(|r| Cmd::Commit(offsets, rdkafka::consumer::CommitMode::Async, r))
+            .await
     }
 
     async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {

@@ -49,8 +49,8 @@ pub(super) fn execute(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, cmd: Cmd) {
             }
             let _ = reply.send(r);
         }
-        Cmd::Commit(offsets, reply) => {
-            let _ = reply.send(commit(consumer, ctx, &offsets));
+        Cmd::Commit(offsets, mode, reply) => {
+            let _ = reply.send(commit(consumer, ctx, &offsets, mode));
         }
         Cmd::Committed(tps, reply) => {
             let _ = reply.send(committed(consumer, ctx, &tps));
@@ -190,6 +190,7 @@ fn commit(
     consumer: &BaseConsumer<Ctx>,
     ctx: &Ctx,
     offsets: &[(TopicPartition, i64)],
+    mode: CommitMode,
 ) -> Result<()> {
     if !ctx.settings.group {
         return Err(Error::State(format!(
@@ -206,7 +207,7 @@ fn commit(
             .map_err(|e| error::kafka(format!("commit {tp} at {o}"), e))?;
     }
     consumer
-        .commit(&tpl, CommitMode::Sync)
+        .commit(&tpl, mode)
         .map_err(|e| error::kafka(format!("commit {offsets:?}"), e))
 }
 
