@@ -26,8 +26,14 @@ fn counting_app(
         counts = counts.changelog_per_write();
     }
     let counts = counts.build().unwrap();
+    count_agent(&app, &events, &counts);
+    (app, events, counts)
+}
+
+/// The `count` agent: adds each event's value to its key's count.
+fn count_agent(app: &App, events: &Topic<String, u64>, counts: &Table<String, u64>) {
     app.agent::<String, u64>("count")
-        .on(&events)
+        .on(events)
         .build({
             let counts = counts.clone();
             move |s| {
@@ -42,7 +48,6 @@ fn counting_app(
             }
         })
         .unwrap();
-    (app, events, counts)
 }
 
 fn keys() -> Vec<String> {
@@ -280,22 +285,7 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
         .with_default()
         .build()
         .unwrap();
-    app.agent::<String, u64>("count")
-        .on(&events)
-        .build({
-            let counts = counts.clone();
-            move |s| {
-                let counts = counts.clone();
-                async move {
-                    let mut items = s.items();
-                    while let Some((key, n)) = items.next().await {
-                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .unwrap();
+    count_agent(&app, &events, &counts);
     let w = start(&app).await;
     let mut expected = BTreeMap::new();
     let mut last = BTreeMap::new();

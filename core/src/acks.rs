@@ -66,36 +66,19 @@ impl PartitionAcks {
     /// Register `offset` as handed to `refs` streams. Offsets must increase.
     /// A message handed to no stream counts as done at once.
     pub fn add(self: &Arc<Self>, offset: i64, refs: u32) {
-        let mut inner = self.inner.lock();
-        if let Some(last) = inner.pending.back() {
-            debug_assert!(offset > last.offset, "offsets must increase");
-            if offset <= last.offset {
-                return;
-            }
-        }
-        if refs > 0 {
-            inner.outstanding += 1;
-        }
-        inner.pending.push_back(Entry {
-            offset,
-            refs,
-            abandoned: false,
-        });
-        if refs == 0 {
-            self.advance(&mut inner);
-        }
+        self.add_many(std::iter::once(offset), refs);
     }
 
-    /// Register several increasing offsets, each handed to `refs` streams.
+    /// Register several increasing offsets, each handed to `refs` streams
+    /// (an offset not above the last registered one is ignored).
     pub fn add_many(self: &Arc<Self>, offsets: impl Iterator<Item = i64>, refs: u32) {
         let mut inner = self.inner.lock();
         for offset in offsets {
-            if inner
-                .pending
-                .back()
-                .is_some_and(|last| offset <= last.offset)
-            {
-                continue;
+            if let Some(last) = inner.pending.back() {
+                debug_assert!(offset > last.offset, "offsets must increase");
+                if offset <= last.offset {
+                    continue;
+                }
             }
             if refs > 0 {
                 inner.outstanding += 1;
