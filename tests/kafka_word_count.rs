@@ -445,6 +445,21 @@ impl Scenario {
 
     /// Wait until the workers' logs show that they share the posts topic's
     /// partitions (each has some, together all, none twice).
+    /// Start workers `a` and `b`, wait until they share the partitions,
+    /// produce posts `0..n` and wait until counting has begun.
+    async fn two_workers_counting(&mut self, n: u64) -> (Proc, Proc, Fold) {
+        let mut a = self.worker("a");
+        let mut b = self.worker("b");
+        let mut fold = self.fold().await;
+        self.wait_until_shared(&mut [&mut a, &mut b]);
+        self.produce(0, n);
+        fold.wait_for(self, "workers are counting", PHASE, |c| {
+            c.values().sum::<u64>() > 0
+        })
+        .await;
+        (a, b, fold)
+    }
+
     fn wait_until_shared(&self, workers: &mut [&mut Proc]) {
         let deadline = Instant::now() + PHASE;
         loop {
@@ -792,16 +807,8 @@ fn a_gracefully_stopped_worker_is_taken_over_exactly() {
         let Some(mut s) = Scenario::new("stop").await else {
             return;
         };
-        let mut a = s.worker("a");
-        let mut b = s.worker("b");
-        let mut fold = s.fold().await;
-        s.wait_until_shared(&mut [&mut a, &mut b]);
         let (n1, n2) = (800, 800);
-        s.produce(0, n1);
-        fold.wait_for(&s, "workers are counting", PHASE, |c| {
-            c.values().sum::<u64>() > 0
-        })
-        .await;
+        let (mut a, mut b, mut fold) = s.two_workers_counting(n1).await;
         // Stop `a` while more posts arrive.
         let mut more = s.producer(n1, n2);
         a.signal("TERM");
@@ -838,16 +845,8 @@ fn a_killed_worker_restarts_and_every_word_is_counted_at_least_once() {
         let Some(mut s) = Scenario::new("kill").await else {
             return;
         };
-        let mut a = s.worker("a");
-        let mut b = s.worker("b");
-        let mut fold = s.fold().await;
-        s.wait_until_shared(&mut [&mut a, &mut b]);
         let (n1, n2) = (800, 800);
-        s.produce(0, n1);
-        fold.wait_for(&s, "workers are counting", PHASE, |c| {
-            c.values().sum::<u64>() > 0
-        })
-        .await;
+        let (mut a, mut b, mut fold) = s.two_workers_counting(n1).await;
         let mut more = s.producer(n1, n2);
         a.signal("KILL");
         let status = a.wait(Duration::from_secs(10));
