@@ -226,17 +226,7 @@ async fn passthrough(n: u64) -> BenchResult<Row> {
     );
 
     // Faustus.
-    let app = faustus::app("bench-passthrough")
-        .broker("memory://")
-        .store("memory://")
-        .topic_partitions(PARTITIONS)
-        .stream_buffer_maxsize(BUFFER_MAXSIZE)
-        .broker_commit_interval(COMMIT_INTERVAL)
-        .build()?;
-    let topic = app
-        .topic::<(), Reading>("readings")
-        .partitions(PARTITIONS)
-        .build()?;
+    let (app, topic) = readings_app("bench-passthrough")?;
     let count = Arc::new(AtomicU64::new(0));
     let id_sum = Arc::new(AtomicU64::new(0));
     {
@@ -461,10 +451,9 @@ async fn wordcount(n_posts: u64) -> BenchResult<Row> {
     })
 }
 
-// -------------------------------------------------------------------- stalled
-
-async fn stalled(n: u64) -> BenchResult<bool> {
-    let app = faustus::app("bench-stalled")
+/// An app on a private memory broker with the 8-partition `readings` topic.
+fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
+    let app = faustus::app(id)
         .broker("memory://")
         .store("memory://")
         .topic_partitions(PARTITIONS)
@@ -475,6 +464,13 @@ async fn stalled(n: u64) -> BenchResult<bool> {
         .topic::<(), Reading>("readings")
         .partitions(PARTITIONS)
         .build()?;
+    Ok((app, topic))
+}
+
+// -------------------------------------------------------------------- stalled
+
+async fn stalled(n: u64) -> BenchResult<bool> {
+    let (app, topic) = readings_app("bench-stalled")?;
     let took_first = Arc::new(AtomicU64::new(0));
     {
         let took_first = took_first.clone();
