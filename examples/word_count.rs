@@ -221,7 +221,7 @@ pub fn commands(wc: &WordCount) {
 fn main() -> ExitCode {
     let app = faustus::app("word-counts")
         .broker("memory://")
-        .store("memory://")
+        .store("redb://")
         .build()
         .and_then(build);
     match app {

@@ -30,6 +30,8 @@ pub fn register_default_drivers(registry: &Registry) {
     }
     #[cfg(feature = "kafka")]
     faustus_transport_kafka::register(registry);
+    #[cfg(feature = "redb")]
+    faustus_store_redb::register(registry);
     let _ = registry;
 }
 

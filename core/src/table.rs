@@ -147,6 +147,9 @@ pub(crate) struct TableInner<K, V> {
     parts: Mutex<Parts<K, V>>,
     runtime: std::sync::OnceLock<Runtime>,
     write_order: tokio::sync::Mutex<()>,
+    /// Held while changes move to the store (flush), so `items`/`len` never
+    /// read the store between a flush taking the changed keys and storing them.
+    store_order: tokio::sync::Mutex<()>,
 }
 
 /// Defines a table; see [`App::table`].
@@ -272,6 +275,7 @@ where
             parts: Mutex::new(Parts(Vec::new())),
             runtime: std::sync::OnceLock::new(),
             write_order: tokio::sync::Mutex::new(()),
+            store_order: tokio::sync::Mutex::new(()),
         });
         app.inner.defs.lock().tables.push(inner.clone());
         Ok(Table { inner })
@@ -571,6 +575,7 @@ where
     /// Put every write so far into the store (without moving its offsets).
     async fn flush_pending_ops(&self) -> Result<()> {
         let rt = self.runtime()?;
+        let _stored = self.inner.store_order.lock().await;
         let batches: Vec<(u32, Vec<Op>)> = {
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
@@ -783,6 +788,7 @@ where
         let Some(rt) = self.runtime.get() else {
             return Ok(());
         };
+        let _stored = self.store_order.lock().await;
         // Changed keys (coalescing) or written ops (per write), per partition.
         let mut work: Vec<FlushWork<K>> = Vec::new();
         let mut first_error = None;
