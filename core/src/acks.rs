@@ -238,12 +238,6 @@ impl AckToken {
         }
     }
 
-    /// Give up the claim without acking or releasing (the caller keeps
-    /// accounting for it, e.g. a message parked for later delivery).
-    pub fn forget(mut self) {
-        self.acks = None;
-    }
-
     /// Whether the partition was revoked since the message was handed out.
     pub fn is_revoked(&self) -> bool {
         self.acks.as_ref().is_some_and(|a| a.is_revoked())
