@@ -6,6 +6,9 @@
 //! cargo run --example word_count -- worker -l info
 //! ```
 //!
+//! The worker serves `http://127.0.0.1:6066/count/?word=fox` (the guide's
+//! page), the dashboard at `/`, and `/metrics`.
+//!
 //! On `memory://` (the default) a timer feeds sample posts so the demo shows
 //! work with nothing installed; every few seconds it logs how many words and
 //! distinct words it has counted. `cargo run --example word_count -- agents`
@@ -105,6 +108,19 @@ pub fn build(app: App) -> faustus::Result<WordCount> {
                 }
             }
         })?;
+
+    // The guide's page: GET /count/?word=fox → {"fox": 3}.
+    app.page("/count/", {
+        let word_counts = word_counts.clone();
+        move |_app, request| {
+            let word_counts = word_counts.clone();
+            async move {
+                let word = request.require("word")?.to_lowercase();
+                let n = word_counts.get_or_default(&word).await?;
+                Ok(faustus::web::json(&serde_json::json!({ word: n })))
+            }
+        }
+    })?;
 
     Ok(WordCount {
         app,

@@ -14,6 +14,10 @@ pub mod prelude {
 
 pub use futures;
 
+/// An HTTP/1.1 client (for talking to workers' web servers).
+#[cfg(feature = "web")]
+pub use faustus_web::client::HttpClient;
+
 /// Register the drivers this build's cargo features enable into
 /// [`Registry::global`] (idempotent). `main` and `run_app` call it for you.
 pub fn install_default_drivers() {
@@ -32,6 +36,8 @@ pub fn register_default_drivers(registry: &Registry) {
     faustus_transport_kafka::register(registry);
     #[cfg(feature = "redb")]
     faustus_store_redb::register(registry);
+    #[cfg(feature = "web")]
+    faustus_web::register(registry);
     let _ = registry;
 }
 

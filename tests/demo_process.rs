@@ -31,6 +31,7 @@ fn the_demo_counts_words_and_stops_cleanly_on_ctrl_c() {
     let child = Command::new(example("word_count"))
         .args(["worker", "-l", "info"])
         .env("FAUSTUS_DATADIR", &datadir)
+        .env("FAUSTUS_WEB_PORT", "0")
         .env_remove("FAUSTUS_BROKER")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

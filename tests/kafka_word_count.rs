@@ -297,6 +297,7 @@ impl Scenario {
             .env("FAUSTUS_DEMO_POSTS_TOPIC", &self.posts)
             .env("FAUSTUS_BROKER_COMMIT_INTERVAL", "500ms")
             .env("FAUSTUS_DATADIR", self.dir.join(name))
+            .env("FAUSTUS_WEB_PORT", "0")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

@@ -275,6 +275,7 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
         .env(Default::default())
         .broker("flaky://")
         .store("memory://")
+        .web_enabled(false)
         .topic_partitions(4u32)
         .broker_commit_interval(Duration::from_millis(100))
         .build()

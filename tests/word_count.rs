@@ -15,6 +15,7 @@ async fn counts_every_word_of_the_posts() {
     let app = faustus::app("word-counts-test")
         .env(Default::default())
         .broker("memory://")
+        .web_enabled(false)
         .build()
         .unwrap();
     let wc = word_count::build(app).unwrap();
@@ -59,6 +60,7 @@ async fn an_agent_error_fails_the_test_context_call() {
     let app = faustus::app("ctx-errors")
         .env(Default::default())
         .broker("memory://")
+        .web_enabled(false)
         .build()
         .unwrap();
     let agent = app
@@ -87,6 +89,7 @@ fn the_produce_command_sends_sample_posts() {
     let app = faustus::app("word-counts-cli")
         .env(Default::default())
         .broker(format!("memory://{broker}"))
+        .web_enabled(false)
         .build()
         .unwrap();
     let wc = word_count::build(app).unwrap();

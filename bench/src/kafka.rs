@@ -184,6 +184,7 @@ async fn faustus_consume(
     let app = faustus::app(unique("bench-kafka-pt"))
         .broker(format!("kafka://{bootstrap}"))
         .store("memory://")
+        .web_enabled(false)
         .broker_commit_interval(Duration::from_secs(1))
         .build()?;
     // No partition count: the topic is used as it exists (the mock broker
@@ -264,6 +265,7 @@ async fn faustus_produce(
     let app = faustus::app(unique("bench-kafka-produce"))
         .broker(format!("kafka://{bootstrap}"))
         .store("memory://")
+        .web_enabled(false)
         .build()?;
     let out = app.topic::<String, Reading>(topic).build()?;
     let worker = app.start().await?;

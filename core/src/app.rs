@@ -125,6 +125,10 @@ pub(crate) struct AppInner {
     /// Partitions this worker holds now, with their ack trackers.
     pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
     pub(crate) assigned_changed: Notify,
+    /// Pages, bound web address, readiness (`pages.rs`).
+    pub(crate) web: crate::pages::WebState,
+    /// Worker signals and leader state (`signals.rs`).
+    pub(crate) signals: crate::signals::Signals,
 }
 
 impl AppInner {
@@ -705,6 +709,8 @@ impl AppBuilder {
                 store: tokio::sync::OnceCell::new(),
                 assigned: Mutex::new(HashMap::new()),
                 assigned_changed: Notify::new(),
+                web: Default::default(),
+                signals: Default::default(),
             }),
         })
     }

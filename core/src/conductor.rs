@@ -25,6 +25,9 @@ type Queue = Arc<StreamQueue<Delivered>>;
 /// How long a revocation or shutdown waits for events in hand to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the consumer lag figures are refreshed (at a commit).
+const LAG_REFRESH: Duration = Duration::from_secs(5);
+
 /// Events a full stream buffer refused, in order, waiting for room.
 struct Overflow {
     queue: Queue,
@@ -51,6 +54,7 @@ pub(crate) struct Conductor {
     subscribed: BTreeSet<String>,
     tables: Vec<Arc<dyn TableOps>>,
     next_commit: Instant,
+    lag_checked: Option<Instant>,
     ready: Option<tokio::sync::oneshot::Sender<Result<()>>>,
 }
 
@@ -72,6 +76,7 @@ impl Conductor {
             subscribed: BTreeSet::new(),
             tables,
             next_commit: Instant::now() + interval,
+            lag_checked: None,
             ready: Some(ready),
         }
     }
@@ -196,6 +201,11 @@ impl Conductor {
             let Some(state) = self.parts.get(&tp) else {
                 continue; // not ours (any more)
             };
+            self.app.inner.monitor.count(
+                "faustus_messages_received_total",
+                crate::monitor::topic_labels(&tp.topic),
+                msgs.len() as u64,
+            );
             let subs = self.subs.get(&tp.topic).unwrap_or(&empty);
             deliver_group(&state.acks, msgs, subs, &mut self.overflow);
         }
@@ -282,6 +292,7 @@ impl Conductor {
         if offsets.is_empty() {
             return Ok(());
         }
+        let began = Instant::now();
         let producer = self.app.inner.producer().await?;
         producer.flush().await?;
         for t in &self.tables {
@@ -292,7 +303,17 @@ impl Conductor {
         } else {
             self.consumer.commit_async(&offsets).await?;
         }
-        self.app.inner.monitor.add_commits(1);
+        let monitor = &self.app.inner.monitor;
+        monitor.add_commits(1);
+        monitor.time("faustus_commit_seconds", "", began.elapsed());
+        for (tp, c) in &offsets {
+            monitor.gauge(
+                "faustus_committed_offset",
+                crate::monitor::tp_labels(tp),
+                *c as f64,
+            );
+        }
+        self.refresh_lag().await;
         for (tp, c) in offsets {
             if let Some(st) = self.parts.get_mut(&tp) {
                 st.last_committed = Some(c);
@@ -302,6 +323,34 @@ impl Conductor {
             tracing::trace!(partition = %tp, offset = c, "committed");
         }
         Ok(())
+    }
+
+    /// Consumer lag (high watermark minus committed offset) per partition,
+    /// for `/metrics`; refreshed at most every [`LAG_REFRESH`].
+    async fn refresh_lag(&mut self) {
+        let now = Instant::now();
+        if self
+            .lag_checked
+            .is_some_and(|t| now.duration_since(t) < LAG_REFRESH)
+        {
+            return;
+        }
+        self.lag_checked = Some(now);
+        let tps: Vec<(TopicPartition, i64)> = self
+            .parts
+            .iter()
+            .map(|(tp, st)| (tp.clone(), st.last_committed.unwrap_or(0)))
+            .collect();
+        for (tp, committed) in tps {
+            match self.consumer.high_watermark(&tp).await {
+                Ok(hw) => self.app.inner.monitor.gauge(
+                    "faustus_consumer_lag",
+                    crate::monitor::tp_labels(&tp),
+                    (hw - committed).max(0) as f64,
+                ),
+                Err(e) => tracing::debug!(partition = %tp, error = %e, "high watermark unknown"),
+            }
+        }
     }
 
     /// Take partitions away: drop what was not started, let events in hand

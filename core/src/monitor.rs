@@ -1,6 +1,6 @@
-//! Counters about what the worker did, for logs, tests and (later) `/metrics`.
+//! Counters about what the worker did, for logs, tests and `/metrics`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -35,7 +35,28 @@ pub struct Monitor {
     partitions_paused: AtomicU64,
     recovered_records: AtomicU64,
     livelock_warnings: AtomicU64,
+    dead_letters: AtomicU64,
     failures: Mutex<VecDeque<AgentFailure>>,
+    labeled: Mutex<BTreeMap<(&'static str, String), Figure>>,
+}
+
+/// One labelled figure (see [`Monitor::figures`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Figure {
+    /// A count that only grows.
+    Counter(u64),
+    /// A value that goes up and down.
+    Gauge(f64),
+    /// Observed durations in seconds: how many, their sum, the largest.
+    Timing {
+        /// Observations.
+        count: u64,
+        /// Sum of the observations, in seconds.
+        sum: f64,
+        /// The largest observation, in seconds.
+        max: f64,
+    },
 }
 
 impl Monitor {
@@ -47,6 +68,48 @@ impl Monitor {
             f.pop_front();
         }
         f.push_back(failure);
+    }
+
+    /// Add `n` to the counter `name` with `labels` (Prometheus label text,
+    /// e.g. `topic="posts"`).
+    pub fn count(&self, name: &'static str, labels: impl Into<String>, n: u64) {
+        let mut m = self.labeled.lock();
+        let e = m.entry((name, labels.into())).or_insert(Figure::Counter(0));
+        if let Figure::Counter(c) = e {
+            *c += n;
+        }
+    }
+
+    /// Set the gauge `name` with `labels`.
+    pub fn gauge(&self, name: &'static str, labels: impl Into<String>, value: f64) {
+        self.labeled
+            .lock()
+            .insert((name, labels.into()), Figure::Gauge(value));
+    }
+
+    /// Record one duration of `name` with `labels`.
+    pub fn time(&self, name: &'static str, labels: impl Into<String>, took: std::time::Duration) {
+        let secs = took.as_secs_f64();
+        let mut m = self.labeled.lock();
+        let e = m.entry((name, labels.into())).or_insert(Figure::Timing {
+            count: 0,
+            sum: 0.0,
+            max: 0.0,
+        });
+        if let Figure::Timing { count, sum, max } = e {
+            *count += 1;
+            *sum += secs;
+            *max = max.max(secs);
+        }
+    }
+
+    /// Every labelled figure: (name, labels, value), sorted by name then labels.
+    pub fn figures(&self) -> Vec<(&'static str, String, Figure)> {
+        self.labeled
+            .lock()
+            .iter()
+            .map(|((n, l), f)| (*n, l.clone(), *f))
+            .collect()
     }
 
     /// The most recent agent failures, oldest first.
@@ -80,6 +143,8 @@ pub struct MonitorSnapshot {
     /// Warnings that a partition's committed offset stalled while processing
     /// (`broker_commit_livelock_soft_timeout`).
     pub livelock_warnings: u64,
+    /// Events sent to a dead-letter topic.
+    pub dead_letters: u64,
 }
 
 macro_rules! counters {
@@ -113,4 +178,26 @@ counters! {
     partitions_paused => add_partitions_paused,
     recovered_records => add_recovered_records,
     livelock_warnings => add_livelock_warnings,
+    dead_letters => add_dead_letters,
+}
+
+/// Prometheus label text for a topic: `topic="name"` (quotes and backslashes escaped).
+pub fn topic_labels(topic: &str) -> String {
+    format!("topic=\"{}\"", escape_label(topic))
+}
+
+/// Prometheus label text for a topic partition.
+pub fn tp_labels(tp: &crate::transport::TopicPartition) -> String {
+    format!(
+        "topic=\"{}\",partition=\"{}\"",
+        escape_label(&tp.topic),
+        tp.partition
+    )
+}
+
+/// Escape a Prometheus label value.
+pub fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -43,6 +43,11 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     /// Wait for the changelog acknowledgements of all writes so far and store
     /// them with their offsets.
     async fn flush(&self) -> Result<()>;
+    /// For the web view: the value of a key given as text (JSON, else a
+    /// bare string), as JSON; `None` when absent here.
+    async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>>;
+    /// Keys stored in the partitions this worker serves (no flush).
+    async fn local_len(&self) -> Result<u64>;
 }
 
 /// One partition's share of a flush.
@@ -760,6 +765,40 @@ where
 
     fn table_store(&self) -> Option<Arc<dyn TableStore>> {
         self.runtime.get().map(|r| r.store.clone())
+    }
+
+    async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>> {
+        let parsed: K =
+            match serde_json::from_str::<K>(key) {
+                Ok(k) => k,
+                Err(_) => serde_json::from_value(serde_json::Value::String(key.to_string()))
+                    .map_err(|e| Error::NotFound {
+                        what: "table key",
+                        name: format!("{key:?} is not a key of table {:?}: {e}", self.name),
+                    })?,
+            };
+        let table = Table { inner: self };
+        match table.get(&parsed).await? {
+            Some(v) => serde_json::to_value(&v)
+                .map(Some)
+                .map_err(|e| Error::Codec {
+                    codec: "json".into(),
+                    message: format!("value of table {:?}: {e}", table.inner.name),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    async fn local_len(&self) -> Result<u64> {
+        let Some(rt) = self.runtime.get() else {
+            return Ok(0);
+        };
+        let active: Vec<u32> = self.parts.lock().keys().collect();
+        let mut n = 0;
+        for p in active {
+            n += rt.store.len(p).await?;
+        }
+        Ok(n)
     }
 
     fn activate(&self, partitions: &BTreeSet<u32>) {

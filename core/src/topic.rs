@@ -412,6 +412,11 @@ where
         };
         let d = producer.send(record).await?;
         inner.monitor.add_messages_sent(1);
+        inner.monitor.count(
+            "faustus_messages_sent_total",
+            crate::monitor::topic_labels(&self.def.name),
+            1,
+        );
         Ok(d)
     }
 

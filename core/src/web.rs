@@ -49,3 +49,275 @@ pub trait WebDriver: Send + Sync + fmt::Debug + 'static {
 
 /// Builds a web driver from its URL.
 pub type WebFactory = Arc<dyn Fn(&DriverUrl) -> Result<Arc<dyn WebDriver>> + Send + Sync + 'static>;
+
+/// What a page handler gets: the request with its path and query parameters.
+#[derive(Debug, Clone)]
+pub struct Request {
+    request: HttpRequest,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+}
+
+impl Request {
+    /// Wrap a request; `params` are the path parameters the route matched.
+    /// Fails (400) when the query string is not valid percent-encoding.
+    pub fn new(request: HttpRequest, params: Vec<(String, String)>) -> Result<Self, WebError> {
+        let query = match request.uri().query() {
+            Some(q) => parse_query(q)?,
+            None => Vec::new(),
+        };
+        Ok(Request {
+            request,
+            params,
+            query,
+        })
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &http::Method {
+        self.request.method()
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &http::Uri {
+        self.request.uri()
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &http::HeaderMap {
+        self.request.headers()
+    }
+
+    /// The whole body.
+    pub fn body(&self) -> &Bytes {
+        self.request.body()
+    }
+
+    /// The underlying `http` request.
+    pub fn http(&self) -> &HttpRequest {
+        &self.request
+    }
+
+    /// A path parameter (`{name}` in the route), percent-decoded.
+    pub fn param(&self, name: &str) -> Result<&str, WebError> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| WebError::internal(format!("the route has no parameter {name:?}")))
+    }
+
+    /// A query parameter, if given (the first when repeated).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter that must be given: 400 naming it otherwise.
+    pub fn require(&self, name: &str) -> Result<&str, WebError> {
+        self.query(name)
+            .ok_or_else(|| WebError::bad_request(format!("missing query parameter {name:?}")))
+    }
+
+    /// A query parameter parsed as `T`: `None` when absent, 400 when it does not parse.
+    pub fn query_as<T>(&self, name: &str) -> Result<Option<T>, WebError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.query(name) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|e| {
+                WebError::bad_request(format!("query parameter {name:?} = {v:?}: {e}"))
+            }),
+        }
+    }
+
+    /// All query parameters, in order.
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.query
+    }
+
+    /// The body as JSON of type `T`: 400 with the parse error otherwise.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, WebError> {
+        serde_json::from_slice(self.body()).map_err(|e| {
+            WebError::bad_request(format!("request body is not the JSON expected: {e}"))
+        })
+    }
+}
+
+/// Percent-decode `s` (`+` as a space when `plus` is set).
+pub fn percent_decode(s: &str, plus: bool) -> Result<String, WebError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        WebError::bad_request(format!("bad percent-encoding in {s:?}"))
+                    })?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| WebError::bad_request(format!("{s:?} does not decode to UTF-8")))
+}
+
+/// Percent-encode a path segment or query value.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_query(q: &str) -> Result<Vec<(String, String)>, WebError> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(k, true)?, percent_decode(v, true)?))
+        })
+        .collect()
+}
+
+/// An error answered as an HTTP status with a plain-text message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebError {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The message (the response body).
+    pub message: String,
+    /// Extra headers (e.g. `Retry-After`).
+    pub headers: Vec<(http::HeaderName, String)>,
+}
+
+impl WebError {
+    /// An error with this status.
+    pub fn new(status: http::StatusCode, message: impl Into<String>) -> Self {
+        WebError {
+            status,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(http::StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(http::StatusCode::NOT_FOUND, message)
+    }
+
+    /// 500 Internal Server Error.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(http::StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// 503 Service Unavailable with `Retry-After: seconds`.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u32) -> Self {
+        let mut e = Self::new(http::StatusCode::SERVICE_UNAVAILABLE, message);
+        e.headers
+            .push((http::header::RETRY_AFTER, retry_after_secs.to_string()));
+        e
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> HttpResponse {
+        let mut r = text(format!("{}\n", self.message));
+        *r.status_mut() = self.status;
+        for (name, value) in self.headers {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                r.headers_mut().insert(name, v);
+            }
+        }
+        r
+    }
+}
+
+impl fmt::Display for WebError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for WebError {}
+
+impl From<crate::Error> for WebError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::NotFound { .. } => WebError::not_found(e.to_string()),
+            _ => WebError::internal(e.to_string()),
+        }
+    }
+}
+
+/// What a page handler returns.
+pub type WebResult = std::result::Result<HttpResponse, WebError>;
+
+fn with_type(body: impl Into<Bytes>, content_type: &'static str) -> HttpResponse {
+    let mut r = http::Response::new(body.into());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// A `200 OK` JSON response (`web.json(...)` in Faust).
+///
+/// ```
+/// let r = faustus_core::web::json(&serde_json::json!({"count": 3}));
+/// assert_eq!(r.body().as_ref(), br#"{"count":3}"#);
+/// assert_eq!(r.headers()["content-type"], "application/json");
+/// ```
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> HttpResponse {
+    match serde_json::to_vec(value) {
+        Ok(v) => with_type(v, "application/json"),
+        Err(e) => {
+            WebError::internal(format!("cannot encode the response as JSON: {e}")).into_response()
+        }
+    }
+}
+
+/// A `200 OK` plain-text response.
+pub fn text(body: impl Into<String>) -> HttpResponse {
+    with_type(body.into(), "text/plain; charset=utf-8")
+}
+
+/// A `200 OK` HTML response.
+pub fn html(body: impl Into<String>) -> HttpResponse {
+    with_type(body.into(), "text/html; charset=utf-8")
+}
+
+/// A response with `status` and a plain-text body.
+pub fn status(status: http::StatusCode, body: impl Into<String>) -> HttpResponse {
+    let mut r = text(body);
+    *r.status_mut() = status;
+    r
+}

@@ -227,6 +227,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     for s in &services {
         s.on_start(&app).await?;
     }
+    let web = crate::pages::start(&app).await?;
     let mut background: Vec<JoinHandle<()>> = Vec::new();
     for s in &services {
         let (s, app, sig) = (s.clone(), app.clone(), stop.clone());
@@ -262,6 +263,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     match started {
         Ok(()) if !stop.is_set() => {
             ready.send_replace(Some(Ok(())));
+            inner.web.set_ready(true);
             tracing::info!(app = %app.id(), "worker ready");
             let (tasks, timers) = {
                 let d = inner.defs.lock();
@@ -362,6 +364,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             tracing::error!(service = s.name(), error = %e, "service failed to stop");
         }
     }
+    crate::pages::stop(&app, web).await;
     tracing::info!(app = %app.id(), "worker stopped");
     match failure {
         Some(e) => Err(e),

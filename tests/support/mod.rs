@@ -24,6 +24,7 @@ pub fn app_on(broker: &str, id: &str) -> AppBuilder {
         .env(Default::default())
         .broker(format!("memory://{broker}"))
         .store("memory://")
+        .web_enabled(false)
         .broker_commit_interval(Duration::from_millis(100))
 }
 

@@ -1,0 +1,257 @@
+//! The `hyper://` web driver of Faustus: serves an app's pages and built-in
+//! endpoints on hyper 1 (HTTP/1.1) behind a tower concurrency limit.
+//!
+//! URL options: `hyper://?max_body=1048576&max_connections=1024`
+//! (`max_body`: request body limit in bytes, larger bodies get 413;
+//! `max_concurrency`: requests handled at once, the rest wait).
+//! Shutdown stops accepting, lets in-flight requests finish (at most
+//! [`DRAIN_TIMEOUT`]), then closes the connections.
+//!
+//! [`client`] is a small HTTP/1.1 client for tests and for forwarding
+//! requests between workers.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use faustus_core::web::{HttpResponse, WebDriver, WebHandler, WebServer};
+use faustus_core::{DriverUrl, Error, Registry, Result};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod client;
+
+/// The URL scheme this driver registers.
+pub const SCHEME: &str = "hyper";
+
+/// Default request body limit (bytes).
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// Default number of requests handled at once.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 1024;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Register `hyper://` into `registry`.
+pub fn register(registry: &Registry) {
+    registry.register_web(
+        SCHEME,
+        Arc::new(|url: &DriverUrl| Ok(Arc::new(HyperDriver::from_url(url)?) as Arc<dyn WebDriver>)),
+    );
+}
+
+/// The hyper web driver.
+#[derive(Debug, Clone)]
+pub struct HyperDriver {
+    max_body: usize,
+    max_concurrency: usize,
+}
+
+impl Default for HyperDriver {
+    fn default() -> Self {
+        HyperDriver {
+            max_body: DEFAULT_MAX_BODY,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
+impl HyperDriver {
+    /// A driver configured from its URL's options.
+    pub fn from_url(url: &DriverUrl) -> Result<Self> {
+        let mut d = HyperDriver::default();
+        if let Some(n) = url.parse_option::<usize>("max_body")? {
+            d.max_body = n;
+        }
+        if let Some(n) = url.parse_option::<usize>("max_concurrency")? {
+            if n == 0 {
+                return Err(Error::config("web", "max_concurrency must be at least 1"));
+            }
+            d.max_concurrency = n;
+        }
+        Ok(d)
+    }
+
+    /// The request body limit in bytes.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+}
+
+fn plain(status: http::StatusCode, message: String) -> HttpResponse {
+    faustus_core::web::status(status, message)
+}
+
+/// Read the whole body (at most `max` bytes) and hand the request to `handler`.
+async fn answer(
+    handler: Arc<dyn WebHandler>,
+    max: usize,
+    request: http::Request<Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let too_big = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64);
+    let response = if too_big {
+        plain(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {max} bytes\n"),
+        )
+    } else {
+        match Limited::new(body, max).collect().await {
+            Ok(collected) => {
+                let request = http::Request::from_parts(parts, collected.to_bytes());
+                handler.handle(request).await
+            }
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    plain(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("request body larger than {max} bytes\n"),
+                    )
+                } else {
+                    plain(
+                        http::StatusCode::BAD_REQUEST,
+                        format!("cannot read the request body: {e}\n"),
+                    )
+                }
+            }
+        }
+    };
+    response.map(Full::new)
+}
+
+#[async_trait]
+impl WebDriver for HyperDriver {
+    fn name(&self) -> &str {
+        SCHEME
+    }
+
+    async fn serve(
+        &self,
+        addr: SocketAddr,
+        handler: Arc<dyn WebHandler>,
+    ) -> Result<Arc<dyn WebServer>> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Io {
+                context: format!(
+                    "web server cannot listen on {addr} (settings web_host/web_port; use --web-port or --without-web)"
+                ),
+                source: e,
+            })?;
+        let local = listener.local_addr().map_err(|e| Error::Io {
+            context: format!("web server address of {addr}"),
+            source: e,
+        })?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let max = self.max_body;
+        let service = tower::ServiceBuilder::new()
+            .concurrency_limit(self.max_concurrency)
+            .service(tower::service_fn(move |req: http::Request<Incoming>| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(answer(handler, max, req).await) }
+            }));
+        let join = tokio::spawn(accept_loop(listener, service, stop_rx));
+        Ok(Arc::new(HyperServer {
+            local,
+            stop: stop_tx,
+            join: Mutex::new(Some(join)),
+        }))
+    }
+}
+
+async fn accept_loop<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tower::Service<
+            http::Request<Incoming>,
+            Response = http::Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let svc = hyper_util::service::TowerToHyperService::new(service.clone());
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "web connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "web server accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            r = stop.changed() => if r.is_err() || *stop.borrow() { break },
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "web requests still in flight at shutdown were cut");
+    }
+}
+
+/// A running hyper server.
+#[derive(Debug)]
+pub struct HyperServer {
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[async_trait]
+impl WebServer for HyperServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.stop.send_replace(true);
+        let join = self.join.lock().take();
+        if let Some(j) = join {
+            j.await.map_err(|e| Error::Task {
+                what: "web server".into(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HyperServer {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
