@@ -58,7 +58,8 @@ pub(crate) struct CommandDef {
 /// A periodic task.
 pub(crate) struct TimerDef {
     pub(crate) name: String,
-    pub(crate) interval: Duration,
+    pub(crate) schedule: crate::timers::Schedule,
+    pub(crate) on_leader: bool,
     pub(crate) run: TaskFn,
 }
 
@@ -383,7 +384,9 @@ impl App {
     }
 
     /// Run `f` every `interval`, first one interval after the worker started.
-    /// A slow run delays the next one; runs never overlap or pile up.
+    /// Runs keep to that grid (no drift); a run slower than the interval is
+    /// reported and the ticks it overran are skipped: runs never overlap or
+    /// pile up. See also `timer_on_leader` and `crontab`.
     pub fn timer<F, Fut>(&self, name: impl Into<String>, interval: Duration, f: F)
     where
         F: Fn(App) -> Fut + Send + Sync + 'static,
@@ -391,7 +394,8 @@ impl App {
     {
         self.inner.defs.lock().timers.push(TimerDef {
             name: name.into(),
-            interval,
+            schedule: crate::timers::Schedule::Every(interval),
+            on_leader: false,
             run: Arc::new(move |app| Box::pin(f(app))),
         });
     }

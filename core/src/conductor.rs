@@ -417,6 +417,7 @@ impl Conductor {
     async fn on_revoked(&mut self, tps: Vec<TopicPartition>) {
         self.app.inner.monitor.add_rebalances(1);
         tracing::info!(partitions = ?tps, "partitions revoked");
+        crate::signals::partitions(&self.app, true, &tps).await;
         let set: BTreeSet<TopicPartition> = tps.into_iter().collect();
         self.release_partitions(&set).await;
     }
@@ -442,27 +443,30 @@ impl Conductor {
                 self.consumer.resume(&new).await?;
             }
         }
-        let mut assigned = self.app.inner.assigned.lock();
-        for tp in &new {
-            let acks = PartitionAcks::new(tp.clone());
-            assigned.insert(tp.clone(), acks.clone());
-            self.parts.insert(
-                tp.clone(),
-                PartState {
-                    acks,
-                    paused: false,
-                    last_committed: None,
-                    last_progress: Instant::now(),
-                    warned: false,
-                },
-            );
+        {
+            let mut assigned = self.app.inner.assigned.lock();
+            for tp in &new {
+                let acks = PartitionAcks::new(tp.clone());
+                assigned.insert(tp.clone(), acks.clone());
+                self.parts.insert(
+                    tp.clone(),
+                    PartState {
+                        acks,
+                        paused: false,
+                        last_committed: None,
+                        last_progress: Instant::now(),
+                        warned: false,
+                    },
+                );
+            }
         }
-        drop(assigned);
         let all: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
         for t in &self.tables {
             t.activate(&all);
         }
         self.app.inner.assigned_changed.notify_waiters();
+        crate::signals::partitions(&self.app, false, &new).await;
+        crate::signals::rebalance_complete(&self.app).await;
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Ok(()));
         }
@@ -472,7 +476,12 @@ impl Conductor {
     /// Stop intake: drop undelivered messages, end every stream after the
     /// event in hand, wait for those to finish, commit, leave the group.
     async fn shutdown(&mut self) {
+        crate::signals::lifecycle(&self.app, false);
         let all: BTreeSet<TopicPartition> = self.parts.keys().cloned().collect();
+        if !all.is_empty() {
+            let tps: Vec<TopicPartition> = all.iter().cloned().collect();
+            crate::signals::partitions(&self.app, true, &tps).await;
+        }
         for queues in self.subs.values() {
             for q in queues {
                 q.close();

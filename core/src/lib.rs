@@ -21,6 +21,7 @@ pub mod signals;
 pub mod store;
 pub mod stream;
 pub mod table;
+pub mod timers;
 pub mod topic;
 pub mod transport;
 pub mod url;

@@ -201,6 +201,7 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
 
 async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
     let inner = app.inner.clone();
+    crate::signals::lifecycle(&app, true);
     let settings = inner.settings();
     let transport = inner.transport().await?;
     let producer = inner.producer().await?;
@@ -244,6 +245,10 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
         }
     }
+    let leader = crate::timers::join_leader_election(&app).await?;
+    if let Some(l) = leader {
+        background.push(l);
+    }
     let consumer = transport
         .consumer(&ConsumerConfig::group(
             app.id().to_string(),
@@ -274,18 +279,26 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
                         .collect::<Vec<_>>(),
                     d.timers
                         .iter()
-                        .map(|t| (t.name.clone(), t.interval, t.run.clone()))
+                        .map(|t| {
+                            (
+                                t.name.clone(),
+                                t.schedule.clone(),
+                                t.on_leader,
+                                t.run.clone(),
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 )
             };
             for (name, run) in tasks {
                 background.push(tokio::spawn(run_task(app.clone(), name, run)));
             }
-            for (name, interval, run) in timers {
-                background.push(tokio::spawn(run_timer(
+            for (name, schedule, on_leader, run) in timers {
+                background.push(tokio::spawn(crate::timers::run(
                     app.clone(),
                     name,
-                    interval,
+                    schedule,
+                    on_leader,
                     run,
                     stop.clone(),
                 )));
@@ -310,6 +323,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         Err(e) => failure = Some(e),
     }
 
+    crate::signals::lifecycle(&app, false);
     // Shutdown: timers and tasks first, then intake (the conductor finishes
     // events in hand, commits and leaves), then agents, then services.
     // Close every stream buffer first, so streams dropped with their tasks
@@ -379,30 +393,5 @@ async fn run_task(app: App, name: String, run: TaskFn) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(task = %name, error = %e, "task failed"),
         Err(p) => tracing::error!(task = %name, panic = %panic_message(&p), "task panicked"),
-    }
-}
-
-async fn run_timer(app: App, name: String, interval: Duration, run: TaskFn, stop: ShutdownSignal) {
-    use futures::FutureExt;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.wait() => return,
-        }
-        let began = tokio::time::Instant::now();
-        let fut = event::scope(CurrentEvent::new(), run(app.clone()));
-        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(timer = %name, error = %e, "timer run failed"),
-            Err(p) => {
-                tracing::error!(timer = %name, panic = %panic_message(&p), "timer run panicked")
-            }
-        }
-        let took = began.elapsed();
-        if took > interval {
-            tracing::warn!(timer = %name, ?took, ?interval, "timer run took longer than its interval; the next run is delayed, not stacked");
-        }
     }
 }
