@@ -76,7 +76,8 @@ impl MemoryConfig {
             ));
         }
         for key in url.query().keys() {
-            if !["partitions", "rebalance_timeout_ms", "session_timeout_ms"].contains(&key.as_str()) {
+            if !["partitions", "rebalance_timeout_ms", "session_timeout_ms"].contains(&key.as_str())
+            {
                 return Err(Error::config(
                     format!("memory.{key}"),
                     format!(
@@ -147,7 +148,10 @@ mod tests {
         assert_eq!(c.partitions, 3);
         assert_eq!(c.rebalance_timeout, Duration::from_millis(250));
         assert_eq!(c.session_timeout, Duration::from_millis(900));
-        assert_eq!(MemoryConfig::default().session_timeout, Duration::from_secs(300));
+        assert_eq!(
+            MemoryConfig::default().session_timeout,
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
@@ -165,7 +169,10 @@ mod tests {
         let e = parse("memory://?partition=3").unwrap_err();
         let s = e.to_string();
         assert!(s.contains("memory.partition"), "{s}");
-        assert!(s.contains("partitions, rebalance_timeout_ms, session_timeout_ms"), "{s}");
+        assert!(
+            s.contains("partitions, rebalance_timeout_ms, session_timeout_ms"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -93,6 +93,20 @@ pub(crate) struct Group {
     committed: HashMap<TopicPartition, i64>,
     generation: u64,
     rebalancing: bool,
+    /// Members removed for a timeout, with what they owned and what was
+    /// committed for it then.
+    expelled: Vec<Expulsion>,
+}
+
+/// A member removed because it stopped polling (crash, freeze, slow revocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Expulsion {
+    /// The member id.
+    pub member: String,
+    /// Partitions it owned, each with the group's committed offset at that
+    /// moment: what it processed after that offset may be processed again.
+    pub owned: Vec<(TopicPartition, Option<i64>)>,
 }
 
 impl Group {
@@ -103,6 +117,7 @@ impl Group {
             committed: HashMap::new(),
             generation: 0,
             rebalancing: false,
+            expelled: Vec::new(),
         }
     }
 
@@ -119,6 +134,10 @@ impl Group {
             .values()
             .map(|m| (m.id.clone(), m.owned.clone()))
             .collect()
+    }
+
+    pub(crate) fn expulsions(&self) -> Vec<Expulsion> {
+        self.expelled.clone()
     }
 
     pub(crate) fn is_rebalancing(&self) -> bool {
@@ -229,6 +248,14 @@ impl Group {
         }
         for seq in late {
             if let Some(m) = self.members.remove(&seq) {
+                self.expelled.push(Expulsion {
+                    member: m.id.clone(),
+                    owned: m
+                        .owned
+                        .iter()
+                        .map(|tp| (tp.clone(), self.committed.get(tp).copied()))
+                        .collect(),
+                });
                 if m.blocks_rebalance() && m.deadline.is_some_and(|d| d <= now) {
                     tracing::warn!(
                         group = %self.name,
@@ -487,6 +514,13 @@ mod tests {
         assert_eq!(assigned(g.poll_step(1, t, &counts).0), tps("a", &[0, 1]));
         assert_eq!(g.member_ids(), vec!["c-1".to_string()]);
         assert_eq!(g.poll_step(0, t, &counts).0, Step::Gone);
+        assert_eq!(
+            g.expulsions(),
+            vec![Expulsion {
+                member: "c-0".into(),
+                owned: vec![(TopicPartition::new("a", 0), None)],
+            }]
+        );
     }
 
     fn assigned(step: Step) -> Vec<TopicPartition> {
@@ -502,14 +536,7 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            rebalance(30),
-            now,
-            &counts,
-        );
+        g.join(0, "c-0".into(), t.clone(), rebalance(30), now, &counts);
         assert_eq!(
             assigned(g.poll_step(0, now, &counts).0),
             tps("a", &[0, 1, 2, 3])
@@ -554,14 +581,7 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            rebalance(5),
-            now,
-            &counts,
-        );
+        g.join(0, "c-0".into(), t.clone(), rebalance(5), now, &counts);
         assigned(g.poll_step(0, now, &counts).0);
         g.join(1, "c-1".into(), t, rebalance(5), now, &counts);
         let Step::Wait(Some(deadline)) = g.poll_step(1, now, &counts).0 else {
@@ -581,14 +601,7 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            rebalance(5),
-            now,
-            &counts,
-        );
+        g.join(0, "c-0".into(), t.clone(), rebalance(5), now, &counts);
         g.join(1, "c-1".into(), t, rebalance(5), now, &counts);
         assert_eq!(assigned(g.poll_step(0, now, &counts).0), tps("a", &[0]));
         assert_eq!(assigned(g.poll_step(1, now, &counts).0), tps("a", &[1]));
