@@ -30,26 +30,6 @@ fn counting_app(
     (app, events, counts)
 }
 
-/// The `count` agent: adds each event's value to its key's count.
-fn count_agent(app: &App, events: &Topic<String, u64>, counts: &Table<String, u64>) {
-    app.agent::<String, u64>("count")
-        .on(events)
-        .build({
-            let counts = counts.clone();
-            move |s| {
-                let counts = counts.clone();
-                async move {
-                    let mut items = s.items();
-                    while let Some((key, n)) = items.next().await {
-                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .unwrap();
-}
-
 fn keys() -> Vec<String> {
     (0..40).map(|i| format!("user-{i}")).collect()
 }

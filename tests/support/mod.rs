@@ -50,6 +50,30 @@ pub async fn start(app: &App) -> faustus::WorkerHandle {
     w
 }
 
+/// The `count` agent: adds each event's value to its key's count.
+pub fn count_agent(
+    app: &faustus::App,
+    events: &faustus::Topic<String, u64>,
+    counts: &faustus::Table<String, u64>,
+) {
+    app.agent::<String, u64>("count")
+        .on(events)
+        .build({
+            let counts = counts.clone();
+            move |s| {
+                let counts = counts.clone();
+                async move {
+                    let mut items = s.items();
+                    while let Some((key, n)) = futures::StreamExt::next(&mut items).await {
+                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+}
+
 /// An example program, built as a program (not a test), next to this test
 /// executable: `target/<profile>/examples/<name>`.
 ///
