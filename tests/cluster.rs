@@ -19,13 +19,7 @@ fn counting_app(broker_name: &str, worker: &str) -> (App, Topic<String, u64>, Ta
         .build()
         .unwrap();
     app.set_worker_id(worker).unwrap();
-    let events = app.topic::<String, u64>("events").build().unwrap();
-    let counts = app
-        .table::<String, u64>("counts")
-        .with_default()
-        .build()
-        .unwrap();
-    count_agent(&app, &events, &counts);
+    let (events, counts) = counting(&app);
     (app, events, counts)
 }
 

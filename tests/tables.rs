@@ -259,13 +259,7 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
         .broker_commit_interval(Duration::from_millis(100))
         .build()
         .unwrap();
-    let events = app.topic::<String, u64>("events").build().unwrap();
-    let counts = app
-        .table::<String, u64>("counts")
-        .with_default()
-        .build()
-        .unwrap();
-    count_agent(&app, &events, &counts);
+    let (events, counts) = counting(&app);
     let w = start(&app).await;
     let mut expected = BTreeMap::new();
     let mut last = BTreeMap::new();
