@@ -125,6 +125,8 @@ pub(crate) struct AppInner {
     /// Partitions this worker holds now, with their ack trackers.
     pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
     pub(crate) assigned_changed: Notify,
+    /// Worker id, web URL and the cluster map (see `cluster`).
+    pub(crate) cluster: crate::cluster::ClusterState,
 }
 
 impl AppInner {
@@ -140,6 +142,10 @@ impl AppInner {
             )));
         }
         Ok(())
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn mark_stopped(&self) {
@@ -705,6 +711,7 @@ impl AppBuilder {
                 store: tokio::sync::OnceCell::new(),
                 assigned: Mutex::new(HashMap::new()),
                 assigned_changed: Notify::new(),
+                cluster: Default::default(),
             }),
         })
     }

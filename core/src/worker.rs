@@ -248,6 +248,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
         }
     }
+    let cluster = crate::cluster::ClusterService::start(&app).await;
     let consumer = transport
         .consumer(&ConsumerConfig::group(
             app.id().to_string(),
@@ -365,6 +366,10 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         .is_err()
     {
         tracing::warn!("agents did not stop within 30 s");
+    }
+    if let Some(cluster) = cluster {
+        // After the conductor released its partitions: a graceful leave.
+        cluster.leave().await;
     }
     if let Err(e) = producer.flush().await {
         tracing::error!(error = %e, "final producer flush failed");
