@@ -30,26 +30,6 @@ fn counting_app(
     (app, events, counts)
 }
 
-/// The `count` agent: adds each event's value to its key's count.
-fn count_agent(app: &App, events: &Topic<String, u64>, counts: &Table<String, u64>) {
-    app.agent::<String, u64>("count")
-        .on(events)
-        .build({
-            let counts = counts.clone();
-            move |s| {
-                let counts = counts.clone();
-                async move {
-                    let mut items = s.items();
-                    while let Some((key, n)) = items.next().await {
-                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .unwrap();
-}
-
 fn keys() -> Vec<String> {
     (0..40).map(|i| format!("user-{i}")).collect()
 }
@@ -280,13 +260,7 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
         .broker_commit_interval(Duration::from_millis(100))
         .build()
         .unwrap();
-    let events = app.topic::<String, u64>("events").build().unwrap();
-    let counts = app
-        .table::<String, u64>("counts")
-        .with_default()
-        .build()
-        .unwrap();
-    count_agent(&app, &events, &counts);
+    let (events, counts) = counting(&app);
     let w = start(&app).await;
     let mut expected = BTreeMap::new();
     let mut last = BTreeMap::new();

@@ -130,6 +130,8 @@ pub(crate) struct AppInner {
     pub(crate) web: crate::pages::WebState,
     /// Worker signals and leader state (`signals.rs`).
     pub(crate) signals: crate::signals::Signals,
+    /// Worker id, web URL and the cluster map (see `cluster`).
+    pub(crate) cluster: crate::cluster::ClusterState,
 }
 
 impl AppInner {
@@ -145,6 +147,10 @@ impl AppInner {
             )));
         }
         Ok(())
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn mark_stopped(&self) {
@@ -715,6 +721,7 @@ impl AppBuilder {
                 assigned_changed: Notify::new(),
                 web: Default::default(),
                 signals: Default::default(),
+                cluster: Default::default(),
             }),
         })
     }

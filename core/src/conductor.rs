@@ -113,13 +113,7 @@ impl Conductor {
             if !self.overflow.is_empty() {
                 self.drain_overflow().await?;
             }
-            let now = Instant::now();
-            if now >= self.next_commit {
-                if let Err(e) = self.commit(false).await {
-                    tracing::error!(error = %e, "commit failed; will retry at the next interval");
-                }
-                self.next_commit = now + self.app.inner.settings().broker_commit_interval;
-            }
+            self.commit_if_due().await;
             let timeout = if !self.overflow.is_empty() {
                 // Wait for a full stream to drain, then poll without blocking.
                 let _ = tokio::time::timeout(Duration::from_millis(50), space.notified()).await;
@@ -140,7 +134,7 @@ impl Conductor {
                     self.deliver_batch(batch).await?
                 }
                 Ok(ConsumerEvent::Revoked(tps)) => self.on_revoked(tps).await,
-                Ok(ConsumerEvent::Assigned(tps)) => self.on_assigned(tps).await?,
+                Ok(ConsumerEvent::Assigned(tps)) => self.on_assigned(tps, stop).await?,
                 Ok(ConsumerEvent::Idle) => {}
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "consumer poll failed; retrying");
@@ -262,6 +256,17 @@ impl Conductor {
         }
         self.overflow.retain(|o| !o.items.is_empty());
         self.update_pauses().await
+    }
+
+    /// The periodic commit, when `broker_commit_interval` has passed.
+    async fn commit_if_due(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_commit {
+            if let Err(e) = self.commit(false).await {
+                tracing::error!(error = %e, "commit failed; will retry at the next interval");
+            }
+            self.next_commit = now + self.app.inner.settings().broker_commit_interval;
+        }
     }
 
     /// Commit every partition's fully processed offset, after the effects of
@@ -422,7 +427,7 @@ impl Conductor {
         self.release_partitions(&set).await;
     }
 
-    async fn on_assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+    async fn on_assigned(&mut self, tps: Vec<TopicPartition>, stop: &ShutdownSignal) -> Result<()> {
         tracing::info!(partitions = ?tps, "partitions assigned");
         let new: Vec<TopicPartition> = tps
             .into_iter()
@@ -434,14 +439,12 @@ impl Conductor {
             .map(|tp| tp.partition)
             .filter(|p| !active.contains(p))
             .collect();
-        if !to_recover.is_empty() && !self.tables.is_empty() {
-            if !new.is_empty() {
-                self.consumer.pause(&new).await?;
-            }
-            recovery::recover(&self.app, &self.tables, &to_recover).await?;
-            if !new.is_empty() {
-                self.consumer.resume(&new).await?;
-            }
+        if !to_recover.is_empty()
+            && !self.tables.is_empty()
+            && !self.recover_while_polling(&new, to_recover, stop).await?
+        {
+            // A rebalance (handled) or shutdown cancelled the recovery.
+            return Ok(());
         }
         {
             let mut assigned = self.app.inner.assigned.lock();
@@ -471,6 +474,88 @@ impl Conductor {
             let _ = ready.send(Ok(()));
         }
         Ok(())
+    }
+
+    /// Recover table `partitions` while serving the group: the new topic
+    /// partitions stay paused, the others keep flowing, commits go on, and a
+    /// revocation cancels the recovery (between two stored batches) and is
+    /// handled at once, so a long recovery never gets the member expelled.
+    /// Returns false when the recovery was cancelled.
+    async fn recover_while_polling(
+        &mut self,
+        new: &[TopicPartition],
+        partitions: BTreeSet<u32>,
+        stop: &ShutdownSignal,
+    ) -> Result<bool> {
+        if !new.is_empty() {
+            self.consumer.pause(new).await?;
+        }
+        let (cancel, fire) = ShutdownSignal::new();
+        let mut task = tokio::spawn(recovery::recover(
+            self.app.clone(),
+            self.tables.clone(),
+            partitions,
+            cancel,
+        ));
+        let cancelled =
+            |r: std::result::Result<Result<recovery::Outcome>, tokio::task::JoinError>| {
+                if let Ok(Err(e)) = r {
+                    tracing::warn!(error = %e, "table recovery failed while being cancelled");
+                }
+            };
+        while !task.is_finished() {
+            if stop.is_set() {
+                fire();
+                cancelled((&mut task).await);
+                return Ok(false);
+            }
+            self.commit_if_due().await;
+            match self.consumer.poll(Duration::from_millis(50)).await {
+                Ok(ConsumerEvent::Messages(batch)) => {
+                    self.refresh_subscriptions().await?;
+                    self.deliver_batch(batch).await?;
+                }
+                Ok(ConsumerEvent::Revoked(tps)) => {
+                    tracing::info!("rebalance during table recovery: cancelling it; the next assignment resumes it");
+                    fire();
+                    cancelled((&mut task).await);
+                    self.on_revoked(tps).await;
+                    return Ok(false);
+                }
+                Ok(ConsumerEvent::Assigned(tps)) => {
+                    // Not expected without a revocation first; recover for it.
+                    fire();
+                    cancelled((&mut task).await);
+                    Box::pin(self.on_assigned(tps, stop)).await?;
+                    return Ok(false);
+                }
+                Ok(ConsumerEvent::Idle) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "consumer poll failed during table recovery; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    fire();
+                    cancelled((&mut task).await);
+                    return Err(e);
+                }
+            }
+        }
+        match task.await {
+            Ok(Ok(recovery::Outcome::Done)) => {}
+            Ok(Ok(recovery::Outcome::Cancelled)) => return Ok(false),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(crate::Error::Task {
+                    what: "table recovery".into(),
+                    message: e.to_string(),
+                })
+            }
+        }
+        if !new.is_empty() {
+            self.consumer.resume(new).await?;
+        }
+        Ok(true)
     }
 
     /// Stop intake: drop undelivered messages, end every stream after the

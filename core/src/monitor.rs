@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -38,6 +39,7 @@ pub struct Monitor {
     dead_letters: AtomicU64,
     failures: Mutex<VecDeque<AgentFailure>>,
     labeled: Mutex<BTreeMap<(&'static str, String), Figure>>,
+    recovery: Mutex<BTreeMap<String, RecoveryProgress>>,
 }
 
 /// One labelled figure (see [`Monitor::figures`]).
@@ -57,6 +59,43 @@ pub enum Figure {
         /// The largest observation, in seconds.
         max: f64,
     },
+}
+
+/// Where a table's recovery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryState {
+    /// Replaying its changelog.
+    Running,
+    /// Caught up with the changelog's end.
+    Done,
+    /// Stopped by a rebalance (or shutdown) before the end; the next
+    /// assignment resumes from the offsets stored with what was applied.
+    Cancelled,
+}
+
+/// The progress of one table's latest recovery (changelog replay).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RecoveryProgress {
+    /// Table name.
+    pub table: String,
+    /// The partitions being replayed.
+    pub partitions: Vec<u32>,
+    /// Changelog records to replay (persisted offset + 1 up to the end).
+    pub total: u64,
+    /// Records replayed so far (read; stored batch by batch with their offsets).
+    pub done: u64,
+    /// Records still to apply.
+    pub remaining: u64,
+    /// Time since this recovery started.
+    pub elapsed: Duration,
+    /// Records per second so far.
+    pub rate: f64,
+    /// Estimated time to finish at the rate so far (`None` before the first record).
+    pub eta: Option<Duration>,
+    /// Running, done or cancelled.
+    pub state: RecoveryState,
 }
 
 impl Monitor {
@@ -115,6 +154,18 @@ impl Monitor {
     /// The most recent agent failures, oldest first.
     pub fn failures(&self) -> Vec<AgentFailure> {
         self.failures.lock().iter().cloned().collect()
+    }
+
+    /// Record a table's recovery progress (replaces its previous figures).
+    pub fn set_recovery_progress(&self, progress: RecoveryProgress) {
+        self.recovery
+            .lock()
+            .insert(progress.table.clone(), progress);
+    }
+
+    /// The latest recovery figures of every table that recovered, by table name.
+    pub fn recovery_progress(&self) -> Vec<RecoveryProgress> {
+        self.recovery.lock().values().cloned().collect()
     }
 }
 

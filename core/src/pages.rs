@@ -1,5 +1,6 @@
 //! The app's web side: `app.page(...)`, the router, the built-in endpoints
-//! (`/`, `/stats`, `/table/{name}/{key}`, `/metrics`, `/health`, `/ready`)
+//! (`/`, `/stats`, `/router/`, `/table/{name}/{key}`, `/metrics`,
+//! `/health`, `/ready`)
 //! and starting the web driver with the worker.
 
 use std::fmt::Write as _;
@@ -215,6 +216,7 @@ impl Router {
             "/health",
             "/ready",
             "/metrics",
+            "/router",
             "/table/{name}/{key}",
         ];
         for pattern in builtin {
@@ -251,6 +253,7 @@ impl Router {
                 }
             }
             "/stats" => Ok(web::json(&stats(app).await)),
+            "/router" => Ok(web::json(&router(app))),
             "/health" => Ok(web::text("ok\n")),
             "/ready" => {
                 if app.inner.web.ready.load(Ordering::Acquire) {
@@ -352,6 +355,23 @@ async fn stats(app: &App) -> serde_json::Value {
         "sent_by_topic": by("faustus_messages_sent_total"),
         "lag": by("faustus_consumer_lag"),
         "committed": by("faustus_committed_offset"),
+    })
+}
+
+/// `/router/`: the cluster map (which worker holds which partitions, and
+/// where to reach it).
+fn router(app: &App) -> serde_json::Value {
+    use serde_json::json;
+    let map = app.cluster_map();
+    json!({
+        "this_worker": app.worker_id(),
+        "workers": map.workers().iter().map(|w| json!({
+            "id": w.id,
+            "url": w.url,
+            "assigned": w.assigned.iter().map(|tp| tp.to_string()).collect::<Vec<_>>(),
+            "tables": w.tables,
+            "standbys": w.standbys,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -570,6 +590,7 @@ pub(crate) async fn start(app: &App) -> Result<Option<Arc<dyn WebServer>>> {
         .serve(addr, Arc::new(Router { app: app.clone() }))
         .await?;
     *app.inner.web.bound.lock() = Some(server.local_addr());
+    app.set_web_url(format!("http://{}", server.local_addr()));
     tracing::info!(url = %format!("http://{}", server.local_addr()), "web server listening");
     Ok(Some(server))
 }

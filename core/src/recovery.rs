@@ -2,27 +2,161 @@
 //! its store last applied up to the changelog's end, before the partition's
 //! events are processed. Reads with a group-less consumer so the group is
 //! never disturbed.
+//!
+//! Every batch goes to the store together with the offset of its last record,
+//! so a recovery can stop between batches (a rebalance cancels it) and the
+//! next one resumes exactly after what was applied: nothing twice, nothing
+//! skipped. Progress (records done/remaining, rate, ETA) is logged every
+//! [`LOG_EVERY`] per table and kept in the monitor.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::app::App;
 use crate::error::{Error, Result};
+use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
 use crate::store::WriteBatch;
 use crate::table::TableOps;
 use crate::transport::{ConsumerConfig, ConsumerEvent, TopicPartition};
+use crate::worker::ShutdownSignal;
 
 const BATCH: usize = 4096;
 /// Quiet polls (200 ms each) after which missing tail offsets count as read.
 const IDLE_POLLS_BEFORE_DONE: u32 = 50;
+/// How often progress is logged, per table.
+const LOG_EVERY: Duration = Duration::from_secs(3);
+/// How often the monitor's figures are refreshed while recovering.
+const MONITOR_EVERY: Duration = Duration::from_millis(500);
 
-/// Recover `partitions` of every table.
+/// How a recovery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every partition reached the changelog's end.
+    Done,
+    /// Stopped early on request; what was applied is stored with its offsets.
+    Cancelled,
+}
+
+/// One table's figures during a recovery.
+#[derive(Debug)]
+pub(crate) struct TableProgress {
+    table: String,
+    partitions: BTreeSet<u32>,
+    total: u64,
+    done: u64,
+}
+
+/// The figures of a recovery, per table, on tokio's clock (virtual in tests).
+#[derive(Debug)]
+pub(crate) struct Progress {
+    tables: Vec<TableProgress>,
+    started: Instant,
+}
+
+impl Progress {
+    pub(crate) fn new(names: impl IntoIterator<Item = String>) -> Self {
+        Progress {
+            tables: names
+                .into_iter()
+                .map(|table| TableProgress {
+                    table,
+                    partitions: BTreeSet::new(),
+                    total: 0,
+                    done: 0,
+                })
+                .collect(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Table `i` has `records` to replay in `partition`.
+    pub(crate) fn plan(&mut self, i: usize, partition: u32, records: u64) {
+        if let Some(t) = self.tables.get_mut(i) {
+            t.partitions.insert(partition);
+            t.total += records;
+        }
+    }
+
+    /// Table `i` read `records` more (applied with the next stored batch).
+    pub(crate) fn advance(&mut self, i: usize, records: u64) {
+        if let Some(t) = self.tables.get_mut(i) {
+            t.done += records;
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.tables.iter().map(|t| t.total).sum()
+    }
+
+    fn done(&self) -> u64 {
+        self.tables.iter().map(|t| t.done).sum()
+    }
+
+    /// The figures of every table with something to replay, as of now.
+    pub(crate) fn snapshot(&self, state: RecoveryState) -> Vec<RecoveryProgress> {
+        let elapsed = self.started.elapsed();
+        self.tables
+            .iter()
+            .filter(|t| t.total > 0)
+            .map(|t| {
+                let remaining = t.total.saturating_sub(t.done);
+                let secs = elapsed.as_secs_f64();
+                let rate = if secs > 0.0 {
+                    t.done as f64 / secs
+                } else {
+                    0.0
+                };
+                let eta = if remaining == 0 {
+                    Some(Duration::ZERO)
+                } else if rate > 0.0 {
+                    Some(Duration::from_secs_f64(remaining as f64 / rate))
+                } else {
+                    None
+                };
+                RecoveryProgress {
+                    table: t.table.clone(),
+                    partitions: t.partitions.iter().copied().collect(),
+                    total: t.total,
+                    done: t.done,
+                    remaining,
+                    elapsed,
+                    rate,
+                    eta,
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    /// Put the figures in the monitor.
+    pub(crate) fn publish(&self, monitor: &Monitor, state: RecoveryState) {
+        for p in self.snapshot(state) {
+            monitor.set_recovery_progress(p);
+        }
+    }
+
+    /// One log line per table still recovering.
+    fn log(&self) {
+        for p in self.snapshot(RecoveryState::Running) {
+            if p.remaining > 0 {
+                tracing::info!(table = %p.table, partitions = ?p.partitions, done = p.done, remaining = p.remaining,
+                    rate = format!("{:.0}/s", p.rate), eta = ?p.eta.map(|d| Duration::from_secs(d.as_secs())),
+                    "table recovery in progress");
+            }
+        }
+    }
+}
+
+/// Recover `partitions` of every table, until done or until `cancel` fires.
 pub(crate) async fn recover(
-    app: &App,
-    tables: &[Arc<dyn TableOps>],
-    partitions: &BTreeSet<u32>,
-) -> Result<()> {
+    app: App,
+    tables: Vec<Arc<dyn TableOps>>,
+    partitions: BTreeSet<u32>,
+    cancel: ShutdownSignal,
+) -> Result<Outcome> {
     let transport = app.inner.transport().await?;
     let mut consumer = transport
         .consumer(&ConsumerConfig::groupless(format!(
@@ -33,6 +167,7 @@ pub(crate) async fn recover(
     // tp -> (table index, end offset)
     let mut todo: HashMap<TopicPartition, (usize, i64)> = HashMap::new();
     let mut starts = Vec::new();
+    let mut progress = Progress::new(tables.iter().map(|t| t.name().to_string()));
     for (i, table) in tables.iter().enumerate() {
         let Some(store) = table.table_store() else {
             return Err(Error::State(format!(
@@ -51,6 +186,7 @@ pub(crate) async fn recover(
                 start = 0;
             }
             if start < end {
+                progress.plan(i, p, (end - start) as u64);
                 starts.push((tp.clone(), start));
                 todo.insert(tp, (i, end));
             }
@@ -58,42 +194,37 @@ pub(crate) async fn recover(
     }
     if todo.is_empty() {
         consumer.close().await.ok();
-        return Ok(());
+        return Ok(Outcome::Done);
     }
-    let total: i64 = todo
-        .iter()
-        .map(|(tp, (_, end))| {
-            end - starts
-                .iter()
-                .find(|(t, _)| t == tp)
-                .map(|s| s.1)
-                .unwrap_or(0)
-        })
-        .sum();
     tracing::info!(
         partitions = todo.len(),
-        records = total,
+        records = progress.total(),
         "recovering tables from their changelogs"
     );
+    progress.publish(&app.inner.monitor, RecoveryState::Running);
     let tps: Vec<TopicPartition> = todo.keys().cloned().collect();
     consumer.assign(&tps).await?;
     for (tp, start) in &starts {
         consumer.seek(tp, *start).await?;
     }
     let mut pending: HashMap<TopicPartition, WriteBatch> = HashMap::new();
-    let mut done = 0u64;
-    let mut last_log = tokio::time::Instant::now();
+    let mut last_log = Instant::now();
+    let mut last_monitor = Instant::now();
     let mut idle = 0u32;
+    let mut outcome = Outcome::Done;
     while !todo.is_empty() {
+        if cancel.is_set() {
+            outcome = Outcome::Cancelled;
+            break;
+        }
         match consumer.poll(Duration::from_millis(200)).await? {
             ConsumerEvent::Messages(msgs) => {
                 idle = 0;
                 for m in msgs {
                     let tp = m.tp();
-                    let Some((_, end)) = todo.get(&tp) else {
+                    let Some(&(i, end)) = todo.get(&tp) else {
                         continue;
                     };
-                    let end = *end;
                     if m.offset >= end {
                         continue;
                     }
@@ -101,10 +232,10 @@ pub(crate) async fn recover(
                     let key = m.key.clone().unwrap_or_default();
                     batch.ops.push((key, m.value.clone()));
                     batch.offset = Some(m.offset);
-                    done += 1;
+                    progress.advance(i, 1);
                     let finished = m.offset + 1 >= end;
                     if batch.ops.len() >= BATCH || finished {
-                        flush_one(tables, &todo, &mut pending, &tp).await?;
+                        flush_one(&tables, &mut pending, &tp, i).await?;
                     }
                     if finished {
                         todo.remove(&tp);
@@ -116,51 +247,104 @@ pub(crate) async fn recover(
                 // markers). After a long quiet spell, treat what is left as read.
                 idle += 1;
                 if idle >= IDLE_POLLS_BEFORE_DONE {
-                    let left: Vec<TopicPartition> = todo.keys().cloned().collect();
-                    for tp in left {
+                    let left: Vec<(TopicPartition, usize)> =
+                        todo.iter().map(|(tp, (i, _))| (tp.clone(), *i)).collect();
+                    for (tp, i) in left {
                         tracing::warn!(changelog = %tp, "no more records arrive below the changelog end; treating the partition as recovered");
-                        flush_one(tables, &todo, &mut pending, &tp).await?;
+                        flush_one(&tables, &mut pending, &tp, i).await?;
                         todo.remove(&tp);
                     }
                 }
-                continue;
             }
             ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_) => {}
         }
-        if last_log.elapsed() > Duration::from_secs(3) {
-            last_log = tokio::time::Instant::now();
-            tracing::info!(
-                done,
-                remaining = total as u64 - done.min(total as u64),
-                "table recovery in progress"
-            );
+        if last_log.elapsed() >= LOG_EVERY {
+            last_log = Instant::now();
+            progress.log();
+        }
+        if last_monitor.elapsed() >= MONITOR_EVERY {
+            last_monitor = Instant::now();
+            progress.publish(&app.inner.monitor, RecoveryState::Running);
         }
     }
-    let keys: Vec<TopicPartition> = pending.keys().cloned().collect();
-    for tp in keys {
-        flush_one(tables, &HashMap::new(), &mut pending, &tp).await?;
+    // Store what was read (with its offsets) before stopping, even when cancelled.
+    let left: Vec<TopicPartition> = pending.keys().cloned().collect();
+    for tp in left {
+        if let Some(i) = tables.iter().position(|t| *t.changelog().name == *tp.topic) {
+            flush_one(&tables, &mut pending, &tp, i).await?;
+        }
     }
-    app.inner.monitor.add_recovered_records(done);
-    tracing::info!(records = done, "table recovery done");
+    let (state, what) = match outcome {
+        Outcome::Done => (RecoveryState::Done, "table recovery done"),
+        Outcome::Cancelled => (
+            RecoveryState::Cancelled,
+            "table recovery cancelled (rebalance or shutdown); the next assignment resumes after what was applied",
+        ),
+    };
+    app.inner.monitor.add_recovered_records(progress.done());
+    progress.publish(&app.inner.monitor, state);
+    tracing::info!(
+        records = progress.done(),
+        of = progress.total(),
+        elapsed = ?progress.started.elapsed(),
+        "{what}"
+    );
     consumer.close().await.ok();
-    Ok(())
+    Ok(outcome)
 }
 
+/// Apply the pending batch of `tp` (table `i`) with its offset.
 async fn flush_one(
     tables: &[Arc<dyn TableOps>],
-    todo: &HashMap<TopicPartition, (usize, i64)>,
     pending: &mut HashMap<TopicPartition, WriteBatch>,
     tp: &TopicPartition,
+    i: usize,
 ) -> Result<()> {
     let Some(batch) = pending.remove(tp) else {
         return Ok(());
     };
-    let table = match todo.get(tp) {
-        Some((i, _)) => tables.get(*i),
-        None => tables.iter().find(|t| *t.changelog().name == *tp.topic),
-    };
-    if let Some(store) = table.and_then(|t| t.table_store()) {
+    if let Some(store) = tables.get(i).and_then(|t| t.table_store()) {
         store.apply(tp.partition, batch).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_figures_follow_virtual_time() {
+        let monitor = Monitor::default();
+        let mut p = Progress::new(["counts".to_string(), "totals".to_string()]);
+        p.plan(0, 0, 600);
+        p.plan(0, 2, 400);
+        p.publish(&monitor, RecoveryState::Running);
+        let fig = monitor.recovery_progress();
+        assert_eq!(fig.len(), 1, "tables with nothing to replay are left out");
+        assert_eq!(
+            (fig[0].total, fig[0].done, fig[0].remaining),
+            (1000, 0, 1000)
+        );
+        assert_eq!(fig[0].partitions, vec![0, 2]);
+        assert_eq!(fig[0].eta, None, "no rate before the first record");
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        p.advance(0, 250);
+        p.publish(&monitor, RecoveryState::Running);
+        let fig = &monitor.recovery_progress()[0];
+        assert_eq!((fig.done, fig.remaining), (250, 750));
+        assert_eq!(fig.elapsed, Duration::from_secs(2));
+        assert!((fig.rate - 125.0).abs() < 1e-9, "{}", fig.rate);
+        assert_eq!(fig.eta, Some(Duration::from_secs(6)));
+        assert_eq!(fig.state, RecoveryState::Running);
+
+        tokio::time::advance(Duration::from_secs(6)).await;
+        p.advance(0, 750);
+        p.publish(&monitor, RecoveryState::Done);
+        let fig = &monitor.recovery_progress()[0];
+        assert_eq!((fig.done, fig.remaining), (1000, 0));
+        assert_eq!(fig.eta, Some(Duration::ZERO));
+        assert_eq!(fig.state, RecoveryState::Done);
+    }
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use faustus::{App, AppBuilder};
+
+pub mod slow;
 use faustus_transport_memory::MemoryBroker;
 
 /// A unique name for a named memory broker.
@@ -49,6 +51,43 @@ pub async fn start(app: &App) -> faustus::WorkerHandle {
     let w = app.start().await.expect("worker starts");
     w.ready().await.expect("worker ready");
     w
+}
+
+/// The counting app's parts: the `events` topic, the `counts` table (default
+/// 0) and the `count` agent.
+pub fn counting(app: &faustus::App) -> (faustus::Topic<String, u64>, faustus::Table<String, u64>) {
+    let events = app.topic::<String, u64>("events").build().unwrap();
+    let counts = app
+        .table::<String, u64>("counts")
+        .with_default()
+        .build()
+        .unwrap();
+    count_agent(app, &events, &counts);
+    (events, counts)
+}
+
+/// The `count` agent: adds each event's value to its key's count.
+pub fn count_agent(
+    app: &faustus::App,
+    events: &faustus::Topic<String, u64>,
+    counts: &faustus::Table<String, u64>,
+) {
+    app.agent::<String, u64>("count")
+        .on(events)
+        .build({
+            let counts = counts.clone();
+            move |s| {
+                let counts = counts.clone();
+                async move {
+                    let mut items = s.items();
+                    while let Some((key, n)) = futures::StreamExt::next(&mut items).await {
+                        counts.update(&key.unwrap_or_default(), |c| *c += n).await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
 }
 
 /// An example program, built as a program (not a test), next to this test
