@@ -109,18 +109,22 @@ pub fn build(app: App) -> faustus::Result<WordCount> {
             }
         })?;
 
-    // The guide's page: GET /count/?word=fox → {"fox": 3}.
-    app.page("/count/", {
-        let word_counts = word_counts.clone();
-        move |_app, request| {
+    // The guide's page, routed to the worker that holds the word's table
+    // partition: GET /count/?word=fox → {"fox": 3}.
+    app.page(
+        "/count/",
+        app.table_route(&word_counts, "word", {
             let word_counts = word_counts.clone();
-            async move {
-                let word = request.require("word")?.to_lowercase();
-                let n = word_counts.get_or_default(&word).await?;
-                Ok(faustus::web::json(&serde_json::json!({ word: n })))
+            move |_app, request| {
+                let word_counts = word_counts.clone();
+                async move {
+                    let word = request.require("word")?.to_string();
+                    let n = word_counts.get_or_default(&word).await?;
+                    Ok(faustus::web::json(&serde_json::json!({ word: n })))
+                }
             }
-        }
-    })?;
+        }),
+    )?;
 
     Ok(WordCount {
         app,

@@ -103,7 +103,7 @@ async fn pages_tables_and_builtin_endpoints_over_http() {
             .unwrap();
     }
     until_body(&client, &app, "/count/?word=the", r#"{"the":3}"#).await;
-    until_body(&client, &app, "/count/?word=FOX", r#"{"fox":2}"#).await;
+    until_body(&client, &app, "/count/?word=fox", r#"{"fox":2}"#).await;
     assert_eq!(
         get(&client, &app, "/count/?word=unseen").await.1,
         r#"{"unseen":0}"#
@@ -301,4 +301,131 @@ async fn ready_only_after_recovery() {
         .handle_request(http::Request::get("/ready").body(Bytes::new()).unwrap())
         .await;
     assert_eq!(r.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_the_default_port_share_a_host() {
+    let name = unique("web-default-port");
+    let a = app_on(&name, "web-default")
+        .web_enabled(true)
+        .build()
+        .unwrap();
+    let b = app_on(&name, "web-default")
+        .web_enabled(true)
+        .build()
+        .unwrap();
+    assert_eq!(a.settings().web_port, 6066);
+    let wa = start(&a).await;
+    let wb = start(&b).await;
+    let (ua, ub) = (a.web_url().unwrap(), b.web_url().unwrap());
+    assert_ne!(ua, ub);
+    let client = HttpClient::new();
+    assert_eq!(client.get(&format!("{ua}/health")).await.unwrap().0, 200);
+    assert_eq!(client.get(&format!("{ub}/health")).await.unwrap().0, 200);
+    wb.stop().await.unwrap();
+    wa.stop().await.unwrap();
+}
+
+/// Whether the cluster map shows `workers` workers sharing every partition
+/// of the word-count table.
+fn table_fully_owned(app: &App, workers: usize) -> bool {
+    let map = app.cluster_map();
+    map.workers().len() == workers
+        && (0..8).all(|p| map.table_owner("word_counts", p).is_some())
+        && map.workers().iter().all(|w| !w.tables.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_route_answers_from_the_owner_across_two_workers() {
+    let name = unique("web-route");
+    let a = word_count_app(&name);
+    let b = word_count_app(&name);
+    let wa = start(&a.app).await;
+    let wb = start(&b.app).await;
+    eventually_real("both workers share the table in both maps", || {
+        table_fully_owned(&a.app, 2) && table_fully_owned(&b.app, 2)
+    })
+    .await;
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+    ];
+    let post = words
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| std::iter::repeat_n(*w, i + 1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    a.posts.send("p".into(), post).await.unwrap();
+    let client = HttpClient::new();
+    let mut served_by = std::collections::BTreeSet::new();
+    let mut forwarded = 0;
+    for (i, w) in words.iter().enumerate() {
+        let expected = format!(r#"{{"{w}":{}}}"#, i + 1);
+        for app in [&a.app, &b.app] {
+            until_body(&client, app, &format!("/count/?word={w}"), &expected).await;
+            let r = client
+                .send(
+                    http::Request::get(format!("{}/count/?word={w}", app.web_url().unwrap()))
+                        .body(Bytes::new())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let by = r.headers()["x-faustus-served-by"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            if by != app.worker_id() {
+                forwarded += 1;
+            }
+            served_by.insert(by);
+        }
+    }
+    assert_eq!(
+        served_by.len(),
+        2,
+        "both workers own some words: {served_by:?}"
+    );
+    assert_eq!(
+        forwarded,
+        words.len(),
+        "each word is served here by one worker and forwarded by the other"
+    );
+    // A key that does not parse is a 400, before any routing.
+    let (s, _) = get(&client, &a.app, "/count/").await;
+    assert_eq!(s, 400);
+    wb.stop().await.unwrap();
+    // After B leaves, A owns everything again and answers alone.
+    eventually_real("a owns the whole table", || table_fully_owned(&a.app, 1)).await;
+    until_body(&client, &a.app, "/count/?word=theta", r#"{"theta":8}"#).await;
+    wa.stop().await.unwrap();
+}
+
+/// Poll `cond` on real time (the servers are real) for at most 20 s.
+async fn eventually_real(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_route_is_503_while_no_worker_owns_the_key() {
+    let name = unique("web-route-none");
+    let wc = word_count_app(&name);
+    // No worker: the cluster map is empty, so nobody owns any key.
+    let r = wc
+        .app
+        .handle_request(
+            http::Request::get("/count/?word=fox")
+                .body(Bytes::new())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(String::from_utf8_lossy(r.body()).contains("word_counts"));
 }

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::monitor::Figure;
 use crate::url::DriverUrl;
 use crate::web::{
-    self, percent_decode, HttpRequest, HttpResponse, Request, WebError, WebHandler, WebResult,
-    WebServer,
+    self, percent_decode, HttpRequest, HttpResponse, Request, WebDriver, WebError, WebHandler,
+    WebResult, WebServer,
 };
 
 /// A page handler: gets the app and the request.
@@ -44,6 +44,7 @@ struct Route {
 pub(crate) struct WebState {
     routes: RwLock<Vec<Route>>,
     bound: Mutex<Option<SocketAddr>>,
+    driver: Mutex<Option<Arc<dyn WebDriver>>>,
     ready: AtomicBool,
 }
 
@@ -165,6 +166,131 @@ impl App {
     pub async fn handle_request(&self, request: HttpRequest) -> HttpResponse {
         Router { app: self.clone() }.handle(request).await
     }
+}
+
+use crate::web::{FORWARDED_BY, SERVED_BY};
+
+impl App {
+    /// Route a page to the worker that owns the key, like Faust's
+    /// `@app.table_route(table, shard_param)`: the key is the query (or path)
+    /// parameter `shard_param`; when this worker serves the key's table
+    /// partition `handler` runs here, when another worker does the request
+    /// is forwarded to its canonical URL (method, headers and body kept) and
+    /// its answer returned; when no worker owns it (a rebalance) the answer
+    /// is 503 with `Retry-After`. Responses name the worker that answered in
+    /// `x-faustus-served-by`.
+    ///
+    /// ```
+    /// use faustus_core::{App, web};
+    /// # fn demo(app: App) -> faustus_core::Result<()> {
+    /// let counts = app.table::<String, u64>("word_counts").with_default().build()?;
+    /// let table = counts.clone();
+    /// app.page("/count/", app.table_route(&counts, "word", move |_app, request| {
+    ///     let table = table.clone();
+    ///     async move {
+    ///         let word = request.require("word")?.to_string();
+    ///         let n = table.get_or_default(&word).await?;
+    ///         Ok(web::json(&serde_json::json!({ word: n })))
+    ///     }
+    /// }))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn table_route<K, V, F, Fut>(
+        &self,
+        table: &crate::Table<K, V>,
+        shard_param: &str,
+        handler: F,
+    ) -> impl Fn(App, Request) -> BoxFuture<'static, WebResult> + Send + Sync + 'static
+    where
+        K: serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::hash::Hash
+            + Eq
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        V: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn(App, Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = WebResult> + Send + 'static,
+    {
+        let table = table.clone();
+        let param = shard_param.to_string();
+        let handler = Arc::new(handler);
+        move |app: App, request: Request| {
+            let table = table.clone();
+            let param = param.clone();
+            let handler = handler.clone();
+            Box::pin(async move {
+                let text = match request.query(&param) {
+                    Some(v) => v.to_string(),
+                    None => request
+                        .param(&param)
+                        .map_err(|_| {
+                            WebError::bad_request(format!("missing query parameter {param:?}"))
+                        })?
+                        .to_string(),
+                };
+                let key: K = web::parse_text(&text).map_err(|e| {
+                    WebError::bad_request(format!(
+                        "{param:?} = {text:?} is not a key of table {:?}: {e}",
+                        table.name()
+                    ))
+                })?;
+                let partition = table.partition_for(&key)?;
+                let me = app.worker_id();
+                let owner = app
+                    .cluster_map()
+                    .table_owner(table.name(), partition)
+                    .map(|w| (w.id.clone(), w.url.clone()));
+                let mut response = match owner {
+                    Some((id, _)) if id == me => handler(app.clone(), request).await?,
+                    Some((id, url)) => {
+                        if request.headers().contains_key(FORWARDED_BY) {
+                            // The sender's map disagrees with ours: no loops.
+                            return Err(WebError::unavailable(
+                                format!("table {:?} partition {partition} is moving (forwarded here, owned by {id})", table.name()),
+                                1,
+                            ));
+                        }
+                        forward(&app, &url, request).await?
+                    }
+                    None => return Err(WebError::unavailable(
+                        format!(
+                            "no worker serves table {:?} partition {partition} now (rebalancing)",
+                            table.name()
+                        ),
+                        1,
+                    )),
+                };
+                if !response.headers().contains_key(SERVED_BY) {
+                    if let Ok(v) = http::HeaderValue::from_str(&me) {
+                        response.headers_mut().insert(SERVED_BY, v);
+                    }
+                }
+                Ok(response)
+            })
+        }
+    }
+}
+
+/// Forward `request` to the worker at `url` through the running web driver.
+async fn forward(app: &App, url: &str, request: Request) -> WebResult {
+    let driver = app
+        .inner
+        .web
+        .driver
+        .lock()
+        .clone()
+        .ok_or_else(|| WebError::unavailable("the web server is not running", 1))?;
+    let mut http = request.http().clone();
+    if let Ok(v) = http::HeaderValue::from_str(&app.worker_id()) {
+        http.headers_mut().insert(FORWARDED_BY, v);
+    }
+    driver.forward(url, http).await.map_err(|e| {
+        tracing::warn!(to = %url, error = %e, "forwarding a table_route request failed");
+        WebError::unavailable(format!("the owner at {url} did not answer: {e}"), 1)
+    })
 }
 
 /// The app's pages plus the built-in endpoints.
@@ -567,6 +693,9 @@ async fn metrics(app: &App) -> String {
     out
 }
 
+/// The default `web_port`; when it is in use the server takes any free port.
+const DEFAULT_WEB_PORT: u16 = 6066;
+
 /// Start the web server of `app` when `web_enabled` and a driver for the
 /// `web` URL's scheme is registered; records the bound address.
 pub(crate) async fn start(app: &App) -> Result<Option<Arc<dyn WebServer>>> {
@@ -586,9 +715,22 @@ pub(crate) async fn start(app: &App) -> Result<Option<Arc<dyn WebServer>>> {
     }
     let driver = app.registry().web(&url)?;
     let addr = resolve(&settings.web_host, settings.web_port).await?;
-    let server = driver
-        .serve(addr, Arc::new(Router { app: app.clone() }))
-        .await?;
+    let handler: Arc<dyn WebHandler> = Arc::new(Router { app: app.clone() });
+    let server = match driver.serve(addr, handler.clone()).await {
+        // Several workers (or test apps) on one host with the default port:
+        // the later ones take any free port, published as their URL.
+        Err(Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AddrInUse
+                && settings.web_port == DEFAULT_WEB_PORT =>
+        {
+            let any = SocketAddr::new(addr.ip(), 0);
+            let server = driver.serve(any, handler).await?;
+            tracing::warn!(default = %addr, bound = %server.local_addr(), "the default web port is in use; serving on another port (set web_port to choose)");
+            server
+        }
+        r => r?,
+    };
+    *app.inner.web.driver.lock() = Some(driver);
     *app.inner.web.bound.lock() = Some(server.local_addr());
     app.set_web_url(format!("http://{}", server.local_addr()));
     tracing::info!(url = %format!("http://{}", server.local_addr()), "web server listening");
@@ -629,6 +771,7 @@ pub(crate) async fn stop(app: &App, server: Option<Arc<dyn WebServer>>) {
         }
     }
     *app.inner.web.bound.lock() = None;
+    *app.inner.web.driver.lock() = None;
 }
 
 const DASHBOARD: &str = r#"<!doctype html>

@@ -661,6 +661,15 @@ where
         Ok(self.len().await? == 0)
     }
 
+    /// The partition `key` belongs to: the partitioner over its encoded
+    /// key, as for the messages of a copartitioned topic.
+    pub fn partition_for(&self, key: &K) -> Result<u32> {
+        Ok(crate::partitioner::partition_for_key(
+            &self.encode_key(key)?,
+            self.inner.partitions,
+        ))
+    }
+
     /// Partitions this worker serves now.
     pub fn active_partitions(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.inner.parts.lock().keys().collect();

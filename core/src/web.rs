@@ -45,6 +45,31 @@ pub trait WebDriver: Send + Sync + fmt::Debug + 'static {
         addr: SocketAddr,
         handler: Arc<dyn WebHandler>,
     ) -> Result<Arc<dyn WebServer>>;
+
+    /// Send `request` (method, headers and body kept; its URI's path and
+    /// query appended to `base_url`) to another worker and return its
+    /// response, for `table_route`. Drivers that cannot forward say so.
+    async fn forward(&self, base_url: &str, request: HttpRequest) -> Result<HttpResponse> {
+        let _ = request;
+        Err(crate::Error::State(format!(
+            "web driver {} cannot forward requests (to {base_url})",
+            self.name()
+        )))
+    }
+}
+
+/// Header naming the worker that answered a `table_route` request.
+pub const SERVED_BY: &str = "x-faustus-served-by";
+/// Header a worker adds when it forwards a request to the key's owner.
+pub const FORWARDED_BY: &str = "x-faustus-forwarded-by";
+
+/// Text from a URL as a typed value: JSON when it parses as `T`, else the
+/// text as a JSON string (so `word=fox` and `n=42` both work).
+pub fn parse_text<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    match serde_json::from_str::<T>(text) {
+        Ok(v) => Ok(v),
+        Err(_) => serde_json::from_value(serde_json::Value::String(text.to_string())),
+    }
 }
 
 /// Builds a web driver from its URL.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use faustus_core::web::{HttpResponse, WebDriver, WebHandler, WebServer};
+use faustus_core::web::{HttpRequest, HttpResponse, WebDriver, WebHandler, WebServer};
 use faustus_core::{DriverUrl, Error, Registry, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -54,6 +54,7 @@ pub fn register(registry: &Registry) {
 pub struct HyperDriver {
     max_body: usize,
     max_concurrency: usize,
+    client: Arc<std::sync::OnceLock<client::HttpClient>>,
 }
 
 impl Default for HyperDriver {
@@ -61,6 +62,7 @@ impl Default for HyperDriver {
         HyperDriver {
             max_body: DEFAULT_MAX_BODY,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            client: Arc::default(),
         }
     }
 }
@@ -172,6 +174,23 @@ impl WebDriver for HyperDriver {
             stop: stop_tx,
             join: Mutex::new(Some(join)),
         }))
+    }
+
+    async fn forward(&self, base_url: &str, request: HttpRequest) -> Result<HttpResponse> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let target = format!("{}{path}", base_url.trim_end_matches('/'));
+        parts.uri = target
+            .parse()
+            .map_err(|e| Error::config("canonical_url", format!("{target}: {e}")))?;
+        // The client sets Host from the URI.
+        parts.headers.remove(http::header::HOST);
+        let client = self.client.get_or_init(client::HttpClient::new);
+        client.send(http::Request::from_parts(parts, body)).await
     }
 }
 
