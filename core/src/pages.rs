@@ -255,13 +255,15 @@ impl App {
                         }
                         forward(&app, &url, request).await?
                     }
-                    None => return Err(WebError::unavailable(
-                        format!(
+                    None => {
+                        return Err(WebError::unavailable(
+                            format!(
                             "no worker serves table {:?} partition {partition} now (rebalancing)",
                             table.name()
                         ),
-                        1,
-                    )),
+                            1,
+                        ))
+                    }
                 };
                 if !response.headers().contains_key(SERVED_BY) {
                     if let Ok(v) = http::HeaderValue::from_str(&me) {

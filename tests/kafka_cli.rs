@@ -1,0 +1,110 @@
+//! `send` from a separate process against a real Kafka-protocol broker
+//! (`FAUSTUS_TEST_KAFKA`, set by `scripts/test.sh`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faustus_core::transport::{
+    ConsumerConfig, ConsumerEvent, Message, TopicPartition, TopicSpec, Transport,
+};
+use faustus_core::DriverUrl;
+use faustus_transport_kafka::KafkaTransport;
+use support::*;
+
+fn broker_url() -> Option<String> {
+    match std::env::var("FAUSTUS_TEST_KAFKA") {
+        Ok(a) if !a.trim().is_empty() => Some(if a.contains("://") {
+            a
+        } else {
+            format!("kafka://{a}")
+        }),
+        _ => {
+            eprintln!("SKIPPED: set FAUSTUS_TEST_KAFKA=host:port (scripts/test.sh does)");
+            None
+        }
+    }
+}
+
+/// Every message of `topic` (partitions `0..partitions`), reading until
+/// `want` arrived (at most 60 s).
+async fn read(t: &Arc<dyn Transport>, topic: &str, partitions: u32, want: usize) -> Vec<Message> {
+    let mut c = t
+        .consumer(&ConsumerConfig::groupless(unique("kcli-reader")))
+        .await
+        .unwrap();
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    c.assign(&tps).await.unwrap();
+    for tp in &tps {
+        c.seek(tp, 0).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < want && Instant::now() < deadline {
+        if let ConsumerEvent::Messages(batch) = c.poll(Duration::from_millis(500)).await.unwrap() {
+            got.extend(batch);
+        }
+    }
+    let _ = c.close().await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: run by scripts/test.sh"]
+async fn send_from_another_process_reaches_kafka() {
+    let Some(url) = broker_url() else { return };
+    let app_id = unique("kcli");
+    let posts = format!("{app_id}-posts");
+    let transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::from_url(&DriverUrl::parse("broker", &url).unwrap()).unwrap());
+    transport
+        .create_topic(&TopicSpec::new(&posts, 4))
+        .await
+        .unwrap();
+    let send = |args: &[&str]| {
+        let out = Command::new(example_binary("word_count"))
+            .arg("send")
+            .args(args)
+            .env("FAUSTUS_BROKER", &url)
+            .env("FAUSTUS_ID", &app_id)
+            .env("FAUSTUS_DEMO_POSTS_TOPIC", &posts)
+            .env("FAUSTUS_DEMO_FEED", "0")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = send(&[&posts, "hello kafka", "--key", "k1", "--repeat", "3"]);
+    let lines: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{printed}");
+    let partition = lines[0]["partition"].as_u64().unwrap() as u32;
+    assert!(lines
+        .iter()
+        .all(|l| l["partition"] == lines[0]["partition"]));
+    let got = read(&transport, &posts, 4, 3).await;
+    assert_eq!(got.len(), 3);
+    for m in &got {
+        assert_eq!(m.partition, partition);
+        assert_eq!(m.key.as_deref(), Some(&b"\"k1\""[..]));
+        assert_eq!(m.value.as_deref(), Some(&b"\"hello kafka\""[..]));
+    }
+    // To an agent: its topic, created by the command with the app's partitions.
+    send(&["@count_words", r#"{"word":"fox"}"#, "--key", "fox"]);
+    let topic = format!("{app_id}-count_words");
+    let got = read(&transport, &topic, 8, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].value.as_deref(), Some(&br#"{"word":"fox"}"#[..]));
+}
