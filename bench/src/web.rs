@@ -38,15 +38,16 @@ fn vocabulary() -> Vec<String> {
     (0..VOCABULARY).map(|i| format!("w{i:04}")).collect()
 }
 
-/// A word-count worker app with the routed `/count/` page.
-fn count_app(
-    broker: &str,
-) -> BenchResult<(
+/// The app, its counting agent and table, and how many words it counted.
+type CountApp = (
     App,
     Agent<String, String>,
     Table<String, u64>,
     Arc<AtomicU64>,
-)> {
+);
+
+/// A word-count worker app with the routed `/count/` page.
+fn count_app(broker: &str) -> BenchResult<CountApp> {
     let app = faustus::app("bench-web")
         .broker(format!("memory://{broker}"))
         .store("memory://")
