@@ -219,6 +219,11 @@ async fn pages_tables_and_builtin_endpoints_over_http() {
         metrics.contains("faustus_consumer_lag{topic=\"posts\""),
         "{metrics}"
     );
+    // Processing time per topic, and the words' topic was processed too.
+    for topic in ["posts", "web-wc-count_words"] {
+        let needle = format!("faustus_processing_seconds_count{{topic=\"{topic}\"}}");
+        assert!(metrics.contains(&needle), "{needle} missing in\n{metrics}");
+    }
 
     worker.stop().await.unwrap();
     assert!(

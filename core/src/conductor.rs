@@ -40,7 +40,12 @@ struct PartState {
     last_committed: Option<i64>,
     last_progress: Instant,
     warned: bool,
+    /// Delivered batches not yet fully processed: (last offset, delivered at).
+    inflight: VecDeque<(i64, Instant)>,
 }
+
+/// Batches remembered per partition for the processing-time figure.
+const INFLIGHT_KEEP: usize = 1024;
 
 pub(crate) struct Conductor {
     app: App,
@@ -131,11 +136,12 @@ impl Conductor {
                 Ok(ConsumerEvent::Messages(batch)) => {
                     // Streams created while we waited see this batch too.
                     self.refresh_subscriptions().await?;
-                    self.deliver_batch(batch).await?
+                    self.deliver_batch(batch).await?;
+                    self.observe_processing();
                 }
                 Ok(ConsumerEvent::Revoked(tps)) => self.on_revoked(tps).await,
                 Ok(ConsumerEvent::Assigned(tps)) => self.on_assigned(tps, stop).await?,
-                Ok(ConsumerEvent::Idle) => {}
+                Ok(ConsumerEvent::Idle) => self.observe_processing(),
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "consumer poll failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,9 +198,19 @@ impl Conductor {
         let empty = Vec::new();
         for (topic, partition, msgs) in groups {
             let tp = TopicPartition { topic, partition };
-            let Some(state) = self.parts.get(&tp) else {
+            let Some(state) = self.parts.get_mut(&tp) else {
                 continue; // not ours (any more)
             };
+            if let Some(last) = msgs.last() {
+                if state.inflight.len() >= INFLIGHT_KEEP {
+                    // Merge into the newest entry (keeps its earlier time).
+                    if let Some(back) = state.inflight.back_mut() {
+                        back.0 = last.offset;
+                    }
+                } else {
+                    state.inflight.push_back((last.offset, Instant::now()));
+                }
+            }
             self.app.inner.monitor.count(
                 "faustus_messages_received_total",
                 crate::monitor::topic_labels(&tp.topic),
@@ -330,6 +346,31 @@ impl Conductor {
         Ok(())
     }
 
+    /// Record, per topic, how long delivered batches took until every
+    /// stream was done with them (`faustus_processing_seconds`).
+    fn observe_processing(&mut self) {
+        let monitor = &self.app.inner.monitor;
+        for (tp, st) in self.parts.iter_mut() {
+            if st.inflight.is_empty() {
+                continue;
+            }
+            let Some(done) = st.acks.committable() else {
+                continue;
+            };
+            while let Some(&(last, at)) = st.inflight.front() {
+                if last >= done {
+                    break;
+                }
+                st.inflight.pop_front();
+                monitor.time(
+                    "faustus_processing_seconds",
+                    crate::monitor::topic_labels(&tp.topic),
+                    at.elapsed(),
+                );
+            }
+        }
+    }
+
     /// Consumer lag (high watermark minus committed offset) per partition,
     /// for `/metrics`; refreshed at most every [`LAG_REFRESH`].
     async fn refresh_lag(&mut self) {
@@ -459,6 +500,7 @@ impl Conductor {
                         last_committed: None,
                         last_progress: Instant::now(),
                         warned: false,
+                        inflight: VecDeque::new(),
                     },
                 );
             }

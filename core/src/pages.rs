@@ -653,6 +653,15 @@ async fn metrics(app: &App) -> String {
             "High watermark minus committed offset, by partition.",
         ),
         ("faustus_commit_seconds", "Time to flush and commit."),
+        (
+            "faustus_processing_seconds",
+            "Time from delivery of a batch until every stream processed it, by topic.",
+        ),
+        ("faustus_timer_seconds", "Timer run time, by timer."),
+        (
+            "faustus_timer_overruns_total",
+            "Timer runs longer than their interval, by timer.",
+        ),
     ];
     let mut last = "";
     for (name, labels, f) in &figures {
