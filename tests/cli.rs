@@ -10,7 +10,6 @@ mod support;
 mod word_count;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
 use faustus::cli::{EXIT_FAILURE, EXIT_USAGE};
@@ -219,22 +218,7 @@ fn spawn_worker_with_banner(datadir: &std::path::Path) -> (Guard, String, String
         .spawn()
         .unwrap();
     let mut child = Guard(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let mut banner = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.contains("Ready") {
-            break;
-        }
-    }
-    let url = banner
-        .lines()
-        .find(|l| l.contains("│ web "))
-        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-        .unwrap_or_else(|| panic!("no web URL in\n{banner}"))
-        .to_string();
+    let (banner, url) = banner_and_url(child.0.stdout.take().unwrap());
     (child, banner, url)
 }
 

@@ -108,3 +108,129 @@ async fn send_from_another_process_reaches_kafka() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].value.as_deref(), Some(&br#"{"word":"fox"}"#[..]));
 }
+
+/// Kills the worker when dropped (a failing assertion must not leak it).
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kafka broker: run by scripts/test.sh"]
+async fn count_page_routes_between_two_worker_processes() {
+    let Some(url) = broker_url() else { return };
+    let app_id = unique("kroute");
+    let posts = format!("{app_id}-posts");
+    let dir = std::env::temp_dir().join(&app_id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let transport: Arc<dyn Transport> =
+        Arc::new(KafkaTransport::from_url(&DriverUrl::parse("broker", &url).unwrap()).unwrap());
+    transport
+        .create_topic(&TopicSpec::new(&posts, 4))
+        .await
+        .unwrap();
+    let spawn = |name: &str| {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+        let mut child = Command::new(example_binary("word_count"))
+            .args([
+                "worker",
+                "-l",
+                "info",
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                "0",
+            ])
+            .env("FAUSTUS_BROKER", &url)
+            .env("FAUSTUS_ID", &app_id)
+            .env("FAUSTUS_DEMO_POSTS_TOPIC", &posts)
+            .env("FAUSTUS_DEMO_FEED", "0")
+            .env("FAUSTUS_BROKER_COMMIT_INTERVAL", "500ms")
+            .env("FAUSTUS_DATADIR", dir.join(name))
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        (Worker(child), stdout)
+    };
+    let (wa, out_a) = spawn("a");
+    let (_, url_a) = tokio::task::spawn_blocking(move || banner_and_url(out_a))
+        .await
+        .unwrap();
+    let (wb, out_b) = spawn("b");
+    let (_, url_b) = tokio::task::spawn_blocking(move || banner_and_url(out_b))
+        .await
+        .unwrap();
+
+    let words = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta",
+    ];
+    let producer = transport
+        .producer(&faustus_core::transport::ProducerConfig::new("kroute-test"))
+        .await
+        .unwrap();
+    for (i, w) in words.iter().enumerate() {
+        let body = std::iter::repeat_n(*w, i + 1).collect::<Vec<_>>().join(" ");
+        let record = faustus_core::transport::Record::new(
+            posts.as_str(),
+            Some(format!("\"p{i}\"").into()),
+            Some(serde_json::to_vec(&body).unwrap().into()),
+        );
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let client = faustus::HttpClient::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut served_by = std::collections::BTreeMap::new();
+    for (i, w) in words.iter().enumerate() {
+        let expected = format!(r#"{{"{w}":{}}}"#, i + 1);
+        for base in [&url_a, &url_b] {
+            let mut last = None;
+            loop {
+                let request = faustus::http::Request::get(format!("{base}/count/?word={w}"))
+                    .body(bytes::Bytes::new())
+                    .unwrap();
+                if let Ok(r) = client.send(request).await {
+                    let body = String::from_utf8_lossy(r.body()).to_string();
+                    if r.status() == 200 && body == expected {
+                        break;
+                    }
+                    last = Some((r.status(), body));
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{base}/count/?word={w} never answered {expected}; last {last:?}; logs in {}",
+                    dir.display()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    // Settled: both workers answer each word from the same owner.
+    for w in words {
+        let mut by = Vec::new();
+        for base in [&url_a, &url_b] {
+            let request = faustus::http::Request::get(format!("{base}/count/?word={w}"))
+                .body(bytes::Bytes::new())
+                .unwrap();
+            let r = client.send(request).await.unwrap();
+            by.push(
+                r.headers()["x-faustus-served-by"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        assert_eq!(by[0], by[1], "{w}");
+        served_by.insert(w, by[0].clone());
+    }
+    let owners: std::collections::BTreeSet<_> = served_by.values().collect();
+    assert_eq!(owners.len(), 2, "both workers own words: {served_by:?}");
+    drop(wb);
+    drop(wa);
+    let _ = std::fs::remove_dir_all(&dir);
+}

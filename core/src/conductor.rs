@@ -25,9 +25,6 @@ type Queue = Arc<StreamQueue<Delivered>>;
 /// How long a revocation or shutdown waits for events in hand to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often the consumer lag figures are refreshed (at a commit).
-const LAG_REFRESH: Duration = Duration::from_secs(5);
-
 /// Events a full stream buffer refused, in order, waiting for room.
 struct Overflow {
     queue: Queue,
@@ -59,7 +56,6 @@ pub(crate) struct Conductor {
     subscribed: BTreeSet<String>,
     tables: Vec<Arc<dyn TableOps>>,
     next_commit: Instant,
-    lag_checked: Option<Instant>,
     ready: Option<tokio::sync::oneshot::Sender<Result<()>>>,
 }
 
@@ -81,7 +77,6 @@ impl Conductor {
             subscribed: BTreeSet::new(),
             tables,
             next_commit: Instant::now() + interval,
-            lag_checked: None,
             ready: Some(ready),
         }
     }
@@ -334,7 +329,6 @@ impl Conductor {
                 *c as f64,
             );
         }
-        self.refresh_lag().await;
         for (tp, c) in offsets {
             if let Some(st) = self.parts.get_mut(&tp) {
                 st.last_committed = Some(c);
@@ -367,34 +361,6 @@ impl Conductor {
                     crate::monitor::topic_labels(&tp.topic),
                     at.elapsed(),
                 );
-            }
-        }
-    }
-
-    /// Consumer lag (high watermark minus committed offset) per partition,
-    /// for `/metrics`; refreshed at most every [`LAG_REFRESH`].
-    async fn refresh_lag(&mut self) {
-        let now = Instant::now();
-        if self
-            .lag_checked
-            .is_some_and(|t| now.duration_since(t) < LAG_REFRESH)
-        {
-            return;
-        }
-        self.lag_checked = Some(now);
-        let tps: Vec<(TopicPartition, i64)> = self
-            .parts
-            .iter()
-            .map(|(tp, st)| (tp.clone(), st.last_committed.unwrap_or(0)))
-            .collect();
-        for (tp, committed) in tps {
-            match self.consumer.high_watermark(&tp).await {
-                Ok(hw) => self.app.inner.monitor.gauge(
-                    "faustus_consumer_lag",
-                    crate::monitor::tp_labels(&tp),
-                    (hw - committed).max(0) as f64,
-                ),
-                Err(e) => tracing::debug!(partition = %tp, error = %e, "high watermark unknown"),
             }
         }
     }

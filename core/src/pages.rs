@@ -17,6 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::monitor::Figure;
+use crate::transport::{Consumer, ConsumerConfig};
 use crate::url::DriverUrl;
 use crate::web::{
     self, percent_decode, HttpRequest, HttpResponse, Request, WebDriver, WebError, WebHandler,
@@ -46,6 +47,72 @@ pub(crate) struct WebState {
     bound: Mutex<Option<SocketAddr>>,
     driver: Mutex<Option<Arc<dyn WebDriver>>>,
     ready: AtomicBool,
+    lag: LagSampler,
+}
+
+/// Consumer lag for `/metrics` and `/stats`: high watermarks read by a
+/// group-less consumer of its own, off the conductor, at most every
+/// [`LAG_EVERY`], and only while someone asks for the figures.
+#[derive(Default)]
+struct LagSampler {
+    running: AtomicBool,
+    last: Mutex<Option<std::time::Instant>>,
+    consumer: tokio::sync::Mutex<Option<Box<dyn Consumer>>>,
+}
+
+/// How often consumer lag is sampled (when asked for).
+const LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Start a lag sample in the background unless one ran within [`LAG_EVERY`].
+fn sample_lag(app: &App) {
+    let lag = &app.inner.web.lag;
+    {
+        let mut last = lag.last.lock();
+        if last.is_some_and(|t| t.elapsed() < LAG_EVERY) {
+            return;
+        }
+        if lag.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = refresh_lag(&app).await {
+            tracing::debug!(error = %e, "consumer lag sample failed");
+        }
+        app.inner.web.lag.running.store(false, Ordering::Release);
+    });
+}
+
+async fn refresh_lag(app: &App) -> Result<()> {
+    let mut guard = app.inner.web.lag.consumer.lock().await;
+    if guard.is_none() {
+        let transport = app.transport().await?;
+        let config = ConsumerConfig::groupless(format!("{}-lag", app.settings().broker_client_id));
+        *guard = Some(transport.consumer(&config).await?);
+    }
+    let Some(consumer) = guard.as_mut() else {
+        return Ok(());
+    };
+    let committed: std::collections::HashMap<String, f64> = app
+        .monitor()
+        .figures()
+        .into_iter()
+        .filter(|(n, _, _)| *n == "faustus_committed_offset")
+        .filter_map(|(_, labels, f)| match f {
+            Figure::Gauge(v) => Some((labels, v)),
+            _ => None,
+        })
+        .collect();
+    for tp in app.assignment() {
+        let labels = crate::monitor::tp_labels(&tp);
+        let hw = consumer.high_watermark(&tp).await?;
+        let done = committed.get(&labels).copied().unwrap_or(0.0);
+        app.monitor()
+            .gauge("faustus_consumer_lag", labels, (hw as f64 - done).max(0.0));
+    }
+    Ok(())
 }
 
 impl WebState {
@@ -434,6 +501,7 @@ fn html_escape(s: &str) -> String {
 /// The JSON behind `/` and `/stats`.
 async fn stats(app: &App) -> serde_json::Value {
     use serde_json::json;
+    sample_lag(app);
     let snap = app.monitor().snapshot();
     let figures = app.monitor().figures();
     let by = |name: &str| -> serde_json::Map<String, serde_json::Value> {
@@ -505,6 +573,7 @@ fn router(app: &App) -> serde_json::Value {
 
 /// `/metrics` in the Prometheus text format.
 async fn metrics(app: &App) -> String {
+    sample_lag(app);
     let snap = app.monitor().snapshot();
     let mut out = String::new();
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
@@ -783,6 +852,14 @@ pub(crate) async fn stop(app: &App, server: Option<Arc<dyn WebServer>>) {
     }
     *app.inner.web.bound.lock() = None;
     *app.inner.web.driver.lock() = None;
+    // After the server: no request can start another lag sample.
+    let lag_consumer = app.inner.web.lag.consumer.lock().await.take();
+    if let Some(mut c) = lag_consumer {
+        if let Err(e) = c.close().await {
+            tracing::debug!(error = %e, "closing the lag consumer failed");
+        }
+    }
+    *app.inner.web.lag.last.lock() = None;
 }
 
 const DASHBOARD: &str = r#"<!doctype html>

@@ -153,3 +153,25 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
     built.insert(name.to_string(), bin.clone());
     bin
 }
+
+/// Read a worker process's startup banner from its stdout (up to the
+/// `Ready` line): the banner and the web URL it shows.
+pub fn banner_and_url(stdout: impl std::io::Read) -> (String, String) {
+    use std::io::BufRead;
+    let mut banner = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read the worker's stdout");
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("Ready") {
+            break;
+        }
+    }
+    let url = banner
+        .lines()
+        .find(|l| l.contains("│ web "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .unwrap_or_else(|| panic!("no web URL in\n{banner}"))
+        .to_string();
+    (banner, url)
+}
