@@ -231,6 +231,34 @@ async fn pages_tables_and_builtin_endpoints_over_http() {
         "the server stopped with the worker"
     );
     assert!(client.get(&format!("{base}/health")).await.is_err());
+
+    // A new worker (its memory store empty) recovers the table from the
+    // changelog; /metrics and /stats show that recovery.
+    let wc2 = word_count_app(&name);
+    let w2 = start(&wc2.app).await;
+    let (_, metrics) = get(&client, &wc2.app, "/metrics").await;
+    assert!(
+        metrics.contains("faustus_recovery_running{table=\"word_counts\"} 0"),
+        "{metrics}"
+    );
+    let (_, body) = get(&client, &wc2.app, "/stats").await;
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let r = &stats["recovery"][0];
+    assert_eq!(
+        (r["table"].as_str(), r["state"].as_str()),
+        (Some("word_counts"), Some("done")),
+        "{stats}"
+    );
+    let total = r["total"].as_u64().unwrap();
+    assert!(total >= 4, "{stats}");
+    assert_eq!(r["done"].as_u64(), Some(total), "{stats}");
+    assert!(
+        metrics.contains(&format!(
+            "faustus_recovery_records_done{{table=\"word_counts\"}} {total}"
+        )),
+        "{metrics}"
+    );
+    w2.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -547,6 +547,16 @@ async fn stats(app: &App) -> serde_json::Value {
             "recovered_records": snap.recovered_records,
             "dead_letters": snap.dead_letters,
         },
+        "recovery": app.monitor().recovery_progress().iter().map(|r| json!({
+            "table": r.table,
+            "partitions": r.partitions,
+            "state": format!("{:?}", r.state).to_lowercase(),
+            "done": r.done,
+            "total": r.total,
+            "remaining": r.remaining,
+            "rate": r.rate,
+            "eta_seconds": r.eta.map(|d| d.as_secs_f64()),
+        })).collect::<Vec<_>>(),
         "received_by_topic": by("faustus_messages_received_total"),
         "sent_by_topic": by("faustus_messages_sent_total"),
         "lag": by("faustus_consumer_lag"),
@@ -703,6 +713,35 @@ async fn metrics(app: &App) -> String {
                 out,
                 "faustus_table_keys{{table=\"{}\"}} {n}",
                 crate::monitor::escape_label(t.name())
+            );
+        }
+    }
+    let recovery = app.monitor().recovery_progress();
+    for (name, help) in [
+        (
+            "faustus_recovery_records_total",
+            "Changelog records the latest recovery of each table has to replay.",
+        ),
+        (
+            "faustus_recovery_records_done",
+            "Changelog records that recovery replayed so far.",
+        ),
+        (
+            "faustus_recovery_running",
+            "1 while the table's recovery runs.",
+        ),
+    ] {
+        family(&mut out, name, "gauge", help);
+        for r in &recovery {
+            let v = match name {
+                "faustus_recovery_records_total" => r.total,
+                "faustus_recovery_records_done" => r.done,
+                _ => u64::from(r.state == crate::monitor::RecoveryState::Running),
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{table=\"{}\"}} {v}",
+                crate::monitor::escape_label(&r.table)
             );
         }
     }
@@ -885,6 +924,7 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 <h2>Assigned partitions</h2><p id="assigned">–</p>
 <h2>Lag</h2><table id="lag"></table>
 <h2>Tables</h2><table id="tables"></table>
+<h2>Recovery</h2><table id="recovery"></table>
 <script>
 let last = null;
 function rows(id, list) {
@@ -917,6 +957,8 @@ async function refresh() {
     document.getElementById('assigned').textContent = s.assigned.join(', ') || 'none';
     rows('lag', Object.entries(s.lag));
     rows('tables', s.tables.map(t => [t.name, t.changelog, t.keys_here ?? '?']));
+    rows('recovery', s.recovery.map(r => [r.table, r.state, r.done + ' / ' + r.total,
+      r.eta_seconds == null ? '' : 'ETA ' + r.eta_seconds.toFixed(0) + ' s']));
     document.getElementById('updated').textContent = new Date().toLocaleTimeString();
   } catch (e) {
     document.getElementById('status').textContent = 'unreachable: ' + e;

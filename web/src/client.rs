@@ -38,7 +38,16 @@ impl HttpClient {
             .inner
             .request(request.map(Full::new))
             .await
-            .map_err(|e| Error::retryable("http", format!("{uri}: {e}")))?;
+            .map_err(|e| {
+                use std::error::Error as _;
+                let mut msg = format!("{uri}: {e}");
+                let mut source = e.source();
+                while let Some(s) = source {
+                    msg.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                Error::retryable("http", msg)
+            })?;
         let (parts, body) = response.into_parts();
         let body = body
             .collect()

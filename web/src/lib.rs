@@ -93,6 +93,23 @@ fn plain(status: http::StatusCode, message: String) -> HttpResponse {
     faustus_core::web::status(status, message)
 }
 
+/// Bodies announced larger than the limit are still read (and dropped) up
+/// to this many times the limit before the 413, so the client can read it.
+const DRAIN_FACTOR: usize = 8;
+
+/// 413, closing the connection (the rest of the body is not read).
+fn too_large(max: usize) -> HttpResponse {
+    let mut r = plain(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than {max} bytes\n"),
+    );
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 /// Read the whole body (at most `max` bytes) and hand the request to `handler`.
 async fn answer(
     handler: Arc<dyn WebHandler>,
@@ -107,10 +124,12 @@ async fn answer(
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > max as u64);
     let response = if too_big {
-        plain(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body larger than {max} bytes\n"),
-        )
+        // Read (and drop) a moderately larger body first, so the client has
+        // sent it and reads the 413 instead of failing on a closed socket.
+        let _ = Limited::new(body, max.saturating_mul(DRAIN_FACTOR))
+            .collect()
+            .await;
+        too_large(max)
     } else {
         match Limited::new(body, max).collect().await {
             Ok(collected) => {
@@ -121,10 +140,7 @@ async fn answer(
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
                 {
-                    plain(
-                        http::StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request body larger than {max} bytes\n"),
-                    )
+                    too_large(max)
                 } else {
                     plain(
                         http::StatusCode::BAD_REQUEST,
