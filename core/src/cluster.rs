@@ -36,7 +36,9 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::transport::{ConsumerConfig, ConsumerEvent, Record, TopicPartition, TopicSpec};
+use crate::transport::{
+    Consumer, ConsumerConfig, ConsumerEvent, Record, TopicPartition, TopicSpec,
+};
 use crate::worker::ShutdownSignal;
 
 /// How often a worker republishes its record even when nothing changed.
@@ -327,6 +329,8 @@ pub(crate) struct ClusterState {
     worker_id: Mutex<Option<String>>,
     web_url: watch::Sender<Option<String>>,
     map: watch::Sender<ClusterMap>,
+    /// Keeps the standby reader off the partitions the conductor holds.
+    pub(crate) standby: crate::standby::StandbyGate,
 }
 
 impl Default for ClusterState {
@@ -335,8 +339,20 @@ impl Default for ClusterState {
             worker_id: Mutex::new(None),
             web_url: watch::Sender::new(None),
             map: watch::Sender::new(ClusterMap::default()),
+            standby: Default::default(),
         }
     }
+}
+
+/// A group-less consumer of the app's transport, client id `{client_id}-{what}`.
+pub(crate) async fn groupless_consumer(app: &App, what: &str) -> Result<Box<dyn Consumer>> {
+    let transport = app.inner.transport().await?;
+    transport
+        .consumer(&ConsumerConfig::groupless(format!(
+            "{}-{what}",
+            app.inner.settings().broker_client_id
+        )))
+        .await
 }
 
 /// The name of the cluster topic of an app.
@@ -486,6 +502,7 @@ pub(crate) struct ClusterService {
     stop: Box<dyn Fn() + Send + Sync>,
     publisher: JoinHandle<()>,
     reader: JoinHandle<()>,
+    standby: JoinHandle<()>,
 }
 
 impl ClusterService {
@@ -508,11 +525,13 @@ impl ClusterService {
         }
         let (signal, stop) = ShutdownSignal::new();
         let reader = tokio::spawn(read_loop(app.clone(), topic.clone(), signal.clone()));
+        let standby = tokio::spawn(crate::standby::run(app.clone(), signal.clone()));
         let publisher = tokio::spawn(publish_loop(app.clone(), topic, signal));
         Some(ClusterService {
             stop: Box::new(stop),
             publisher,
             reader,
+            standby,
         })
     }
 
@@ -521,6 +540,7 @@ impl ClusterService {
         (self.stop)();
         let _ = self.publisher.await;
         let _ = self.reader.await;
+        let _ = self.standby.await;
     }
 }
 
@@ -540,13 +560,7 @@ async fn read_loop(app: App, topic: String, stop: ShutdownSignal) {
 }
 
 async fn read_cluster_topic(app: &App, topic: &str, stop: &ShutdownSignal) -> Result<()> {
-    let transport = app.inner.transport().await?;
-    let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless(format!(
-            "{}-cluster",
-            app.inner.settings().broker_client_id
-        )))
-        .await?;
+    let mut consumer = groupless_consumer(app, "cluster").await?;
     let tp = TopicPartition::new(topic, 0);
     consumer.assign(std::slice::from_ref(&tp)).await?;
     consumer.seek(&tp, 0).await?;
