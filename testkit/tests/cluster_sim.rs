@@ -269,11 +269,20 @@ proptest! {
 
 #[test]
 fn the_same_seed_and_schedule_reproduce_the_same_run() {
-    for seed in [7, 42, 1234] {
-        let schedule = sim::random_schedule(seed, 3, 16);
+    for seed in [7, 42, 1234, 99, 2024, 5, 31337, 8] {
+        let schedule = sim::random_schedule(seed, 3, 20);
         let a = sim::run_paused(simulate(seed, &schedule)).unwrap();
         let b = sim::run_paused(simulate(seed, &schedule)).unwrap();
-        assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
+        let first = a.trace.iter().zip(&b.trace).find(|(x, y)| x != y);
+        assert_eq!(first, None, "seed {seed}: traces differ");
+        assert_eq!(a.trace.len(), b.trace.len(), "seed {seed}: traces differ");
+        let first = a
+            .output
+            .records
+            .iter()
+            .zip(&b.output.records)
+            .find(|(x, y)| x != y);
+        assert_eq!(first, None, "seed {seed}: broker contents differ");
         assert_eq!(a.output, b.output, "seed {seed}: broker contents differ");
         assert_eq!(a.table, b.table);
     }

@@ -471,6 +471,8 @@ impl Cluster {
             .topic_partitions(self.config.partitions)
             .web_enabled(false);
         let app = (self.build)(&ctx, builder)?;
+        // A fixed id (not a random one) keeps the cluster topic reproducible.
+        app.set_worker_id(client_id(&name, incarnation))?;
         let handle = app.start().await?;
         self.recorder.record(
             "cluster",
