@@ -337,9 +337,7 @@ fn a_rebalance_in_the_middle_of_recovery_is_handled() {
     ];
     let run = sim::run_paused(simulate(3, &schedule)).unwrap();
     assert!(
-        run.trace
-            .iter()
-            .any(|l| l.contains("w1 reading changelogs: true")),
+        run.trace.iter().any(|l| l.contains("w1 recovering: true")),
         "the second worker joined while the first was recovering:\n{}",
         run.trace.join("\n")
     );
