@@ -250,13 +250,8 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
             }),
         );
     }
-    let app = faustus::App::builder("counting")
-        .registry(registry)
-        .env(Default::default())
-        .broker("flaky://")
-        .store("memory://")
+    let app = app_with(&registry, "counting", "flaky://", "memory://")
         .topic_partitions(4u32)
-        .broker_commit_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     let (events, counts) = counting(&app);

@@ -367,6 +367,7 @@ impl Conductor {
         for t in &self.tables {
             t.deactivate(&gone);
         }
+        self.app.inner.cluster.standby.release(&gone);
         self.app.inner.assigned_changed.notify_waiters();
     }
 
@@ -437,6 +438,8 @@ impl Conductor {
         if !new.is_empty() {
             self.consumer.pause(new).await?;
         }
+        // Standby reading of these partitions stops before they are recovered.
+        self.app.inner.cluster.standby.claim(&partitions).await;
         let (cancel, fire) = ShutdownSignal::new();
         let mut task = tokio::spawn(recovery::recover(
             self.app.clone(),

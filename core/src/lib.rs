@@ -17,6 +17,7 @@ pub mod queue;
 mod recovery;
 pub mod registry;
 pub mod settings;
+mod standby;
 pub mod store;
 pub mod stream;
 pub mod table;

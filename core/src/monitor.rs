@@ -35,6 +35,7 @@ pub struct Monitor {
     rebalances: AtomicU64,
     partitions_paused: AtomicU64,
     recovered_records: AtomicU64,
+    standby_records: AtomicU64,
     livelock_warnings: AtomicU64,
     failures: Mutex<VecDeque<AgentFailure>>,
     recovery: Mutex<BTreeMap<String, RecoveryProgress>>,
@@ -128,6 +129,8 @@ pub struct MonitorSnapshot {
     pub partitions_paused: u64,
     /// Changelog records applied during recovery.
     pub recovered_records: u64,
+    /// Changelog records applied to standby partitions.
+    pub standby_records: u64,
     /// Warnings that a partition's committed offset stalled while processing
     /// (`broker_commit_livelock_soft_timeout`).
     pub livelock_warnings: u64,
@@ -163,5 +166,6 @@ counters! {
     rebalances => add_rebalances,
     partitions_paused => add_partitions_paused,
     recovered_records => add_recovered_records,
+    standby_records => add_standby_records,
     livelock_warnings => add_livelock_warnings,
 }

@@ -29,6 +29,17 @@ pub fn app_on(broker: &str, id: &str) -> AppBuilder {
         .broker_commit_interval(Duration::from_millis(100))
 }
 
+/// An app resolving its drivers from `registry` (test drivers), with the
+/// environment ignored and a fast commit interval.
+pub fn app_with(registry: &faustus::Registry, id: &str, broker: &str, store: &str) -> AppBuilder {
+    faustus::App::builder(id)
+        .registry(registry.clone())
+        .env(Default::default())
+        .broker(broker)
+        .store(store)
+        .broker_commit_interval(Duration::from_millis(100))
+}
+
 /// The named broker.
 pub fn broker(name: &str) -> MemoryBroker {
     MemoryBroker::named(name)
