@@ -141,11 +141,14 @@ pub struct SimConfig {
     pub fetch_delay: Duration,
     /// [`Cluster::settle`] gives up after this much virtual time.
     pub settle_limit: Duration,
+    /// The workers' `table_standby_replicas`.
+    pub standby_replicas: u32,
 }
 
 impl SimConfig {
     /// Defaults for app `app_id` and `seed`: 4 partitions, commits every
-    /// second, 6 s sessions, 10 s rebalance timeout, 50 ms per changelog read.
+    /// second, 6 s sessions, 10 s rebalance timeout, 50 ms per changelog read,
+    /// one standby replica.
     pub fn new(app_id: impl Into<String>, seed: u64) -> Self {
         SimConfig {
             app_id: app_id.into(),
@@ -156,6 +159,7 @@ impl SimConfig {
             rebalance_timeout: Duration::from_secs(10),
             fetch_delay: Duration::from_millis(50),
             settle_limit: Duration::from_secs(600),
+            standby_replicas: 1,
         }
     }
 }
@@ -468,6 +472,7 @@ impl Cluster {
             .broker_client_id(client_id(&name, incarnation))
             .broker_commit_interval(self.config.commit_interval)
             .topic_partitions(self.config.partitions)
+            .table_standby_replicas(self.config.standby_replicas)
             .web_enabled(false);
         let app = (self.build)(&ctx, builder)?;
         // A fixed id (not a random one) keeps the cluster topic reproducible.
