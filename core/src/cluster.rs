@@ -628,7 +628,10 @@ async fn publish_loop(app: App, topic: String, stop: ShutdownSignal) {
         if last.as_ref() != Some(&now) && publish(&app, &topic, Some(&record)).await {
             last = Some(now);
         }
+        // Biased: when a change and a heartbeat are due at once, the order
+        // is fixed (reproducible runs in the cluster simulator).
         tokio::select! {
+            biased;
             _ = &mut changed => {}
             r = url_rx.changed() => { if r.is_err() { return; } }
             r = map_rx.changed() => { if r.is_err() { return; } }

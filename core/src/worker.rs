@@ -80,6 +80,11 @@ impl WorkerHandle {
         }
     }
 
+    /// Whether the worker is ready now (see [`ready`](Self::ready)).
+    pub fn is_ready(&self) -> bool {
+        matches!(&*self.ready.borrow(), Some(Ok(())))
+    }
+
     /// Ask the worker to stop (returns at once).
     pub fn request_stop(&self) {
         (self.stop)();
@@ -255,9 +260,16 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     let mut conductor = Some(conductor);
 
     // Tasks and timers start once the first assignment is recovered.
+    // A stop before the first assignment is no failure, even when the
+    // conductor, stopping too, dropped its ready sender.
     let started = tokio::select! {
-        r = ready_rx => r.unwrap_or_else(|_| Err(Error::State("conductor stopped".into()))),
+        biased;
         _ = stop.wait() => Ok(()),
+        r = ready_rx => match r {
+            Ok(r) => r,
+            Err(_) if stop.is_set() => Ok(()),
+            Err(_) => Err(Error::State("conductor stopped".into())),
+        },
     };
     let mut failure = None;
     match started {

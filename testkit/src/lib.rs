@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod context;
+pub mod sim;
 pub mod store_conformance;
 pub mod transport_conformance;
 

@@ -355,6 +355,17 @@ impl MemoryBroker {
             .unwrap_or_default()
     }
 
+    /// Members `group` removed because they stopped polling, oldest first,
+    /// with what they owned and what was committed for it at that moment.
+    pub fn expulsions(&self, group: &str) -> Vec<crate::Expulsion> {
+        self.inner
+            .groups
+            .lock()
+            .get(group)
+            .map(|g| g.expulsions())
+            .unwrap_or_default()
+    }
+
     /// Whether `group` is between the start and the end of a rebalance.
     pub fn is_rebalancing(&self, group: &str) -> bool {
         self.inner

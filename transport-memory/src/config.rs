@@ -5,18 +5,21 @@ use std::time::Duration;
 use faustus_core::{DriverUrl, Error, Result};
 
 /// Options a `memory://` URL accepts, for the error that lists them.
-const ACCEPTED: &str = "partitions, rebalance_timeout_ms";
+const ACCEPTED: &str = "partitions, rebalance_timeout_ms, session_timeout_ms";
 
 /// Configuration of a [`MemoryTransport`](crate::MemoryTransport).
 ///
-/// Parsed from `memory://[NAME][?partitions=N&rebalance_timeout_ms=MS]`:
+/// Parsed from `memory://[NAME][?partitions=N&rebalance_timeout_ms=MS&session_timeout_ms=MS]`:
 ///
 /// * empty authority (`memory://`): a fresh private broker per transport;
 /// * `memory://NAME`: the process-wide broker called `NAME`, shared by every
 ///   transport built with that name (several workers of one app in one process);
 /// * `partitions` (default 8): partition count of auto-created topics;
 /// * `rebalance_timeout_ms` (default 30000): how long a group member may take
-///   to poll again during a rebalance before it is removed from the group.
+///   to poll again during a rebalance before it is removed from the group;
+/// * `session_timeout_ms` (default 300000, Kafka's `max.poll.interval.ms`):
+///   how long a member may go without polling at any time before it is
+///   removed and its partitions reassigned (how a crashed worker is noticed).
 ///
 /// ```
 /// use faustus_core::DriverUrl;
@@ -36,6 +39,8 @@ pub struct MemoryConfig {
     pub partitions: u32,
     /// How long a member may take to acknowledge a revocation.
     pub rebalance_timeout: Duration,
+    /// How long a member may go without polling before it is removed.
+    pub session_timeout: Duration,
 }
 
 impl Default for MemoryConfig {
@@ -44,6 +49,7 @@ impl Default for MemoryConfig {
             name: None,
             partitions: 8,
             rebalance_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -70,7 +76,8 @@ impl MemoryConfig {
             ));
         }
         for key in url.query().keys() {
-            if key != "partitions" && key != "rebalance_timeout_ms" {
+            if !["partitions", "rebalance_timeout_ms", "session_timeout_ms"].contains(&key.as_str())
+            {
                 return Err(Error::config(
                     format!("memory.{key}"),
                     format!(
@@ -103,6 +110,15 @@ impl MemoryConfig {
             }
             config.rebalance_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = url.parse_option::<u64>("session_timeout_ms")? {
+            if ms == 0 {
+                return Err(Error::config(
+                    "memory.session_timeout_ms",
+                    format!("must be at least 1 in {:?}", url.as_str()),
+                ));
+            }
+            config.session_timeout = Duration::from_millis(ms);
+        }
         Ok(config)
     }
 }
@@ -127,9 +143,15 @@ mod tests {
 
     #[test]
     fn options() {
-        let c = parse("memory://x?partitions=3&rebalance_timeout_ms=250").unwrap();
+        let c = parse("memory://x?partitions=3&rebalance_timeout_ms=250&session_timeout_ms=900")
+            .unwrap();
         assert_eq!(c.partitions, 3);
         assert_eq!(c.rebalance_timeout, Duration::from_millis(250));
+        assert_eq!(c.session_timeout, Duration::from_millis(900));
+        assert_eq!(
+            MemoryConfig::default().session_timeout,
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
@@ -147,7 +169,10 @@ mod tests {
         let e = parse("memory://?partition=3").unwrap_err();
         let s = e.to_string();
         assert!(s.contains("memory.partition"), "{s}");
-        assert!(s.contains("partitions, rebalance_timeout_ms"), "{s}");
+        assert!(
+            s.contains("partitions, rebalance_timeout_ms, session_timeout_ms"),
+            "{s}"
+        );
     }
 
     #[test]

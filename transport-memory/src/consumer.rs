@@ -11,7 +11,7 @@ use faustus_core::{Error, Result};
 use tokio::time::Instant;
 
 use crate::broker::{Broker, Topic};
-use crate::group::{Group, Step};
+use crate::group::{Group, Step, Timeouts};
 
 /// How the consumer gets its partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub(crate) struct MemoryConsumer {
     client_id: String,
     max_poll_records: usize,
     default_partitions: u32,
-    rebalance_timeout: Duration,
+    timeouts: Timeouts,
     mode: Mode,
     assigned: Vec<TopicPartition>,
     positions: HashMap<TopicPartition, i64>,
@@ -71,7 +71,7 @@ impl MemoryConsumer {
         client_id: String,
         max_poll_records: usize,
         default_partitions: u32,
-        rebalance_timeout: Duration,
+        timeouts: Timeouts,
     ) -> Self {
         MemoryConsumer {
             broker,
@@ -79,7 +79,7 @@ impl MemoryConsumer {
             client_id,
             max_poll_records: max_poll_records.max(1),
             default_partitions,
-            rebalance_timeout,
+            timeouts,
             mode: Mode::Idle,
             assigned: Vec::new(),
             positions: HashMap::new(),
@@ -126,7 +126,7 @@ impl MemoryConsumer {
                 seq,
                 id,
                 topics.clone(),
-                self.rebalance_timeout,
+                self.timeouts,
                 Instant::now(),
                 &counts(&self.broker),
             );

@@ -29,20 +29,42 @@ enum State {
     Waiting,
 }
 
+/// How long a member may stay silent before the group removes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// During a rebalance: time to acknowledge a revocation (poll again).
+    pub(crate) rebalance: Duration,
+    /// At any time: time between two polls (Kafka's `session.timeout.ms`
+    /// together with `max.poll.interval.ms`: a member that stops polling,
+    /// e.g. a crashed process, is removed and its partitions reassigned).
+    pub(crate) session: Duration,
+}
+
 #[derive(Debug)]
 struct Member {
     id: String,
     topics: Vec<Arc<str>>,
     owned: Vec<TopicPartition>,
     state: State,
-    rebalance_timeout: Duration,
+    timeouts: Timeouts,
     /// While a revocation is pending: when the member is removed if it has not polled.
     deadline: Option<Instant>,
+    /// The member's last poll (or its join).
+    last_poll: Instant,
 }
 
 impl Member {
     fn blocks_rebalance(&self) -> bool {
         matches!(self.state, State::MustRevoke | State::RevokeDelivered)
+    }
+
+    /// When this member is removed if it does not poll before.
+    fn expires_at(&self) -> Instant {
+        let session = self.last_poll + self.timeouts.session;
+        match self.deadline {
+            Some(d) if self.blocks_rebalance() => d.min(session),
+            _ => session,
+        }
     }
 }
 
@@ -71,6 +93,20 @@ pub(crate) struct Group {
     committed: HashMap<TopicPartition, i64>,
     generation: u64,
     rebalancing: bool,
+    /// Members removed for a timeout, with what they owned and what was
+    /// committed for it then.
+    expelled: Vec<Expulsion>,
+}
+
+/// A member removed because it stopped polling (crash, freeze, slow revocation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Expulsion {
+    /// The member id.
+    pub member: String,
+    /// Partitions it owned, each with the group's committed offset at that
+    /// moment: what it processed after that offset may be processed again.
+    pub owned: Vec<(TopicPartition, Option<i64>)>,
 }
 
 impl Group {
@@ -81,6 +117,7 @@ impl Group {
             committed: HashMap::new(),
             generation: 0,
             rebalancing: false,
+            expelled: Vec::new(),
         }
     }
 
@@ -99,6 +136,10 @@ impl Group {
             .collect()
     }
 
+    pub(crate) fn expulsions(&self) -> Vec<Expulsion> {
+        self.expelled.clone()
+    }
+
     pub(crate) fn is_rebalancing(&self) -> bool {
         self.rebalancing
     }
@@ -109,7 +150,7 @@ impl Group {
         seq: u64,
         id: String,
         topics: Vec<Arc<str>>,
-        rebalance_timeout: Duration,
+        timeouts: Timeouts,
         now: Instant,
         counts: &impl Fn(&str) -> u32,
     ) {
@@ -121,8 +162,9 @@ impl Group {
                 topics,
                 owned: Vec::new(),
                 state: State::Waiting,
-                rebalance_timeout,
+                timeouts,
                 deadline: None,
+                last_poll: now,
             },
         );
         self.start_rebalance(now, counts);
@@ -162,7 +204,7 @@ impl Group {
                     m.state = State::Waiting;
                 } else {
                     m.state = State::MustRevoke;
-                    m.deadline = Some(now + m.rebalance_timeout);
+                    m.deadline = Some(now + m.timeouts.rebalance);
                 }
             }
         }
@@ -192,12 +234,13 @@ impl Group {
         true
     }
 
-    /// Remove members whose revocation timed out; true when the group changed.
+    /// Remove members whose revocation or session timed out; true when the
+    /// group changed.
     pub(crate) fn expire(&mut self, now: Instant, counts: &impl Fn(&str) -> u32) -> bool {
         let late: Vec<u64> = self
             .members
             .iter()
-            .filter(|(_, m)| m.blocks_rebalance() && m.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, m)| m.expires_at() <= now)
             .map(|(seq, _)| *seq)
             .collect();
         if late.is_empty() {
@@ -205,25 +248,39 @@ impl Group {
         }
         for seq in late {
             if let Some(m) = self.members.remove(&seq) {
-                tracing::warn!(
-                    group = %self.name,
-                    member = %m.id,
-                    timeout = ?m.rebalance_timeout,
-                    "memory broker: member did not poll within the rebalance timeout; removed from the group"
-                );
+                self.expelled.push(Expulsion {
+                    member: m.id.clone(),
+                    owned: m
+                        .owned
+                        .iter()
+                        .map(|tp| (tp.clone(), self.committed.get(tp).copied()))
+                        .collect(),
+                });
+                if m.blocks_rebalance() && m.deadline.is_some_and(|d| d <= now) {
+                    tracing::warn!(
+                        group = %self.name,
+                        member = %m.id,
+                        timeout = ?m.timeouts.rebalance,
+                        "memory broker: member did not poll within the rebalance timeout; removed from the group"
+                    );
+                } else {
+                    tracing::warn!(
+                        group = %self.name,
+                        member = %m.id,
+                        timeout = ?m.timeouts.session,
+                        "memory broker: member did not poll within the session timeout; removed from the group"
+                    );
+                }
             }
         }
         self.start_rebalance(now, counts);
         true
     }
 
-    /// The earliest instant at which a pending revocation times out.
+    /// The earliest instant at which some member times out (a pending
+    /// revocation or a silent session).
     fn rebalance_deadline(&self) -> Option<Instant> {
-        self.members
-            .values()
-            .filter(|m| m.blocks_rebalance())
-            .filter_map(|m| m.deadline)
-            .min()
+        self.members.values().map(Member::expires_at).min()
     }
 
     /// Advance member `seq` on a poll. The bool is true when the group state
@@ -234,6 +291,9 @@ impl Group {
         now: Instant,
         counts: &impl Fn(&str) -> u32,
     ) -> (Step, bool) {
+        if let Some(m) = self.members.get_mut(&seq) {
+            m.last_poll = now;
+        }
         let mut changed = self.expire(now, counts);
         loop {
             let Some(m) = self.members.get_mut(&seq) else {
@@ -242,7 +302,7 @@ impl Group {
             match &mut m.state {
                 State::MustRevoke => {
                     m.state = State::RevokeDelivered;
-                    m.deadline = Some(now + m.rebalance_timeout);
+                    m.deadline = Some(now + m.timeouts.rebalance);
                     return (Step::Revoked(m.owned.clone()), changed);
                 }
                 State::RevokeDelivered => {
@@ -417,6 +477,52 @@ mod tests {
         );
     }
 
+    /// A rebalance timeout of `secs`; sessions long enough not to matter.
+    fn rebalance(secs: u64) -> Timeouts {
+        Timeouts {
+            rebalance: Duration::from_secs(secs),
+            session: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn member_that_stops_polling_is_removed_after_its_session_timeout() {
+        let counts = |_: &str| 2;
+        let now = Instant::now();
+        let t = topics(&["a"]);
+        let timeouts = Timeouts {
+            rebalance: Duration::from_secs(5),
+            session: Duration::from_secs(10),
+        };
+        let mut g = Group::new("g");
+        g.join(0, "c-0".into(), t.clone(), timeouts, now, &counts);
+        g.join(1, "c-1".into(), t, timeouts, now, &counts);
+        assert_eq!(assigned(g.poll_step(0, now, &counts).0), tps("a", &[0]));
+        assert_eq!(assigned(g.poll_step(1, now, &counts).0), tps("a", &[1]));
+        // Member 1 keeps polling; member 0 falls silent (a crashed process).
+        let mut t = now;
+        for _ in 0..9 {
+            t += Duration::from_secs(1);
+            assert_eq!(g.poll_step(1, t, &counts).0, Step::Fetch);
+        }
+        assert_eq!(g.member_ids(), vec!["c-0".to_string(), "c-1".to_string()]);
+        t += Duration::from_secs(1);
+        // Silent for 10 s: removed; the survivor gives up and gets everything.
+        let (step, changed) = g.poll_step(1, t, &counts);
+        assert!(changed);
+        assert_eq!(step, Step::Revoked(tps("a", &[1])));
+        assert_eq!(assigned(g.poll_step(1, t, &counts).0), tps("a", &[0, 1]));
+        assert_eq!(g.member_ids(), vec!["c-1".to_string()]);
+        assert_eq!(g.poll_step(0, t, &counts).0, Step::Gone);
+        assert_eq!(
+            g.expulsions(),
+            vec![Expulsion {
+                member: "c-0".into(),
+                owned: vec![(TopicPartition::new("a", 0), None)],
+            }]
+        );
+    }
+
     fn assigned(step: Step) -> Vec<TopicPartition> {
         match step {
             Step::Assigned(v) => v.into_iter().map(|(tp, _)| tp).collect(),
@@ -430,21 +536,14 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            Duration::from_secs(30),
-            now,
-            &counts,
-        );
+        g.join(0, "c-0".into(), t.clone(), rebalance(30), now, &counts);
         assert_eq!(
             assigned(g.poll_step(0, now, &counts).0),
             tps("a", &[0, 1, 2, 3])
         );
         assert_eq!(g.poll_step(0, now, &counts).0, Step::Fetch);
 
-        g.join(1, "c-1".into(), t, Duration::from_secs(30), now, &counts);
+        g.join(1, "c-1".into(), t, rebalance(30), now, &counts);
         // The newcomer waits until the old owner acknowledged its revocation.
         assert!(matches!(
             g.poll_step(1, now, &counts).0,
@@ -482,16 +581,9 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            Duration::from_secs(5),
-            now,
-            &counts,
-        );
+        g.join(0, "c-0".into(), t.clone(), rebalance(5), now, &counts);
         assigned(g.poll_step(0, now, &counts).0);
-        g.join(1, "c-1".into(), t, Duration::from_secs(5), now, &counts);
+        g.join(1, "c-1".into(), t, rebalance(5), now, &counts);
         let Step::Wait(Some(deadline)) = g.poll_step(1, now, &counts).0 else {
             panic!("expected to wait");
         };
@@ -509,15 +601,8 @@ mod tests {
         let now = Instant::now();
         let t = topics(&["a"]);
         let mut g = Group::new("g");
-        g.join(
-            0,
-            "c-0".into(),
-            t.clone(),
-            Duration::from_secs(5),
-            now,
-            &counts,
-        );
-        g.join(1, "c-1".into(), t, Duration::from_secs(5), now, &counts);
+        g.join(0, "c-0".into(), t.clone(), rebalance(5), now, &counts);
+        g.join(1, "c-1".into(), t, rebalance(5), now, &counts);
         assert_eq!(assigned(g.poll_step(0, now, &counts).0), tps("a", &[0]));
         assert_eq!(assigned(g.poll_step(1, now, &counts).0), tps("a", &[1]));
         g.leave(1, now, &counts);

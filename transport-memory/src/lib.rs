@@ -18,6 +18,7 @@ use faustus_core::{DriverUrl, Registry, Result};
 
 pub use broker::MemoryBroker;
 pub use config::MemoryConfig;
+pub use group::Expulsion;
 
 use crate::broker::Broker;
 use crate::consumer::MemoryConsumer;
@@ -140,7 +141,10 @@ impl Transport for MemoryTransport {
             config.client_id.clone(),
             config.max_poll_records,
             self.config.partitions,
-            self.config.rebalance_timeout,
+            group::Timeouts {
+                rebalance: self.config.rebalance_timeout,
+                session: self.config.session_timeout,
+            },
         )))
     }
 }
@@ -197,7 +201,8 @@ mod tests {
         );
         let e = registry.transport(&url("memory://?bogus=1")).unwrap_err();
         assert!(
-            e.to_string().contains("partitions, rebalance_timeout_ms"),
+            e.to_string()
+                .contains("partitions, rebalance_timeout_ms, session_timeout_ms"),
             "{e}"
         );
     }
