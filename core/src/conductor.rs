@@ -280,6 +280,13 @@ impl Conductor {
             }
         }
         if offsets.is_empty() {
+            // Writes made outside streams (tasks, timers) still reach the
+            // changelog and the store.
+            for t in &self.tables {
+                if t.has_changes() {
+                    t.flush().await?;
+                }
+            }
             return Ok(());
         }
         let producer = self.app.inner.producer().await?;

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,6 +44,17 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     /// Wait for the changelog acknowledgements of all writes so far and store
     /// them with their offsets.
     async fn flush(&self) -> Result<()>;
+    /// Whether there are writes a flush would send or store.
+    fn has_changes(&self) -> bool;
+}
+
+/// Clears a flag when dropped (whichever way a flush ends).
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// One partition's share of a flush.
@@ -62,7 +74,22 @@ struct Slot<V> {
     value: Option<V>,
     /// Changed since the last flush.
     dirty: bool,
+    /// Used since the last eviction sweep passed it (second chance).
+    used: bool,
 }
+
+impl<V> Slot<V> {
+    fn new(value: Option<V>, dirty: bool) -> Self {
+        Slot {
+            value,
+            dirty,
+            used: true,
+        }
+    }
+}
+
+/// Keys a table caches by default (see [`TableBuilder::cache_capacity`]).
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 struct Part<K, V> {
     cache: HashMap<K, Slot<V>, ahash::RandomState>,
@@ -72,6 +99,55 @@ struct Part<K, V> {
     pending: Vec<(Bytes, Option<Bytes>)>,
     /// Changelog deliveries not yet awaited (per-write mode).
     deliveries: Vec<Delivery>,
+}
+
+impl<K: Hash + Eq, V> Part<K, V> {
+    /// Make room for one more key when the cache holds `capacity` keys:
+    /// evict about an eighth of the capacity of clean entries, unused ones
+    /// first (second chance: a sweep clears the used mark of those it keeps).
+    /// Changed keys, and everything while a flush is storing values or while
+    /// per-write ops wait for the store, stay: their values are in no store.
+    fn make_room(&mut self, capacity: usize, flushing: bool) {
+        if self.cache.len() >= capacity {
+            self.shrink(capacity, flushing);
+        }
+    }
+
+    /// After a flush stored the changed keys: back within `capacity`.
+    fn trim(&mut self, capacity: usize) {
+        if self.cache.len() > capacity {
+            self.shrink(capacity, false);
+        }
+    }
+
+    fn shrink(&mut self, capacity: usize, flushing: bool) {
+        let len = self.cache.len();
+        if flushing || !self.pending.is_empty() {
+            return;
+        }
+        let target = capacity - capacity / 8 - 1;
+        let mut excess = (len - target.min(len)).max(1);
+        if len - self.dirty.len().min(len) < excess {
+            // Mostly changed keys: grow until the next flush cleans them.
+            return;
+        }
+        for pass in 0..2 {
+            self.cache.retain(|_, slot| {
+                if excess == 0 || slot.dirty {
+                    return true;
+                }
+                if slot.used && pass == 0 {
+                    slot.used = false;
+                    return true;
+                }
+                excess -= 1;
+                false
+            });
+            if excess == 0 {
+                break;
+            }
+        }
+    }
 }
 
 impl<K, V> Default for Part<K, V> {
@@ -104,6 +180,10 @@ impl<K, V> Parts<K, V> {
             .enumerate()
             .filter(|(_, p)| p.is_some())
             .map(|(i, _)| i as u32)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Part<K, V>> + '_ {
+        self.0.iter().flatten()
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Part<K, V>)> + '_ {
@@ -144,6 +224,13 @@ pub(crate) struct TableInner<K, V> {
     value_codec: CodecChain,
     default: Option<Arc<dyn Fn() -> V + Send + Sync>>,
     per_write: bool,
+    use_partitioner: bool,
+    /// Cached keys per table (over all partitions).
+    capacity: usize,
+    /// `capacity` shared among the active partitions.
+    part_capacity: AtomicUsize,
+    /// A flush is between taking changed keys and storing them: nothing is evicted.
+    flushing: AtomicBool,
     parts: Mutex<Parts<K, V>>,
     runtime: std::sync::OnceLock<Runtime>,
     write_order: tokio::sync::Mutex<()>,
@@ -163,6 +250,8 @@ pub struct TableBuilder<K, V> {
     key_serializer: Option<String>,
     value_serializer: Option<String>,
     per_write: bool,
+    use_partitioner: bool,
+    cache_capacity: usize,
     _types: PhantomData<fn() -> K>,
 }
 
@@ -181,6 +270,8 @@ where
             key_serializer: None,
             value_serializer: None,
             per_write: false,
+            use_partitioner: false,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
             _types: PhantomData,
         }
     }
@@ -191,6 +282,32 @@ where
     /// per-write costs a send per write and gives standbys fresher data.
     pub fn changelog_per_write(mut self) -> Self {
         self.per_write = true;
+        self
+    }
+
+    /// Write every key to its own partition by the partitioner (murmur2 of
+    /// the encoded key, as Kafka's and Faust's `use_partitioner=True`), even
+    /// inside a stream, instead of to the current event's partition. Writes
+    /// outside a stream always do this. Either way the partition must be
+    /// served by this worker, else the write fails with
+    /// [`Error::PartitionNotAssigned`] naming table and partition (Faust
+    /// would change its local copy and send the changelog record anyway,
+    /// leaving the owner's copy stale until it recovers).
+    pub fn use_partitioner(mut self) -> Self {
+        self.use_partitioner = true;
+        self
+    }
+
+    /// Keys kept in memory for this table (over all the partitions this
+    /// worker serves; default [`DEFAULT_CACHE_CAPACITY`]). Beyond it, clean
+    /// entries (already in the store) are evicted, least recently used
+    /// first (approximately: a second-chance sweep), and a read of an evicted
+    /// key goes to the store. Keys changed since the last commit stay cached
+    /// until they are flushed, so a burst of distinct keys between two
+    /// commits can exceed it. With `redb://` this is what lets a table be
+    /// larger than memory.
+    pub fn cache_capacity(mut self, keys: usize) -> Self {
+        self.cache_capacity = keys.max(1);
         self
     }
 
@@ -272,6 +389,10 @@ where
             changelog: changelog.def.clone(),
             default: self.default,
             per_write: self.per_write,
+            use_partitioner: self.use_partitioner,
+            capacity: self.cache_capacity,
+            part_capacity: AtomicUsize::new(self.cache_capacity),
+            flushing: AtomicBool::new(false),
             parts: Mutex::new(Parts(Vec::new())),
             runtime: std::sync::OnceLock::new(),
             write_order: tokio::sync::Mutex::new(()),
@@ -339,10 +460,15 @@ where
         })
     }
 
-    fn write_partition(&self) -> Result<u32> {
-        let p = event::current_partition().ok_or_else(|| Error::NoCurrentEvent {
-            table: self.inner.name.clone(),
-        })?;
+    /// The partition of the current event, when a write should go there
+    /// (inside an event, unless the table uses the partitioner).
+    fn event_partition(&self) -> Result<Option<u32>> {
+        if self.inner.use_partitioner {
+            return Ok(None);
+        }
+        let Some(p) = event::current_partition() else {
+            return Ok(None);
+        };
         if p >= self.inner.partitions {
             return Err(Error::Config {
                 setting: format!("table {:?} partitions", self.inner.name),
@@ -352,7 +478,26 @@ where
                 ),
             });
         }
-        Ok(p)
+        Ok(Some(p))
+    }
+
+    /// Where a write of `key` goes: the current event's partition, else
+    /// (outside a stream, or with [`TableBuilder::use_partitioner`]) the
+    /// key's partition by the partitioner.
+    fn write_partition(&self, key: &K) -> Result<u32> {
+        match self.event_partition()? {
+            Some(p) => Ok(p),
+            None => self.key_partition(key),
+        }
+    }
+
+    /// The partition the partitioner gives `key` (murmur2 of its encoded
+    /// bytes, as for a keyed record sent to the changelog).
+    pub fn key_partition(&self, key: &K) -> Result<u32> {
+        Ok(crate::partitioner::partition_for_key(
+            &self.encode_key(key)?,
+            self.inner.partitions,
+        ))
     }
 
     fn not_assigned(&self, partition: u32) -> Error {
@@ -369,20 +514,22 @@ where
     /// The value of `key` in `partition`: from the cache, else from the store
     /// (then cached). `None` when the partition is not served here.
     async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
-        match self.inner.parts.lock().get(&partition) {
+        match self.inner.parts.lock().get_mut(&partition) {
             None => return Ok(None),
             Some(part) => {
-                if let Some(slot) = part.cache.get(key) {
+                if let Some(slot) = part.cache.get_mut(key) {
+                    slot.used = true;
                     return Ok(slot.value.clone());
                 }
             }
         }
         let value = self.read_store(partition, key).await?;
         if let Some(part) = self.inner.parts.lock().get_mut(&partition) {
-            part.cache.entry(key.clone()).or_insert_with(|| Slot {
-                value: value.clone(),
-                dirty: false,
-            });
+            if !part.cache.contains_key(key) {
+                part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                part.cache
+                    .insert(key.clone(), Slot::new(value.clone(), false));
+            }
         }
         Ok(value)
     }
@@ -427,17 +574,18 @@ where
         Ok(self.get(key).await?.is_some())
     }
 
-    /// Set `key` to `value` (in the current event's partition).
+    /// Set `key` to `value` (in the current event's partition; outside a
+    /// stream in the key's partition, see [`TableBuilder::use_partitioner`]).
     pub async fn set(&self, key: K, value: V) -> Result<()> {
-        let p = self.write_partition()?;
+        let p = self.write_partition(&key)?;
         self.modify(p, key, |slot| *slot = Some(value))
             .await
             .map(|_| ())
     }
 
-    /// Remove `key` (in the current event's partition).
+    /// Remove `key` (in the partition a write goes to, as for [`set`](Self::set)).
     pub async fn delete(&self, key: &K) -> Result<()> {
-        let p = self.write_partition()?;
+        let p = self.write_partition(key)?;
         self.modify(p, key.clone(), |slot| *slot = None)
             .await
             .map(|_| ())
@@ -450,7 +598,10 @@ where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let p = self.write_partition()?;
+        let p = match self.event_partition()? {
+            Some(p) => p,
+            None => self.key_partition(&key.to_owned())?,
+        };
         if !self.inner.per_write {
             // Fast path: a cached key takes one lock and one lookup, no allocation.
             let mut parts = self.inner.parts.lock();
@@ -466,6 +617,7 @@ where
                 f(&mut v);
                 let out = v.clone();
                 slot.value = Some(v);
+                slot.used = true;
                 if !slot.dirty {
                     slot.dirty = true;
                     part.dirty.push(key.to_owned());
@@ -518,12 +670,14 @@ where
         let dirty_key = match part.cache.get_mut(&key) {
             Some(slot) => {
                 change(&mut slot.value);
+                slot.used = true;
                 !std::mem::replace(&mut slot.dirty, true)
             }
             None => {
                 let mut value = loaded.flatten();
                 change(&mut value);
-                part.cache.insert(key.clone(), Slot { value, dirty: true });
+                part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                part.cache.insert(key.clone(), Slot::new(value, true));
                 true
             }
         };
@@ -543,31 +697,35 @@ where
         let rt = self.runtime()?;
         // One writer at a time, so the changelog order is the write order.
         let _order = self.inner.write_order.lock().await;
-        let value = {
+        // The op joins `pending` under the same lock as the cache change, so
+        // the entry is never evictable while its value is in no store.
+        let (kb, vb) = {
             let mut parts = self.inner.parts.lock();
             let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-            let slot = part.cache.entry(key.clone()).or_insert_with(|| Slot {
-                value: loaded.flatten(),
-                dirty: false,
-            });
+            let capacity = self.inner.part_capacity();
+            let flushing = self.inner.is_flushing();
+            if !part.cache.contains_key(&key) {
+                part.make_room(capacity, flushing);
+                part.cache
+                    .insert(key.clone(), Slot::new(loaded.flatten(), false));
+            }
+            let Some(slot) = part.cache.get_mut(&key) else {
+                return Err(Error::State(format!(
+                    "table {:?}: cached entry vanished",
+                    self.inner.name
+                )));
+            };
             change(&mut slot.value);
-            slot.value.clone()
+            slot.used = true;
+            let op = self.inner.encode_op(&key, slot.value.as_ref())?;
+            part.pending.push(op.clone());
+            op
         };
-        let kb = self.encode_key(&key)?;
-        let vb = match &value {
-            Some(v) => Some(self.inner.encode_value(v)?),
-            None => None,
-        };
-        let mut record = Record::new(
-            self.inner.changelog.name.clone(),
-            Some(kb.clone()),
-            vb.clone(),
-        );
+        let mut record = Record::new(self.inner.changelog.name.clone(), Some(kb), vb);
         record.partition = Some(p);
         let delivery = rt.producer.send(record).await?;
         let mut parts = self.inner.parts.lock();
         let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-        part.pending.push((kb, vb));
         part.deliveries.push(delivery);
         Ok(())
     }
@@ -576,6 +734,8 @@ where
     async fn flush_pending_ops(&self) -> Result<()> {
         let rt = self.runtime()?;
         let _stored = self.inner.store_order.lock().await;
+        self.inner.flushing.store(true, Ordering::Release);
+        let _flushing = ClearOnDrop(&self.inner.flushing);
         let batches: Vec<(u32, Vec<Op>)> = {
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
@@ -656,6 +816,14 @@ where
         Ok(self.len().await? == 0)
     }
 
+    /// Keys now held in memory (over the served partitions); at most the
+    /// cache capacity plus the keys changed since the last commit.
+    pub fn cached_keys(&self) -> usize {
+        let parts = self.inner.parts.lock();
+        let n = parts.iter().map(|p| p.cache.len()).sum();
+        n
+    }
+
     /// Partitions this worker serves now.
     pub fn active_partitions(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.inner.parts.lock().keys().collect();
@@ -669,6 +837,21 @@ where
     K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    fn part_capacity(&self) -> usize {
+        self.part_capacity.load(Ordering::Relaxed)
+    }
+
+    fn is_flushing(&self) -> bool {
+        self.flushing.load(Ordering::Acquire)
+    }
+
+    /// Share the capacity among the partitions now served.
+    fn share_capacity(&self, parts: &Parts<K, V>) {
+        let n = parts.keys().count().max(1);
+        self.part_capacity
+            .store((self.capacity / n).max(1), Ordering::Relaxed);
+    }
+
     fn encode_key(&self, key: &K) -> Result<Bytes> {
         self.key_codec.encode(key).map_err(|message| Error::Encode {
             field: Field::Key,
@@ -769,6 +952,7 @@ where
                 parts.activate(*p);
             }
         }
+        self.share_capacity(&parts);
     }
 
     fn deactivate(&self, partitions: &BTreeSet<u32>) {
@@ -782,6 +966,15 @@ where
             }
             parts.remove(p);
         }
+        self.share_capacity(&parts);
+    }
+
+    fn has_changes(&self) -> bool {
+        let parts = self.parts.lock();
+        let changed = parts.iter().any(|part| {
+            !part.dirty.is_empty() || !part.pending.is_empty() || !part.deliveries.is_empty()
+        });
+        changed
     }
 
     async fn flush(&self) -> Result<()> {
@@ -789,6 +982,10 @@ where
             return Ok(());
         };
         let _stored = self.store_order.lock().await;
+        // From taking the changed keys until they are stored, their cache
+        // entries are the only copy outside the changelog: no eviction.
+        self.flushing.store(true, Ordering::Release);
+        let _flushing = ClearOnDrop(&self.flushing);
         // Changed keys (coalescing) or written ops (per write), per partition.
         let mut work: Vec<FlushWork<K>> = Vec::new();
         let mut first_error = None;
@@ -888,6 +1085,15 @@ where
                 continue;
             }
             rt.store.apply(p, WriteBatch { ops: w.ops, offset }).await?;
+        }
+        // What was stored is clean: evict down to the capacity.
+        drop(_flushing);
+        {
+            let capacity = self.part_capacity();
+            let mut parts = self.parts.lock();
+            for (_, part) in parts.iter_mut() {
+                part.trim(capacity);
+            }
         }
         match first_error {
             Some(e) => Err(e),
