@@ -144,7 +144,6 @@ async fn changelog_and_recovery(per_write: bool) {
         let (_, records) = fold_changelog(&name, &changelog);
         assert!((40..=120).contains(&records), "{records} records");
     }
-    let b = broker(&name);
     for k in keys() {
         assert_eq!(counts1.get(&k).await.unwrap(), expected.get(&k).copied());
     }
@@ -153,13 +152,7 @@ async fn changelog_and_recovery(per_write: bool) {
     // partitions and recovers their values from the changelog.
     let (app2, _events2, counts2) = counting_app(&name, per_write);
     let w2 = start(&app2).await;
-    eventually("the group to settle with two members", || {
-        !b.is_rebalancing("counting")
-            && !app1.assignment().is_empty()
-            && !app2.assignment().is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle_two(&name, &app1, &app2).await;
     let mine: Vec<u32> = counts2.active_partitions();
     assert!(
         !mine.is_empty() && mine.len() < 4,
@@ -237,14 +230,7 @@ async fn writing_outside_an_event_to_a_partition_served_elsewhere_names_it() {
     let w1 = start(&app1).await;
     let (app2, _e2, counts2) = counting_app(&name, false);
     let w2 = start(&app2).await;
-    let b = broker(&name);
-    eventually("the group to settle with two members", || {
-        !b.is_rebalancing("counting")
-            && !app1.assignment().is_empty()
-            && !app2.assignment().is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle_two(&name, &app1, &app2).await;
     let mine = counts1.active_partitions();
     let key = keys()
         .into_iter()
