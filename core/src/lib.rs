@@ -33,6 +33,7 @@ pub use event::{Event, EventInfo};
 pub use registry::Registry;
 pub use settings::Settings;
 pub use stream::Stream;
+pub use table::windowed::{WindowRange, WindowedTable};
 pub use table::{Table, TableBuilder};
 pub use topic::{Channel, SendOptions, Topic, TopicBuilder};
 pub use transport::{Message, RecordMetadata, TopicPartition};

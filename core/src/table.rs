@@ -28,6 +28,8 @@ use crate::store::{Store, TableSpec, TableStore, WriteBatch};
 use crate::topic::TopicDef;
 use crate::transport::{Delivery, Producer, Record};
 
+pub mod windowed;
+
 /// What the worker needs of any table, whatever its types.
 #[async_trait]
 pub(crate) trait TableOps: Send + Sync + 'static {
@@ -252,6 +254,8 @@ pub struct TableBuilder<K, V> {
     per_write: bool,
     use_partitioner: bool,
     cache_capacity: usize,
+    /// `compact,delete` with this retention (windowed tables: `expires`).
+    changelog_retention: Option<std::time::Duration>,
     _types: PhantomData<fn() -> K>,
 }
 
@@ -272,6 +276,26 @@ where
             per_write: false,
             use_partitioner: false,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            changelog_retention: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// The same definition for another key type (windowed tables key by
+    /// `(key, window start, window end)`).
+    pub(crate) fn rekey<K2>(self) -> TableBuilder<K2, V> {
+        TableBuilder {
+            app: self.app,
+            name: self.name,
+            help: self.help,
+            partitions: self.partitions,
+            default: self.default,
+            key_serializer: self.key_serializer,
+            value_serializer: self.value_serializer,
+            per_write: self.per_write,
+            use_partitioner: self.use_partitioner,
+            cache_capacity: self.cache_capacity,
+            changelog_retention: self.changelog_retention,
             _types: PhantomData,
         }
     }
@@ -373,6 +397,9 @@ where
             .partitions(partitions)
             .compacting(true)
             .internal(true);
+        if let Some(retention) = self.changelog_retention {
+            changelog = changelog.deleting(true).retention(retention);
+        }
         if let Some(k) = &self.key_serializer {
             changelog = changelog.key_serializer(k.clone());
         }
@@ -513,7 +540,7 @@ where
 
     /// The value of `key` in `partition`: from the cache, else from the store
     /// (then cached). `None` when the partition is not served here.
-    async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
+    pub(crate) async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
         match self.inner.parts.lock().get_mut(&partition) {
             None => return Ok(None),
             Some(part) => {
@@ -578,17 +605,23 @@ where
     /// stream in the key's partition, see [`TableBuilder::use_partitioner`]).
     pub async fn set(&self, key: K, value: V) -> Result<()> {
         let p = self.write_partition(&key)?;
-        self.modify(p, key, |slot| *slot = Some(value))
-            .await
-            .map(|_| ())
+        self.set_in(p, key, value).await
+    }
+
+    /// [`set`](Self::set) in partition `p`.
+    pub(crate) async fn set_in(&self, p: u32, key: K, value: V) -> Result<()> {
+        self.modify(p, key, |slot| *slot = Some(value)).await
     }
 
     /// Remove `key` (in the partition a write goes to, as for [`set`](Self::set)).
     pub async fn delete(&self, key: &K) -> Result<()> {
         let p = self.write_partition(key)?;
-        self.modify(p, key.clone(), |slot| *slot = None)
-            .await
-            .map(|_| ())
+        self.delete_in(p, key).await
+    }
+
+    /// [`delete`](Self::delete) in partition `p`.
+    pub(crate) async fn delete_in(&self, p: u32, key: &K) -> Result<()> {
+        self.modify(p, key.clone(), |slot| *slot = None).await
     }
 
     /// Change the value of `key` in place (starting from the default when
@@ -602,6 +635,15 @@ where
             Some(p) => p,
             None => self.key_partition(&key.to_owned())?,
         };
+        self.update_in(p, key, f).await
+    }
+
+    /// [`update`](Self::update) in partition `p`.
+    pub(crate) async fn update_in<Q>(&self, p: u32, key: &Q, f: impl FnOnce(&mut V)) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if !self.inner.per_write {
             // Fast path: a cached key takes one lock and one lookup, no allocation.
             let mut parts = self.inner.parts.lock();
@@ -762,41 +804,43 @@ where
     /// Entries in the partitions this worker serves.
     pub async fn items(&self) -> Result<Vec<(K, V)>> {
         self.flush_pending_ops().await?;
-        let rt = self.runtime()?;
         let mut active: Vec<u32> = self.inner.parts.lock().keys().collect();
         active.sort_unstable();
         let mut out = Vec::new();
         for p in active {
-            let mut after: Option<Bytes> = None;
-            loop {
-                let page = rt.store.scan(p, after.as_deref(), 1024).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.0.clone());
-                for (k, v) in page {
-                    let key = self
-                        .inner
-                        .key_codec
-                        .decode::<K>(k)
-                        .map_err(|m| Error::Codec {
-                            codec: self.inner.key_codec.name().into(),
-                            message: format!("stored key of table {:?}: {m}", self.inner.name),
-                        })?;
-                    let value =
-                        self.inner
-                            .value_codec
-                            .decode::<V>(v)
-                            .map_err(|m| Error::Codec {
-                                codec: self.inner.value_codec.name().into(),
-                                message: format!(
-                                    "stored value of table {:?}: {m}",
-                                    self.inner.name
-                                ),
-                            })?;
-                    out.push((key, value));
-                }
-            }
+            self.scan_into(p, &mut out).await?;
         }
         Ok(out)
+    }
+
+    /// Entries of one served partition (windowed tables rebuild their index with it).
+    pub(crate) async fn items_in(&self, p: u32) -> Result<Vec<(K, V)>> {
+        self.flush_pending_ops().await?;
+        let mut out = Vec::new();
+        self.scan_into(p, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn scan_into(&self, p: u32, out: &mut Vec<(K, V)>) -> Result<()> {
+        let rt = self.runtime()?;
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = rt.store.scan(p, after.as_deref(), 1024).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0.clone());
+            for (k, v) in page {
+                let key = self
+                    .inner
+                    .key_codec
+                    .decode::<K>(k)
+                    .map_err(|m| Error::Codec {
+                        codec: self.inner.key_codec.name().into(),
+                        message: format!("stored key of table {:?}: {m}", self.inner.name),
+                    })?;
+                out.push((key, self.inner.decode_value(v, p)?));
+            }
+        }
+        Ok(())
     }
 
     /// Number of keys in the partitions this worker serves.
