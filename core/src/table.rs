@@ -518,6 +518,20 @@ where
         }
     }
 
+    /// Where a write about `key` goes when the table's own key is built
+    /// from it (windowed and set tables): the current event's partition, else
+    /// the partition the partitioner gives `key` encoded with the table's
+    /// key codec.
+    pub(crate) fn write_partition_of<Q: Serialize + 'static>(&self, key: &Q) -> Result<u32> {
+        if let Some(p) = self.event_partition()? {
+            return Ok(p);
+        }
+        Ok(crate::partitioner::partition_for_key(
+            &self.inner.encode_key(key)?,
+            self.inner.partitions,
+        ))
+    }
+
     /// The partition the partitioner gives `key` (murmur2 of its encoded
     /// bytes, as for a keyed record sent to the changelog).
     pub fn key_partition(&self, key: &K) -> Result<u32> {
@@ -896,7 +910,8 @@ where
             .store((self.capacity / n).max(1), Ordering::Relaxed);
     }
 
-    fn encode_key(&self, key: &K) -> Result<Bytes> {
+    /// Encode `key` (the table's key, or what windowed and set tables build it from).
+    fn encode_key<Q: Serialize + 'static>(&self, key: &Q) -> Result<Bytes> {
         self.key_codec.encode(key).map_err(|message| Error::Encode {
             field: Field::Key,
             topic: self.changelog.name.to_string(),

@@ -30,8 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Table, TableBuilder};
-use crate::codec::CodecChain;
-use crate::error::{Error, Field, Result};
+use crate::error::{Error, Result};
 use crate::event;
 
 /// A window: `[start_ms, end_ms)` in milliseconds since the epoch.
@@ -272,15 +271,12 @@ where
         }
         let app = self.table.app.clone();
         let table = self.table.rekey::<(K, i64, i64)>().build()?;
-        // The changelog's key codec, for the partition of a bare key.
-        let key_codec = table.inner.key_codec.clone();
         let inner = Arc::new(WindowedInner {
             table,
             window: self.window,
             expires_ms: ms(self.expires),
             relative: self.relative,
             on_close: self.on_close,
-            key_codec,
             clock: Clock::new(),
             state: Mutex::new(WindowState::default()),
         });
@@ -358,7 +354,6 @@ struct WindowedInner<K, V> {
     expires_ms: i64,
     relative: RelativeTo,
     on_close: Option<OnWindowClose<K, V>>,
-    key_codec: CodecChain,
     clock: Clock,
     state: Mutex<WindowState<K>>,
 }
@@ -419,24 +414,7 @@ where
     /// The partition a write of `key` goes to: the current event's, else
     /// the key's by the partitioner.
     fn partition(&self, key: &K) -> Result<u32> {
-        let table = &self.inner.table;
-        if let Some(p) = table.event_partition()? {
-            return Ok(p);
-        }
-        let bytes = self
-            .inner
-            .key_codec
-            .encode(key)
-            .map_err(|message| Error::Encode {
-                field: Field::Key,
-                topic: table.changelog_topic().to_string(),
-                codec: self.inner.key_codec.name().to_string(),
-                message,
-            })?;
-        Ok(crate::partitioner::partition_for_key(
-            &bytes,
-            table.partitions(),
-        ))
+        self.inner.table.write_partition_of(key)
     }
 
     /// Change the value of `key` in every window containing the table's
