@@ -395,7 +395,14 @@ impl Conductor {
             if !new.is_empty() {
                 self.consumer.pause(&new).await?;
             }
-            recovery::recover(&self.app, &self.tables, &to_recover).await?;
+            // Global tables keep themselves current (their own reader).
+            let local: Vec<Arc<dyn TableOps>> = self
+                .tables
+                .iter()
+                .filter(|t| !t.is_global())
+                .cloned()
+                .collect();
+            recovery::recover(&self.app, &local, &to_recover).await?;
             if !new.is_empty() {
                 self.consumer.resume(&new).await?;
             }

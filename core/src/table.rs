@@ -28,6 +28,7 @@ use crate::store::{Store, TableSpec, TableStore, WriteBatch};
 use crate::topic::TopicDef;
 use crate::transport::{Delivery, Producer, Record};
 
+pub mod global;
 pub mod windowed;
 
 /// What the worker needs of any table, whatever its types.
@@ -48,6 +49,9 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     async fn flush(&self) -> Result<()>;
     /// Whether there are writes a flush would send or store.
     fn has_changes(&self) -> bool;
+    /// A global table: its own reader keeps every partition current; the
+    /// conductor neither recovers nor deactivates it.
+    fn is_global(&self) -> bool;
 }
 
 /// Clears a flag when dropped (whichever way a flush ends).
@@ -227,6 +231,8 @@ pub(crate) struct TableInner<K, V> {
     default: Option<Arc<dyn Fn() -> V + Send + Sync>>,
     per_write: bool,
     use_partitioner: bool,
+    /// Every worker serves every partition, kept current by a changelog reader.
+    global: bool,
     /// Cached keys per table (over all partitions).
     capacity: usize,
     /// `capacity` shared among the active partitions.
@@ -253,6 +259,7 @@ pub struct TableBuilder<K, V> {
     value_serializer: Option<String>,
     per_write: bool,
     use_partitioner: bool,
+    global: bool,
     cache_capacity: usize,
     /// `compact,delete` with this retention (windowed tables: `expires`).
     changelog_retention: Option<std::time::Duration>,
@@ -275,6 +282,7 @@ where
             value_serializer: None,
             per_write: false,
             use_partitioner: false,
+            global: false,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             changelog_retention: None,
             _types: PhantomData,
@@ -294,6 +302,7 @@ where
             value_serializer: self.value_serializer,
             per_write: self.per_write,
             use_partitioner: self.use_partitioner,
+            global: self.global,
             cache_capacity: self.cache_capacity,
             changelog_retention: self.changelog_retention,
             _types: PhantomData,
@@ -416,7 +425,8 @@ where
             changelog: changelog.def.clone(),
             default: self.default,
             per_write: self.per_write,
-            use_partitioner: self.use_partitioner,
+            use_partitioner: self.use_partitioner || self.global,
+            global: self.global,
             capacity: self.cache_capacity,
             part_capacity: AtomicUsize::new(self.cache_capacity),
             flushing: AtomicBool::new(false),
@@ -426,7 +436,11 @@ where
             store_order: tokio::sync::Mutex::new(()),
         });
         app.inner.defs.lock().tables.push(inner.clone());
-        Ok(Table { inner })
+        let table = Table { inner };
+        if table.inner.global {
+            global::register_reader(&app, &table);
+        }
+        Ok(table)
     }
 }
 
@@ -874,6 +888,37 @@ where
         Ok(self.len().await? == 0)
     }
 
+    /// Serve every partition (global tables, once caught up).
+    pub(crate) fn activate_all(&self) {
+        let mut parts = self.inner.parts.lock();
+        for p in 0..self.inner.partitions {
+            parts.activate(p);
+        }
+        self.inner.share_capacity(&parts);
+    }
+
+    /// Changelog records of partition `p` were stored by a reader: drop the
+    /// clean cached entries of their keys, so reads see the stored values.
+    /// Changed keys keep their newer local value.
+    pub(crate) fn forget_clean(&self, p: u32, keys: impl Iterator<Item = Bytes>) {
+        let decoded: Vec<K> = keys
+            .filter_map(|k| self.inner.key_codec.decode::<K>(k).ok())
+            .collect();
+        let mut parts = self.inner.parts.lock();
+        if let Some(part) = parts.get_mut(&p) {
+            for k in decoded {
+                if part.cache.get(&k).is_some_and(|slot| !slot.dirty) {
+                    part.cache.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The table's store, once open.
+    pub(crate) fn store(&self) -> Result<Arc<dyn TableStore>> {
+        Ok(self.runtime()?.store.clone())
+    }
+
     /// Keys now held in memory (over the served partitions); at most the
     /// cache capacity plus the keys changed since the last commit.
     pub fn cached_keys(&self) -> usize {
@@ -1005,6 +1050,11 @@ where
     }
 
     fn activate(&self, partitions: &BTreeSet<u32>) {
+        if self.global {
+            // Served from the start (after its reader caught up), whatever
+            // the group assigns.
+            return;
+        }
         let mut parts = self.parts.lock();
         for p in partitions {
             if *p < self.partitions {
@@ -1015,6 +1065,9 @@ where
     }
 
     fn deactivate(&self, partitions: &BTreeSet<u32>) {
+        if self.global {
+            return;
+        }
         let mut parts = self.parts.lock();
         for p in partitions {
             if let Some(part) = parts.get(p) {
@@ -1026,6 +1079,10 @@ where
             parts.remove(p);
         }
         self.share_capacity(&parts);
+    }
+
+    fn is_global(&self) -> bool {
+        self.global
     }
 
     fn has_changes(&self) -> bool {
@@ -1143,6 +1200,10 @@ where
                     .await?;
                 continue;
             }
+            // A global table's offsets belong to its changelog reader: other
+            // workers write to the same partitions, and their records below
+            // ours may not be read yet.
+            let offset = if self.global { None } else { offset };
             rt.store.apply(p, WriteBatch { ops: w.ops, offset }).await?;
         }
         // What was stored is clean: evict down to the capacity.
