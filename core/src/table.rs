@@ -49,6 +49,9 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     async fn flush(&self) -> Result<()>;
     /// Whether there are writes a flush would send or store.
     fn has_changes(&self) -> bool;
+    /// The worker stopped: forget cached values and let go of the store
+    /// (its files can be opened again, by this app or another).
+    fn close(&self);
     /// A global table: its own reader keeps every partition current; the
     /// conductor neither recovers nor deactivates it.
     fn is_global(&self) -> bool;
@@ -216,6 +219,7 @@ impl<K, V> Parts<K, V> {
     }
 }
 
+#[derive(Clone)]
 struct Runtime {
     store: Arc<dyn TableStore>,
     producer: Arc<dyn Producer>,
@@ -240,7 +244,8 @@ pub(crate) struct TableInner<K, V> {
     /// A flush is between taking changed keys and storing them: nothing is evicted.
     flushing: AtomicBool,
     parts: Mutex<Parts<K, V>>,
-    runtime: std::sync::OnceLock<Runtime>,
+    /// Store and producer while a worker runs (released when it stops).
+    runtime: parking_lot::RwLock<Option<Runtime>>,
     write_order: tokio::sync::Mutex<()>,
     /// Held while changes move to the store (flush), so `items`/`len` never
     /// read the store between a flush taking the changed keys and storing them.
@@ -431,7 +436,7 @@ where
             part_capacity: AtomicUsize::new(self.cache_capacity),
             flushing: AtomicBool::new(false),
             parts: Mutex::new(Parts(Vec::new())),
-            runtime: std::sync::OnceLock::new(),
+            runtime: parking_lot::RwLock::new(None),
             write_order: tokio::sync::Mutex::new(()),
             store_order: tokio::sync::Mutex::new(()),
         });
@@ -492,8 +497,8 @@ where
         self.inner.partitions
     }
 
-    fn runtime(&self) -> Result<&Runtime> {
-        self.inner.runtime.get().ok_or_else(|| {
+    fn runtime(&self) -> Result<Runtime> {
+        self.inner.runtime.read().clone().ok_or_else(|| {
             Error::State(format!(
                 "table {:?} is not open: start the worker first",
                 self.inner.name
@@ -1032,13 +1037,13 @@ where
     }
 
     async fn open(&self, store: &Arc<dyn Store>, producer: Arc<dyn Producer>) -> Result<()> {
-        if self.runtime.get().is_some() {
+        if self.runtime.read().is_some() {
             return Ok(());
         }
         let ts = store
             .open(&TableSpec::new(self.name.clone(), self.partitions))
             .await?;
-        let _ = self.runtime.set(Runtime {
+        *self.runtime.write() = Some(Runtime {
             store: ts,
             producer,
         });
@@ -1046,7 +1051,7 @@ where
     }
 
     fn table_store(&self) -> Option<Arc<dyn TableStore>> {
-        self.runtime.get().map(|r| r.store.clone())
+        self.runtime.read().as_ref().map(|r| r.store.clone())
     }
 
     fn activate(&self, partitions: &BTreeSet<u32>) {
@@ -1085,6 +1090,14 @@ where
         self.global
     }
 
+    fn close(&self) {
+        if self.has_changes() {
+            tracing::warn!(table = %self.name, "closing with unflushed writes; they stay in the changelog");
+        }
+        self.parts.lock().0.clear();
+        *self.runtime.write() = None;
+    }
+
     fn has_changes(&self) -> bool {
         let parts = self.parts.lock();
         let changed = parts.iter().any(|part| {
@@ -1094,7 +1107,7 @@ where
     }
 
     async fn flush(&self) -> Result<()> {
-        let Some(rt) = self.runtime.get() else {
+        let Some(rt) = self.runtime.read().clone() else {
             return Ok(());
         };
         let _stored = self.store_order.lock().await;
