@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use faustus::prelude::*;
 use faustus::store::{Store, StoreContext, TableSpec, WriteBatch};
-use faustus::transport::{ConsumerConfig, ConsumerEvent, ProducerConfig, Record, TopicPartition, TopicSpec, Transport};
+use faustus::transport::{
+    ConsumerConfig, ConsumerEvent, ProducerConfig, Record, TopicPartition, TopicSpec, Transport,
+};
 use faustus_store_redb::{RedbConfig, RedbStore};
 use faustus_transport_memory::MemoryTransport;
 
@@ -44,21 +46,19 @@ fn counting_app(
         counts = counts.cache_capacity(c);
     }
     let counts = counts.build()?;
-    app.agent::<(), String>("count")
-        .on(&updates)
-        .build({
+    app.agent::<(), String>("count").on(&updates).build({
+        let counts = counts.clone();
+        move |s| {
             let counts = counts.clone();
-            move |s| {
-                let counts = counts.clone();
-                async move {
-                    let mut values = s.items();
-                    while let Some((_, k)) = values.next().await {
-                        counts.update(k.as_str(), |n| *n += 1).await?;
-                    }
-                    Ok(())
+            async move {
+                let mut values = s.items();
+                while let Some((_, k)) = values.next().await {
+                    counts.update(k.as_str(), |n| *n += 1).await?;
                 }
+                Ok(())
             }
-        })?;
+        }
+    })?;
     Ok((app, updates, counts))
 }
 
@@ -75,13 +75,8 @@ fn redb_key(partition: u32, key: &str) -> Vec<u8> {
 pub(crate) async fn redb_updates(n: u64) -> BenchResult<Row> {
     println!("table-redb: {n} distinct keys, {PARTITIONS} partitions, redb store");
     let dir = temp_dir("table-redb");
-    let (app, updates, counts) = counting_app(
-        "bench-table-redb",
-        "memory://",
-        &dir,
-        PARTITIONS,
-        None,
-    )?;
+    let (app, updates, counts) =
+        counting_app("bench-table-redb", "memory://", &dir, PARTITIONS, None)?;
     let values: Vec<Bytes> = (0..n).map(|i| encode(&key(i))).collect();
     let last = produce(&updates, &values).await?;
     let t0 = Instant::now();
@@ -121,7 +116,10 @@ pub(crate) async fn redb_updates(n: u64) -> BenchResult<Row> {
     }
     drop(db);
     let base = t0.elapsed();
-    println!("  raw redb: {base:.2?} ({} transactions)", n.div_ceil(10_000));
+    println!(
+        "  raw redb: {base:.2?} ({} transactions)",
+        n.div_ceil(10_000)
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&base_dir);
     Ok(Row {
@@ -163,7 +161,9 @@ pub(crate) async fn recovery(n: u64) -> BenchResult<Vec<Row>> {
 
     // Bare consumer.
     let t0 = Instant::now();
-    let mut consumer = transport.consumer(&ConsumerConfig::groupless("bench-bare")).await?;
+    let mut consumer = transport
+        .consumer(&ConsumerConfig::groupless("bench-bare"))
+        .await?;
     let tps: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(changelog, p))
         .collect();
@@ -200,7 +200,8 @@ pub(crate) async fn recovery(n: u64) -> BenchResult<Vec<Row>> {
     let t0 = Instant::now();
     {
         let ctx = StoreContext::new("bench-recovery", &dir);
-        let url = faustus::DriverUrl::parse("store", &format!("redb://{}?cache_mb=16", dir.display()))?;
+        let url =
+            faustus::DriverUrl::parse("store", &format!("redb://{}?cache_mb=16", dir.display()))?;
         let store = RedbStore::new(RedbConfig::from_url(&url, &ctx)?);
         let t = store.open(&TableSpec::new("counts", PARTITIONS)).await?;
         for p in 0..PARTITIONS {
@@ -250,7 +251,8 @@ pub(crate) async fn rss(n: u64, cache: usize) -> BenchResult<()> {
     // Fill the store directly (no changelog: nothing to recover).
     {
         let ctx = StoreContext::new("bench-rss", &dir);
-        let url = faustus::DriverUrl::parse("store", &format!("redb://{}?cache_mb=16", dir.display()))?;
+        let url =
+            faustus::DriverUrl::parse("store", &format!("redb://{}?cache_mb=16", dir.display()))?;
         let store = RedbStore::new(RedbConfig::from_url(&url, &ctx)?);
         let t = store.open(&TableSpec::new("counts", 1)).await?;
         let one = encode(&1u64);

@@ -108,9 +108,73 @@ struct Part<K, V> {
     pending: Vec<(Bytes, Option<Bytes>)>,
     /// Changelog deliveries not yet awaited (per-write mode).
     deliveries: Vec<Delivery>,
+    /// What a cache miss may skip (see `Table::read_missing`).
+    known: Known,
+    /// Bumped whenever a flush starts moving this partition's changes to the store.
+    store_epoch: u64,
+}
+
+/// What is known of a partition's store, for cache misses.
+enum Known {
+    /// Not looked yet.
+    Unchecked,
+    /// The store held data (or may be written by others): read on every miss.
+    Unfiltered,
+    /// The store was empty: it holds at most the keys in this filter.
+    Filter(KeyFilter),
+}
+
+/// A growing Bloom filter of key hashes: layers of 10 bits per key, each
+/// twice the size of the one before, 4 probes. No false negatives.
+#[derive(Default)]
+struct KeyFilter {
+    layers: Vec<(Vec<u64>, usize)>,
+}
+
+impl KeyFilter {
+    const FIRST_KEYS: usize = 4096;
+
+    fn probes(hash: u64, bits: usize) -> impl Iterator<Item = usize> {
+        let h2 = hash.rotate_left(32) | 1;
+        let mask = bits as u64 - 1;
+        (0..4u64).map(move |i| (hash.wrapping_add(i.wrapping_mul(h2)) & mask) as usize)
+    }
+
+    fn insert(&mut self, hash: u64) {
+        let full = match self.layers.last() {
+            None => true,
+            Some((words, n)) => *n * 10 >= words.len() * 64,
+        };
+        if full {
+            let keys = Self::FIRST_KEYS << self.layers.len().min(20);
+            let bits = (keys * 10).next_power_of_two();
+            self.layers.push((vec![0; bits / 64], 0));
+        }
+        if let Some((words, n)) = self.layers.last_mut() {
+            let bits = words.len() * 64;
+            for b in Self::probes(hash, bits) {
+                words[b / 64] |= 1 << (b % 64);
+            }
+            *n += 1;
+        }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        self.layers.iter().any(|(words, _)| {
+            let bits = words.len() * 64;
+            Self::probes(hash, bits).all(|b| words[b / 64] & (1 << (b % 64)) != 0)
+        })
+    }
 }
 
 impl<K: Hash + Eq, V> Part<K, V> {
+    /// `key` (by hash) may reach the store from here.
+    fn note_stored(&mut self, hash: u64) {
+        if let Known::Filter(f) = &mut self.known {
+            f.insert(hash);
+        }
+    }
+
     /// Make room for one more key when the cache holds `capacity` keys:
     /// evict about an eighth of the capacity of clean entries, unused ones
     /// first (second chance: a sweep clears the used mark of those it keeps).
@@ -166,6 +230,8 @@ impl<K, V> Default for Part<K, V> {
             dirty: Vec::new(),
             pending: Vec::new(),
             deliveries: Vec::new(),
+            known: Known::Unchecked,
+            store_epoch: 0,
         }
     }
 }
@@ -243,6 +309,8 @@ pub(crate) struct TableInner<K, V> {
     part_capacity: AtomicUsize,
     /// A flush is between taking changed keys and storing them: nothing is evicted.
     flushing: AtomicBool,
+    /// Hashes keys for the partitions' key filters.
+    key_hasher: ahash::RandomState,
     parts: Mutex<Parts<K, V>>,
     /// Store and producer while a worker runs (released when it stops).
     runtime: parking_lot::RwLock<Option<Runtime>>,
@@ -435,6 +503,7 @@ where
             capacity: self.cache_capacity,
             part_capacity: AtomicUsize::new(self.cache_capacity),
             flushing: AtomicBool::new(false),
+            key_hasher: ahash::RandomState::new(),
             parts: Mutex::new(Parts(Vec::new())),
             runtime: parking_lot::RwLock::new(None),
             write_order: tokio::sync::Mutex::new(()),
@@ -583,7 +652,7 @@ where
                 }
             }
         }
-        let value = self.read_store(partition, key).await?;
+        let value = self.read_missing(partition, key).await?;
         if let Some(part) = self.inner.parts.lock().get_mut(&partition) {
             if !part.cache.contains_key(key) {
                 part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
@@ -592,6 +661,48 @@ where
             }
         }
         Ok(value)
+    }
+
+    /// The stored value of a key not in the cache. Skips the store when the
+    /// partition's key filter rules the key out (the store partition was
+    /// empty when first checked, and the filter holds every key written
+    /// here since).
+    async fn read_missing(&self, p: u32, key: &K) -> Result<Option<V>> {
+        let hash = self.inner.key_hash(key);
+        let epoch = {
+            let parts = self.inner.parts.lock();
+            let part = parts.get(&p).ok_or_else(|| self.not_assigned(p))?;
+            match &part.known {
+                Known::Filter(f) if !f.may_contain(hash) => return Ok(None),
+                Known::Unchecked if !self.inner.global => Some(part.store_epoch),
+                _ => None,
+            }
+        };
+        if let Some(epoch) = epoch {
+            // First miss in this partition: is its store empty?
+            let empty = self.runtime()?.store.scan(p, None, 1).await?.is_empty();
+            let mut parts = self.inner.parts.lock();
+            if let Some(part) = parts.get_mut(&p) {
+                if matches!(part.known, Known::Unchecked) {
+                    if !empty {
+                        part.known = Known::Unfiltered;
+                    } else if part.store_epoch == epoch {
+                        // Nothing written to the store since the check: the
+                        // store holds at most the keys cached now.
+                        let mut f = KeyFilter::default();
+                        for k in part.cache.keys() {
+                            f.insert(self.inner.key_hash(k));
+                        }
+                        let absent = !f.may_contain(hash);
+                        part.known = Known::Filter(f);
+                        if absent {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+        self.read_store(p, key).await
     }
 
     async fn read_store(&self, partition: u32, key: &K) -> Result<Option<V>> {
@@ -695,6 +806,7 @@ where
                 slot.used = true;
                 if !slot.dirty {
                     slot.dirty = true;
+                    part.note_stored(self.inner.key_hash(key));
                     part.dirty.push(key.to_owned());
                 }
                 return Ok(out);
@@ -728,73 +840,89 @@ where
     /// Apply `change` to the cached value of `key` in partition `p` (loading
     /// it from the store first when not cached) and record the write.
     async fn modify(&self, p: u32, key: K, change: impl FnOnce(&mut Option<V>)) -> Result<()> {
-        let cached = match self.inner.parts.lock().get(&p) {
-            None => return Err(self.not_assigned(p)),
-            Some(part) => part.cache.contains_key(&key),
-        };
-        let loaded = if cached {
-            None
-        } else {
-            Some(self.read_store(p, &key).await?)
-        };
         if self.inner.per_write {
-            return self.modify_per_write(p, key, loaded, change).await;
+            return self.modify_per_write(p, key, change).await;
         }
-        let mut parts = self.inner.parts.lock();
-        let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-        let dirty_key = match part.cache.get_mut(&key) {
-            Some(slot) => {
-                change(&mut slot.value);
-                slot.used = true;
-                !std::mem::replace(&mut slot.dirty, true)
+        let mut change = Some(change);
+        // The cache is looked at again under the lock that applies the
+        // change: the key may have been cached or evicted meanwhile.
+        let mut loaded: Option<Option<V>> = None;
+        loop {
+            {
+                let mut parts = self.inner.parts.lock();
+                let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
+                let dirty_key = match (part.cache.get_mut(&key), loaded.take()) {
+                    (Some(slot), _) => {
+                        if let Some(change) = change.take() {
+                            change(&mut slot.value);
+                        }
+                        slot.used = true;
+                        let newly = !std::mem::replace(&mut slot.dirty, true);
+                        if newly {
+                            part.note_stored(self.inner.key_hash(&key));
+                        }
+                        Some(newly)
+                    }
+                    (None, Some(mut value)) => {
+                        if let Some(change) = change.take() {
+                            change(&mut value);
+                        }
+                        part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                        part.note_stored(self.inner.key_hash(&key));
+                        part.cache.insert(key.clone(), Slot::new(value, true));
+                        Some(true)
+                    }
+                    (None, None) => None,
+                };
+                match dirty_key {
+                    Some(true) => {
+                        part.dirty.push(key);
+                        return Ok(());
+                    }
+                    Some(false) => return Ok(()),
+                    None => {}
+                }
             }
-            None => {
-                let mut value = loaded.flatten();
-                change(&mut value);
-                part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
-                part.cache.insert(key.clone(), Slot::new(value, true));
-                true
-            }
-        };
-        if dirty_key {
-            part.dirty.push(key);
+            loaded = Some(self.read_missing(p, &key).await?);
         }
-        Ok(())
     }
 
     async fn modify_per_write(
         &self,
         p: u32,
         key: K,
-        loaded: Option<Option<V>>,
         change: impl FnOnce(&mut Option<V>),
     ) -> Result<()> {
         let rt = self.runtime()?;
         // One writer at a time, so the changelog order is the write order.
         let _order = self.inner.write_order.lock().await;
+        let mut change = Some(change);
+        let mut loaded: Option<Option<V>> = None;
         // The op joins `pending` under the same lock as the cache change, so
         // the entry is never evictable while its value is in no store.
-        let (kb, vb) = {
-            let mut parts = self.inner.parts.lock();
-            let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-            let capacity = self.inner.part_capacity();
-            let flushing = self.inner.is_flushing();
-            if !part.cache.contains_key(&key) {
-                part.make_room(capacity, flushing);
-                part.cache
-                    .insert(key.clone(), Slot::new(loaded.flatten(), false));
+        let (kb, vb) = loop {
+            {
+                let mut parts = self.inner.parts.lock();
+                let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
+                if !part.cache.contains_key(&key) {
+                    if let Some(value) = loaded.take() {
+                        part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                        part.cache.insert(key.clone(), Slot::new(value, false));
+                    }
+                }
+                let hash = self.inner.key_hash(&key);
+                if let Some(slot) = part.cache.get_mut(&key) {
+                    if let Some(change) = change.take() {
+                        change(&mut slot.value);
+                    }
+                    slot.used = true;
+                    let op = self.inner.encode_op(&key, slot.value.as_ref())?;
+                    part.pending.push(op.clone());
+                    part.note_stored(hash);
+                    break op;
+                }
             }
-            let Some(slot) = part.cache.get_mut(&key) else {
-                return Err(Error::State(format!(
-                    "table {:?}: cached entry vanished",
-                    self.inner.name
-                )));
-            };
-            change(&mut slot.value);
-            slot.used = true;
-            let op = self.inner.encode_op(&key, slot.value.as_ref())?;
-            part.pending.push(op.clone());
-            op
+            loaded = Some(self.read_missing(p, &key).await?);
         };
         let mut record = Record::new(self.inner.changelog.name.clone(), Some(kb), vb);
         record.partition = Some(p);
@@ -816,6 +944,7 @@ where
             let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {
                 let n = &n;
+                part.store_epoch += 1;
                 let mut ops = std::mem::take(&mut part.pending);
                 for k in &part.dirty {
                     if let Some(slot) = part.cache.get(k) {
@@ -830,6 +959,9 @@ where
         };
         for (p, ops) in batches {
             rt.store.apply(p, WriteBatch { ops, offset: None }).await?;
+        }
+        for (_, part) in self.inner.parts.lock().iter_mut() {
+            part.store_epoch += 1;
         }
         Ok(())
     }
@@ -945,6 +1077,10 @@ where
     K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    fn key_hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.key_hasher.hash_one(key)
+    }
+
     fn part_capacity(&self) -> usize {
         self.part_capacity.load(Ordering::Relaxed)
     }
@@ -1121,6 +1257,7 @@ where
         {
             let mut parts = self.parts.lock();
             for (n, part) in parts.iter_mut() {
+                part.store_epoch += 1;
                 if !part.dirty.is_empty() {
                     let mut ops = Vec::with_capacity(part.dirty.len());
                     let mut keys = Vec::with_capacity(part.dirty.len());
@@ -1225,6 +1362,9 @@ where
             let capacity = self.part_capacity();
             let mut parts = self.parts.lock();
             for (_, part) in parts.iter_mut() {
+                // A store check that overlapped this flush must not trust
+                // what it saw.
+                part.store_epoch += 1;
                 part.trim(capacity);
             }
         }
@@ -1232,5 +1372,38 @@ where
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyFilter;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_key_filter_has_no_false_negatives(keys in prop::collection::vec(any::<u64>(), 0..20_000)) {
+            let mut f = KeyFilter::default();
+            for k in &keys {
+                f.insert(*k);
+            }
+            for k in &keys {
+                prop_assert!(f.may_contain(*k));
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_filter_rules_out_most_other_keys() {
+        let s = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut f = KeyFilter::default();
+        for i in 0..100_000u64 {
+            f.insert(s.hash_one(i));
+        }
+        let false_positives = (100_000..200_000u64)
+            .filter(|i| f.may_contain(s.hash_one(i)))
+            .count();
+        // About 1% per layer at 10 bits per key; several layers add up.
+        assert!(false_positives < 10_000, "{false_positives} of 100000");
     }
 }
