@@ -14,6 +14,9 @@ use faustus_transport_memory::MemoryTransport;
 
 use crate::{encode, produce, rate, rss_mib, BenchResult, Row, COMMIT_INTERVAL, PARTITIONS};
 
+/// The app, its `updates` topic and its `counts` table.
+type CountingApp = (App, Topic<(), String>, Table<String, u64>);
+
 fn temp_dir(what: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("faustus-bench-{what}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -32,7 +35,7 @@ fn counting_app(
     dir: &Path,
     partitions: u32,
     cache: Option<usize>,
-) -> BenchResult<(App, Topic<(), String>, Table<String, u64>)> {
+) -> BenchResult<CountingApp> {
     let app = faustus::app(id)
         .env(Default::default())
         .broker(broker)
