@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -276,4 +277,105 @@ fn a_zero_window_is_a_clear_error() {
         .unwrap_err();
     assert!(e.to_string().contains("\"t\""), "{e}");
     assert!(e.to_string().contains("window size"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sessions_grow_merge_when_bridged_and_close_with_the_merged_value() {
+    let name = unique("sessions");
+    let app = app_on(&name, "sessions")
+        .topic_partitions(1u32)
+        .table_cleanup_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let clicks = app.topic::<String, u64>("clicks").build().unwrap();
+    let closed: Closed = Arc::default();
+    let sessions = app
+        .table::<String, u64>("sessions")
+        .with_default()
+        .session(Duration::from_secs(10), Duration::from_secs(30), |a, b| {
+            a + b
+        })
+        .on_window_close({
+            let closed = closed.clone();
+            move |k: &String, r, v: &u64| closed.lock().unwrap().push((k.clone(), r, *v))
+        })
+        .build()
+        .unwrap();
+    app.agent::<String, u64>("count")
+        .on(&clicks)
+        .build({
+            let sessions = sessions.clone();
+            move |s| {
+                let sessions = sessions.clone();
+                async move {
+                    let mut items = s.items();
+                    while let Some((user, n)) = items.next().await {
+                        sessions
+                            .update(&user.unwrap_or_default(), |c| *c += n)
+                            .await?;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let w = start(&app).await;
+    let click = |user: &str, t: i64| {
+        let (clicks, app) = (clicks.clone(), app.clone());
+        let user = user.to_string();
+        async move {
+            let md = clicks
+                .send_with(Some(user), 1, SendOptions::new().timestamp_ms(t))
+                .await
+                .unwrap();
+            app.processed(&TopicPartition::new("clicks", md.partition), md.offset)
+                .await;
+        }
+    };
+    let u = "u".to_string();
+    click("u", T0).await;
+    click("u", T0 + 5 * SEC).await;
+    click("u", T0 + 30 * SEC).await;
+    assert_eq!(
+        sessions.windows(&u).await.unwrap(),
+        vec![
+            (range(T0, T0 + 15 * SEC), 2),
+            (range(T0 + 30 * SEC, T0 + 40 * SEC), 1)
+        ]
+    );
+    // Within the gap before the second session: it grows backwards.
+    click("u", T0 + 22 * SEC).await;
+    // Within the gap of both: they merge (2 + 2, plus this click).
+    click("u", T0 + 13 * SEC).await;
+    assert_eq!(
+        sessions.windows(&u).await.unwrap(),
+        vec![(range(T0, T0 + 40 * SEC), 5)]
+    );
+    let set = sessions.get(&u);
+    assert_eq!(set.at(T0 + 39 * SEC).await.unwrap(), Some(5));
+    assert_eq!(set.at(T0 + 40 * SEC).await.unwrap(), None);
+    // The changelog folds to the one merged session.
+    let b = broker(&name);
+    let mut fold: BTreeMap<(String, i64, i64), Option<u64>> = BTreeMap::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for m in b.messages(sessions.table().changelog_topic(), 0) {
+        let k = serde_json::from_slice(m.key.as_deref().unwrap()).unwrap();
+        fold.insert(k, m.value.map(|v| serde_json::from_slice(&v).unwrap()));
+    }
+    fold.retain(|_, v| v.is_some());
+    assert_eq!(
+        fold,
+        BTreeMap::from([(("u".to_string(), T0, T0 + 40 * SEC), Some(5))])
+    );
+    // Time moves on: the session closes with its merged value.
+    click("v", T0 + 100 * SEC).await;
+    eventually("the session to close", || {
+        closed
+            .lock()
+            .unwrap()
+            .contains(&("u".into(), range(T0, T0 + 40 * SEC), 5))
+    })
+    .await;
+    assert!(sessions.windows(&u).await.unwrap().is_empty());
+    w.stop().await.unwrap();
 }

@@ -3,7 +3,10 @@
 //! A windowed table is a [`Table`] keyed by `(key, window start, window end)`
 //! (milliseconds since the epoch, end exclusive). An update at time `t`
 //! changes the value of every window that contains `t` (one for tumbling and
-//! sliding windows, `size / step` for hopping ones). Which time an update or
+//! sliding windows, `size / step` for hopping ones). Session windows
+//! ([`TableBuilder::session`]) are per key: an event within `gap` of a
+//! session extends it, one within `gap` of two merges them (with the
+//! table's merge function), otherwise it starts a new one. Which time an update or
 //! a read uses is the table's *relative-to* setting: the current event's
 //! timestamp ([`relative_to_stream`](WindowedTableBuilder::relative_to_stream),
 //! the default) or the wall clock
@@ -19,7 +22,7 @@
 //! callback received the key, the window and its final value. The
 //! changelog is `compact,delete` with `retention.ms = expires`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -78,6 +81,14 @@ pub enum Window {
         /// Reach after the event (ms).
         after_ms: i64,
     },
+    /// Per key, sessions of events less than `gap` apart: `[first event,
+    /// last event + gap)`. An event joins every session it comes within
+    /// `gap` of (merging them). `ranges(t)` gives the session an event
+    /// starts when it joins none.
+    Session {
+        /// Inactivity that ends a session (ms).
+        gap_ms: i64,
+    },
 }
 
 impl Window {
@@ -108,6 +119,10 @@ impl Window {
             } => vec![WindowRange {
                 start_ms: t_ms - before_ms,
                 end_ms: t_ms + after_ms + 1,
+            }],
+            Window::Session { gap_ms } => vec![WindowRange {
+                start_ms: t_ms,
+                end_ms: t_ms + gap_ms,
             }],
         }
     }
@@ -144,8 +159,12 @@ pub struct WindowedTableBuilder<K, V> {
     expires: Duration,
     relative: RelativeTo,
     on_close: Option<OnWindowClose<K, V>>,
+    merge: Option<Merge<V>>,
     error: Option<String>,
 }
+
+/// Combines the values of two sessions an event bridges.
+type Merge<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -216,6 +235,22 @@ where
         )
     }
 
+    /// Session windows: per key, events less than `gap` apart form one
+    /// session `[first, last + gap)`, removed `expires` after it ends. An
+    /// event that bridges two sessions merges them; `merge` combines their
+    /// values (earlier session first). Faust has no session windows.
+    pub fn session(
+        self,
+        gap: Duration,
+        expires: Duration,
+        merge: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> WindowedTableBuilder<K, V> {
+        let error = (gap.as_millis() == 0).then(|| "the session gap must be at least 1 ms".into());
+        let mut b = self.windowed(Window::Session { gap_ms: ms(gap) }, expires, error);
+        b.merge = Some(Arc::new(merge));
+        b
+    }
+
     fn windowed(
         mut self,
         window: Window,
@@ -229,6 +264,7 @@ where
             expires,
             relative: RelativeTo::Stream,
             on_close: None,
+            merge: None,
             error,
         }
     }
@@ -277,6 +313,7 @@ where
             expires_ms: ms(self.expires),
             relative: self.relative,
             on_close: self.on_close,
+            merge: self.merge,
             clock: Clock::new(),
             state: Mutex::new(WindowState::default()),
         });
@@ -322,6 +359,8 @@ struct PartWindows<K> {
     latest_ms: Option<i64>,
     /// (end, start) → keys with a value in that window.
     windows: BTreeMap<(i64, i64), HashSet<K>>,
+    /// Session windows: key → start → end of its sessions.
+    sessions: HashMap<K, BTreeMap<i64, i64>>,
 }
 
 impl<K> Default for PartWindows<K> {
@@ -329,6 +368,37 @@ impl<K> Default for PartWindows<K> {
         PartWindows {
             latest_ms: None,
             windows: BTreeMap::new(),
+            sessions: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> PartWindows<K> {
+    fn index(&mut self, key: &K, r: WindowRange, session: bool) {
+        let keys = self.windows.entry((r.end_ms, r.start_ms)).or_default();
+        if !keys.contains(key) {
+            keys.insert(key.clone());
+        }
+        if session {
+            self.sessions
+                .entry(key.clone())
+                .or_default()
+                .insert(r.start_ms, r.end_ms);
+        }
+    }
+
+    fn unindex(&mut self, key: &K, r: WindowRange) {
+        if let Some(keys) = self.windows.get_mut(&(r.end_ms, r.start_ms)) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.windows.remove(&(r.end_ms, r.start_ms));
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.remove(&r.start_ms);
+            if s.is_empty() {
+                self.sessions.remove(key);
+            }
         }
     }
 }
@@ -354,6 +424,7 @@ struct WindowedInner<K, V> {
     expires_ms: i64,
     relative: RelativeTo,
     on_close: Option<OnWindowClose<K, V>>,
+    merge: Option<Merge<V>>,
     clock: Clock,
     state: Mutex<WindowState<K>>,
 }
@@ -427,6 +498,9 @@ where
     /// starting from the default when missing. Windows already expired in
     /// the partition (a late event) are left alone.
     pub async fn update_at(&self, key: &K, t_ms: i64, f: impl Fn(&mut V)) -> Result<()> {
+        if let Window::Session { gap_ms } = self.inner.window {
+            return self.update_session(key, t_ms, gap_ms, None, &f).await;
+        }
         let p = self.partition(key)?;
         let ranges = self.track(p, key, t_ms);
         for r in ranges {
@@ -445,6 +519,11 @@ where
 
     /// Set `key` to `value` in every window containing `t_ms`.
     pub async fn set_at(&self, key: &K, t_ms: i64, value: V) -> Result<()> {
+        if let Window::Session { gap_ms } = self.inner.window {
+            return self
+                .update_session(key, t_ms, gap_ms, Some(value), &|_| {})
+                .await;
+        }
         let p = self.partition(key)?;
         for r in self.track(p, key, t_ms) {
             self.inner
@@ -453,6 +532,85 @@ where
                 .await?;
         }
         Ok(())
+    }
+
+    /// An event of `key` at `t_ms` in a session table: start a session, or
+    /// extend (and merge) the sessions it comes within `gap` of; then set
+    /// the value (`set`) or change it with `f`.
+    async fn update_session<F: Fn(&mut V)>(
+        &self,
+        key: &K,
+        t_ms: i64,
+        gap_ms: i64,
+        set: Option<V>,
+        f: &F,
+    ) -> Result<()> {
+        let p = self.partition(key)?;
+        self.load_stored_windows().await?;
+        let (new, old) = {
+            let mut state = self.inner.state.lock();
+            let part = state.parts.entry(p).or_default();
+            if self.inner.relative == RelativeTo::Stream {
+                part.latest_ms = Some(part.latest_ms.map_or(t_ms, |l| l.max(t_ms)));
+            }
+            if self
+                .horizon(part.latest_ms)
+                .is_some_and(|h| t_ms + gap_ms <= h)
+            {
+                return Ok(()); // late: its session would be expired already
+            }
+            let old: Vec<WindowRange> = part
+                .sessions
+                .get(key)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(s, e)| t_ms + gap_ms > **s && t_ms < **e)
+                        .map(|(s, e)| WindowRange {
+                            start_ms: *s,
+                            end_ms: *e,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let new = WindowRange {
+                start_ms: old.iter().map(|r| r.start_ms).fold(t_ms, i64::min),
+                end_ms: old.iter().map(|r| r.end_ms).fold(t_ms + gap_ms, i64::max),
+            };
+            for r in &old {
+                part.unindex(key, *r);
+            }
+            part.index(key, new, true);
+            (new, old)
+        };
+        let table = &self.inner.table;
+        let wkey = |r: WindowRange| (key.clone(), r.start_ms, r.end_ms);
+        if set.is_none() && old.len() == 1 && old[0] == new {
+            table.update_in(p, &wkey(new), f).await?;
+            return Ok(());
+        }
+        let mut value = match set {
+            Some(v) => v,
+            None => {
+                let mut acc: Option<V> = None;
+                for r in &old {
+                    if let Some(v) = table.load(p, &wkey(*r)).await? {
+                        acc = Some(match (acc, &self.inner.merge) {
+                            (Some(a), Some(m)) => m(a, v),
+                            _ => v,
+                        });
+                    }
+                }
+                match acc {
+                    Some(v) => v,
+                    None => table.inner.default_value()?,
+                }
+            }
+        };
+        f(&mut value);
+        for r in old.iter().filter(|r| **r != new) {
+            table.delete_in(p, &wkey(*r)).await?;
+        }
+        table.set_in(p, wkey(new), value).await
     }
 
     /// Note `t_ms` as seen in partition `p` and return the windows of `t_ms`
@@ -467,10 +625,7 @@ where
         let mut out = self.inner.window.ranges(t_ms);
         out.retain(|r| horizon.is_none_or(|h| r.end_ms > h));
         for r in &out {
-            let keys = part.windows.entry((r.end_ms, r.start_ms)).or_default();
-            if !keys.contains(key) {
-                keys.insert(key.clone());
-            }
+            part.index(key, *r, false);
         }
         out
     }
@@ -493,6 +648,25 @@ where
     }
 
     async fn value_at(&self, key: &K, t_ms: i64) -> Result<Option<V>> {
+        if let Window::Session { .. } = self.inner.window {
+            // The key's session that contains t.
+            let p = self.partition(key)?;
+            self.load_stored_windows().await?;
+            let r = {
+                let state = self.inner.state.lock();
+                state
+                    .parts
+                    .get(&p)
+                    .and_then(|part| part.sessions.get(key))
+                    .and_then(|m| m.range(..=t_ms).next_back())
+                    .filter(|(_, e)| **e > t_ms)
+                    .map(|(s, e)| (*s, *e))
+            };
+            return match r {
+                Some((s, e)) => self.inner.table.load(p, &(key.clone(), s, e)).await,
+                None => Ok(None),
+            };
+        }
         let r = self.inner.window.current(t_ms);
         self.inner
             .table
@@ -559,8 +733,13 @@ where
             let items = self.inner.table.items_in(p).await?;
             let mut state = self.inner.state.lock();
             let part = state.parts.entry(p).or_default();
+            let session = matches!(self.inner.window, Window::Session { .. });
             for ((k, start, end), _) in items {
-                part.windows.entry((end, start)).or_default().insert(k);
+                let r = WindowRange {
+                    start_ms: start,
+                    end_ms: end,
+                };
+                part.index(&k, r, session);
             }
             state.loaded.insert(p);
         }
@@ -582,6 +761,14 @@ where
                 let keep = part.windows.split_off(&(h + 1, i64::MIN));
                 let gone = std::mem::replace(&mut part.windows, keep);
                 for ((end, start), keys) in gone {
+                    for k in &keys {
+                        if let Some(m) = part.sessions.get_mut(k) {
+                            m.remove(&start);
+                            if m.is_empty() {
+                                part.sessions.remove(k);
+                            }
+                        }
+                    }
                     out.push((
                         *p,
                         WindowRange {
