@@ -482,7 +482,8 @@ impl App {
             if !mine.is_empty() {
                 tables.insert(t.name().to_string(), mine);
             }
-            if !stand.is_empty() {
+            // A global table is whole on every worker: no standbys.
+            if !stand.is_empty() && !t.is_global() {
                 standbys.insert(t.name().to_string(), stand);
             }
         }

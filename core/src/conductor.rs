@@ -285,6 +285,13 @@ impl Conductor {
             }
         }
         if offsets.is_empty() {
+            // Writes made outside streams (tasks, timers) still reach the
+            // changelog and the store.
+            for t in &self.tables {
+                if t.has_changes() {
+                    t.flush().await?;
+                }
+            }
             return Ok(());
         }
         let producer = self.app.inner.producer().await?;
@@ -441,9 +448,16 @@ impl Conductor {
         // Standby reading of these partitions stops before they are recovered.
         self.app.inner.cluster.standby.claim(&partitions).await;
         let (cancel, fire) = ShutdownSignal::new();
+        // Global tables keep themselves current (their own reader).
+        let local: Vec<Arc<dyn TableOps>> = self
+            .tables
+            .iter()
+            .filter(|t| !t.is_global())
+            .cloned()
+            .collect();
         let task = tokio::spawn(recovery::recover(
             self.app.clone(),
-            self.tables.clone(),
+            local,
             partitions,
             cancel,
         ));

@@ -74,7 +74,16 @@ impl StandbyGate {
 
 /// Read the standby partitions of every table until `stop`.
 pub(crate) async fn run(app: App, stop: ShutdownSignal) {
-    let tables = app.inner.defs.lock().tables.clone();
+    // Global tables are read in full by their own reader on every worker.
+    let tables: Vec<_> = app
+        .inner
+        .defs
+        .lock()
+        .tables
+        .iter()
+        .filter(|t| !t.is_global())
+        .cloned()
+        .collect();
     if tables.is_empty() || app.inner.settings().table_standby_replicas == 0 {
         return;
     }

@@ -379,6 +379,9 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             tracing::error!(service = s.name(), error = %e, "service failed to stop");
         }
     }
+    for t in &tables {
+        t.close();
+    }
     tracing::info!(app = %app.id(), "worker stopped");
     match failure {
         Some(e) => Err(e),

@@ -56,6 +56,19 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Wait until the group `app1` and `app2` (same id, broker `name`) form has
+/// settled with both holding partitions, and let their recoveries finish.
+pub async fn settle_two(name: &str, app1: &App, app2: &App) {
+    let b = broker(name);
+    eventually("the group to settle with two members", || {
+        !b.is_rebalancing(app1.id())
+            && !app1.assignment().is_empty()
+            && !app2.assignment().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// Start a worker and wait until it is ready.
 pub async fn start(app: &App) -> faustus::WorkerHandle {
     let w = app.start().await.expect("worker starts");
