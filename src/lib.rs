@@ -7,7 +7,8 @@ pub use faustus_core::*;
 pub mod prelude {
     pub use crate::AppMain;
     pub use faustus_core::{
-        Agent, App, Channel, Error, Event, Result, SendOptions, Stream, Table, Topic,
+        Agent, App, Channel, Error, Event, Result, SendOptions, Stream, Table, Topic, WindowRange,
+        WindowedTable,
     };
     pub use futures::StreamExt;
 }

@@ -132,8 +132,8 @@ fn reset_deletes_local_table_state_only_when_confirmed() {
     rt.block_on(async {
         let client = faustus::HttpClient::new();
         for _ in 0..500 {
-            let (_, body) = client.get(&format!("{url}/count/?word=the")).await.unwrap();
-            if body != r#"{"the":0}"# {
+            let (status, body) = client.get(&format!("{url}/count/?word=the")).await.unwrap();
+            if status == 200 && body != r#"{"the":0}"# {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -29,6 +29,10 @@ mod channel;
 #[allow(dead_code, unreachable_pub)]
 mod logs_tasks;
 
+#[path = "../examples/windowed_views.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod windowed_views;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -380,5 +384,102 @@ async fn logs_sample_feed_sends_one_record_a_second_one_in_five_an_error() {
     ctx.settle().await.unwrap();
     assert_eq!(ex.stats.logs_received.load(Ordering::SeqCst), 5);
     assert_eq!(ex.stats.errors.load(Ordering::SeqCst), 1);
+    ctx.stop().await.unwrap();
+}
+
+// --- windowed_views ---------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn windowed_views_count_per_minute_read_relative_to_the_event_and_close_with_the_count() {
+    use faustus::SendOptions;
+    let name = unique("windowed-views-example");
+    let ex = windowed_views::build(
+        app_on(&name, "windowed-views")
+            .table_cleanup_interval(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    // Event times in the past (a minute aligned): the wall clock's window
+    // holds nothing, the event's window counts, 30 minutes before too.
+    let minute = 60_000;
+    let t0 = (ex.views.now_ms() / minute - 120) * minute;
+    let view = |page: &str, user: &str| windowed_views::PageView {
+        page: page.into(),
+        user: user.into(),
+    };
+    let at = |t: i64| SendOptions::new().timestamp_ms(t);
+    for (t, page, user) in [
+        (t0 + 1_000, "home", "u1"),
+        (t0 + 2_000, "home", "u2"),
+        (t0 + 3_000, "about", "u1"),
+        (t0 + 30 * minute + 5_000, "home", "u3"),
+    ] {
+        ex.page_views
+            .send_with(Some(page.to_string()), view(page, user), at(t))
+            .await
+            .unwrap();
+    }
+    ctx.settle().await.unwrap();
+    let printed: Vec<(String, u64, u64, u64)> = ex
+        .printed
+        .lock()
+        .iter()
+        .map(|p| (p.page.clone(), p.now, p.current, p.delta_30min))
+        .collect();
+    // In order per page (pages may sit in different partitions).
+    let of = |page: &str| -> Vec<(u64, u64, u64)> {
+        printed
+            .iter()
+            .filter(|p| p.0 == page)
+            .map(|p| (p.1, p.2, p.3))
+            .collect()
+    };
+    assert_eq!(of("home"), vec![(0, 1, 0), (0, 2, 0), (0, 1, 2)]);
+    assert_eq!(of("about"), vec![(0, 1, 0)]);
+    // A view two hours later: the first minute's windows expire (an hour
+    // after their end) and close with their counts.
+    ex.page_views
+        .send_with(
+            Some("home".into()),
+            view("home", "u4"),
+            at(t0 + 120 * minute),
+        )
+        .await
+        .unwrap();
+    ctx.settle().await.unwrap();
+    sleep(Duration::from_secs(2)).await;
+    let mut closed = ex.closed.lock().clone();
+    closed.sort_by_key(|(_, w, _)| w.start_ms);
+    let window = |start: i64| faustus::WindowRange {
+        start_ms: start,
+        end_ms: start + minute,
+    };
+    let home: Vec<_> = closed.iter().filter(|c| c.0 == "home").cloned().collect();
+    assert_eq!(
+        home,
+        vec![
+            ("home".to_string(), window(t0), 2),
+            ("home".to_string(), window(t0 + 30 * minute), 1),
+        ]
+    );
+    ctx.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn windowed_views_sample_feed_counts_the_current_minute() {
+    let name = unique("windowed-views-feed");
+    let ex = windowed_views::build(app_on(&name, "windowed-views").build().unwrap()).unwrap();
+    windowed_views::feed_samples(&ex);
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    sleep(Duration::from_millis(3_500)).await;
+    ctx.settle().await.unwrap();
+    let printed = ex.printed.lock().clone();
+    assert_eq!(printed.len(), 3, "{printed:?}");
+    assert_eq!(
+        printed.iter().map(|p| p.page.as_str()).collect::<Vec<_>>(),
+        ["page-0", "page-1", "page-2"]
+    );
     ctx.stop().await.unwrap();
 }

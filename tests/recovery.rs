@@ -45,13 +45,8 @@ async fn preload_changelog(broker: &str) -> BTreeMap<String, (u32, u64)> {
 }
 
 fn recov_app(registry: &Registry, id: &str) -> (App, Table<String, u64>) {
-    let app = faustus::App::builder("recov")
-        .registry(registry.clone())
-        .env(Default::default())
-        .broker("slow://")
-        .store("recording://")
+    let app = app_with(registry, "recov", "slow://", "recording://")
         .topic_partitions(4u32)
-        .broker_commit_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     app.set_worker_id(id).unwrap();

@@ -1,4 +1,5 @@
-//! Tables: changelog per write, recovery by another worker, writes outside events.
+//! Tables: changelog per write, recovery by another worker, writes outside
+//! events (by the partitioner), the bounded cache.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,12 +17,28 @@ fn counting_app(
     broker_name: &str,
     per_write: bool,
 ) -> (App, Topic<String, u64>, Table<String, u64>) {
+    counting_app_cached(
+        broker_name,
+        per_write,
+        faustus::table::DEFAULT_CACHE_CAPACITY,
+    )
+}
+
+/// The counting app with a table that caches at most `cache` keys.
+fn counting_app_cached(
+    broker_name: &str,
+    per_write: bool,
+    cache: usize,
+) -> (App, Topic<String, u64>, Table<String, u64>) {
     let app = app_on(broker_name, "counting")
         .topic_partitions(4u32)
         .build()
         .unwrap();
     let events = app.topic::<String, u64>("events").build().unwrap();
-    let mut counts = app.table::<String, u64>("counts").with_default();
+    let mut counts = app
+        .table::<String, u64>("counts")
+        .with_default()
+        .cache_capacity(cache);
     if per_write {
         counts = counts.changelog_per_write();
     }
@@ -32,6 +49,25 @@ fn counting_app(
 
 fn keys() -> Vec<String> {
     (0..40).map(|i| format!("user-{i}")).collect()
+}
+
+/// Send `n` to every key, count it in `expected`, and wait until processed.
+async fn send_round(
+    app: &App,
+    events: &Topic<String, u64>,
+    keys: &[String],
+    n: u64,
+    expected: &mut BTreeMap<String, u64>,
+) {
+    let mut last = BTreeMap::new();
+    for k in keys {
+        let md = events.send(k.clone(), n).await.unwrap();
+        *expected.entry(k.clone()).or_default() += n;
+        last.insert(md.partition, md.offset);
+    }
+    for (p, o) in &last {
+        app.processed(&TopicPartition::new("events", *p), *o).await;
+    }
 }
 
 /// The changelog's records folded per key, and how many there are.
@@ -65,16 +101,8 @@ async fn changelog_and_recovery(per_write: bool) {
     let (app1, events, counts1) = counting_app(&name, per_write);
     let w1 = start(&app1).await;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    let mut last = BTreeMap::new();
     for round in 1..=3u64 {
-        for k in keys() {
-            let md = events.send(k.clone(), round).await.unwrap();
-            *expected.entry(k).or_default() += round;
-            last.insert(md.partition, md.offset);
-        }
-    }
-    for (p, o) in &last {
-        app1.processed(&TopicPartition::new("events", *p), *o).await;
+        send_round(&app1, &events, &keys(), round, &mut expected).await;
     }
     let changelog = counts1.changelog_topic().to_string();
     assert_eq!(changelog, "counting-counts-changelog");
@@ -96,7 +124,6 @@ async fn changelog_and_recovery(per_write: bool) {
         let (_, records) = fold_changelog(&name, &changelog);
         assert!((40..=120).contains(&records), "{records} records");
     }
-    let b = broker(&name);
     for k in keys() {
         assert_eq!(counts1.get(&k).await.unwrap(), expected.get(&k).copied());
     }
@@ -105,13 +132,7 @@ async fn changelog_and_recovery(per_write: bool) {
     // partitions and recovers their values from the changelog.
     let (app2, _events2, counts2) = counting_app(&name, per_write);
     let w2 = start(&app2).await;
-    eventually("the group to settle with two members", || {
-        !b.is_rebalancing("counting")
-            && !app1.assignment().is_empty()
-            && !app2.assignment().is_empty()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settle_two(&name, &app1, &app2).await;
     let mine: Vec<u32> = counts2.active_partitions();
     assert!(
         !mine.is_empty() && mine.len() < 4,
@@ -157,14 +178,56 @@ async fn changelog_and_recovery(per_write: bool) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn writing_outside_an_event_is_an_error_that_says_so() {
+async fn writing_outside_an_event_goes_to_the_keys_partition_when_served_here() {
     let name = unique("outside");
     let (app, _events, counts) = counting_app(&name, false);
     let w = start(&app).await;
-    let e = counts.set("x".into(), 1).await.unwrap_err();
-    assert!(matches!(e, Error::NoCurrentEvent { .. }), "{e}");
-    assert!(e.to_string().contains("outside of a stream event"), "{e}");
+    // The only worker serves every partition: the write lands in the key's
+    // partition, its changelog record too.
+    counts.set("x".into(), 7).await.unwrap();
+    let p = counts.key_partition(&"x".to_string()).unwrap();
+    assert_eq!(
+        p,
+        faustus::partitioner::partition_for_key(b"\"x\"", 4),
+        "the partitioner of keyed records"
+    );
+    assert_eq!(counts.get(&"x".to_string()).await.unwrap(), Some(7));
+    let changelog = counts.changelog_topic().to_string();
+    eventually("the changelog record", || {
+        broker(&name)
+            .messages(&changelog, p)
+            .iter()
+            .any(|m| m.key.as_deref() == Some(b"\"x\"".as_slice()))
+    })
+    .await;
     w.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn writing_outside_an_event_to_a_partition_served_elsewhere_names_it() {
+    let name = unique("outside2");
+    let (app1, _e1, counts1) = counting_app(&name, false);
+    let w1 = start(&app1).await;
+    let (app2, _e2, counts2) = counting_app(&name, false);
+    let w2 = start(&app2).await;
+    settle_two(&name, &app1, &app2).await;
+    let mine = counts1.active_partitions();
+    let key = keys()
+        .into_iter()
+        .find(|k| !mine.contains(&counts1.key_partition(k).unwrap()))
+        .unwrap();
+    let p = counts1.key_partition(&key).unwrap();
+    let e = counts1.set(key.clone(), 1).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::PartitionNotAssigned { table, partition } if table == "counts" && *partition == p),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&format!("partition {p}")), "{e}");
+    // The worker that serves it takes the write.
+    counts2.set(key.clone(), 1).await.unwrap();
+    assert_eq!(counts2.get(&key).await.unwrap(), Some(1));
+    w1.stop().await.unwrap();
+    w2.stop().await.unwrap();
 }
 
 mod flaky {
@@ -250,14 +313,8 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
             }),
         );
     }
-    let app = faustus::App::builder("counting")
-        .registry(registry)
-        .env(Default::default())
-        .broker("flaky://")
-        .store("memory://")
-        .web_enabled(false)
+    let app = app_with(&registry, "counting", "flaky://", "memory://")
         .topic_partitions(4u32)
-        .broker_commit_interval(Duration::from_millis(100))
         .build()
         .unwrap();
     let (events, counts) = counting(&app);
@@ -294,5 +351,40 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
         })
     })
     .await;
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_cache_evicts_clean_keys_and_reads_them_back_from_the_store() {
+    for per_write in [false, true] {
+        bounded_cache(per_write).await;
+    }
+}
+
+async fn bounded_cache(per_write: bool) {
+    let name = unique("bounded");
+    let (app, events, counts) = counting_app_cached(&name, per_write, 16);
+    let w = start(&app).await;
+    let many: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for round in 1..=3u64 {
+        send_round(&app, &events, &many, round, &mut expected).await;
+        // A commit flushes the changed keys: they become evictable.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for k in &many {
+        assert_eq!(
+            counts.get(k).await.unwrap(),
+            expected.get(k).copied(),
+            "{k}"
+        );
+    }
+    assert!(
+        counts.cached_keys() <= 16,
+        "{} keys cached",
+        counts.cached_keys()
+    );
+    let items: BTreeMap<String, u64> = counts.items().await.unwrap().into_iter().collect();
+    assert_eq!(items, expected);
     w.stop().await.unwrap();
 }

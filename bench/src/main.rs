@@ -32,6 +32,23 @@
 //!   (1000); the report also shows what the conductor pulled from the broker
 //!   and the process's RSS (the memory broker itself holds all N messages).
 //!
+//! * `table-redb`: N distinct keys (one update each) through a
+//!   `Table<String, u64>` on `redb://` (default cache), measured from start
+//!   until the stopped worker's final commit wrote them to redb. Baseline:
+//!   the same keys and values inserted into a redb file by hand, 10k per
+//!   write transaction. Target: ≥ 50%.
+//! * `table-recovery`: an N-record changelog (distinct keys) on a named
+//!   `memory://` broker. Cold recovery: a worker with an empty redb store,
+//!   time to ready, against a bare group-less consumer reading the whole
+//!   changelog (target ≥ 50%). Then restart: a new worker on the same files
+//!   (offsets persisted), time to ready, against opening the store and
+//!   reading every partition's offset (target: at most twice that, shown as
+//!   restarts per second).
+//! * `table-rss --cache K`: N keys written straight into a 1-partition redb
+//!   table (page cache 16 MiB); a worker with the table cache bounded to K
+//!   keys reads every key once; prints the RSS before the worker and after
+//!   the reads (run it with two values of K: separate processes).
+//!
 //! * `kafka-passthrough`: the same pass-through agent on the `kafka://`
 //!   transport against a bare rdkafka `StreamConsumer` loop, and `topic.send`
 //!   against bare `FutureProducer` sends, on librdkafka's mock cluster or a
@@ -62,6 +79,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 mod kafka;
+mod tables;
 mod web;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -71,7 +89,7 @@ pub(crate) const PARTITIONS: u32 = 8;
 const BUFFER_MAXSIZE: usize = 1000;
 /// Commit often enough that commits happen inside the measured window
 /// (the default, 3 s, could leave a whole run without one).
-const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The ~100-byte JSON value of `passthrough` and `stalled`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,12 +115,12 @@ pub(crate) fn reading(i: u64, rng: &mut StdRng) -> Reading {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Bytes {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("bench values serialize to JSON"))
 }
 
 /// Peak and current resident set size of this process, in MiB (`VmHWM`, `VmRSS`).
-fn rss_mib() -> (f64, f64) {
+pub(crate) fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -144,7 +162,7 @@ pub(crate) fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn human(r: f64) -> String {
+pub(crate) fn human(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2}M/s", r / 1e6)
     } else {
@@ -182,7 +200,7 @@ fn print_table(rows: &[Row]) {
 
 /// Produce `values` round-robin over the topic's partitions (before the worker
 /// runs); returns the last offset written to each partition.
-async fn produce<K, V>(topic: &Topic<K, V>, values: &[Bytes]) -> BenchResult<Vec<i64>>
+pub(crate) async fn produce<K, V>(topic: &Topic<K, V>, values: &[Bytes]) -> BenchResult<Vec<i64>>
 where
     K: Serialize + serde::de::DeserializeOwned + Send + 'static,
     V: Serialize + serde::de::DeserializeOwned + Send + 'static,
@@ -571,6 +589,8 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 
 fn usage() -> ! {
     eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
+    eprintln!("       faustus-bench <table-redb|table-recovery> [--n N]");
+    eprintln!("       faustus-bench table-rss [--n N] [--cache KEYS]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
     eprintln!("       faustus-bench web-count [--n N]");
     std::process::exit(2)
@@ -608,6 +628,27 @@ async fn main() {
             "web-count" => {
                 let rows = web::web_count(n.unwrap_or(100_000)).await?;
                 print_table(&rows);
+                Ok(true)
+            }
+            "table-redb" => {
+                let row = tables::redb_updates(n.unwrap_or(1_000_000)).await?;
+                print_table(&[row]);
+                Ok(true)
+            }
+            "table-recovery" => {
+                let rows = tables::recovery(n.unwrap_or(1_000_000)).await?;
+                print_table(&rows);
+                Ok(true)
+            }
+            "table-rss" => {
+                let cache = match args.iter().position(|a| a == "--cache") {
+                    Some(i) => args
+                        .get(i + 1)
+                        .and_then(|s| s.replace('_', "").parse().ok())
+                        .unwrap_or_else(|| usage()),
+                    None => faustus::table::DEFAULT_CACHE_CAPACITY,
+                };
+                tables::rss(n.unwrap_or(1_000_000), cache).await?;
                 Ok(true)
             }
             "kafka-passthrough" => {

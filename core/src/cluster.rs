@@ -36,7 +36,9 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::transport::{ConsumerConfig, ConsumerEvent, Record, TopicPartition, TopicSpec};
+use crate::transport::{
+    Consumer, ConsumerConfig, ConsumerEvent, Record, TopicPartition, TopicSpec,
+};
 use crate::worker::ShutdownSignal;
 
 /// How often a worker republishes its record even when nothing changed.
@@ -45,6 +47,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// A worker whose last record is followed by this many heartbeats of another
 /// live worker is considered gone (crashed without a tombstone).
 pub const EXPIRE_AFTER_BEATS: u64 = 3;
+
+/// How long publishing this worker's record may wait for its delivery.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One worker as the cluster map knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,6 +332,8 @@ pub(crate) struct ClusterState {
     worker_id: Mutex<Option<String>>,
     web_url: watch::Sender<Option<String>>,
     map: watch::Sender<ClusterMap>,
+    /// Keeps the standby reader off the partitions the conductor holds.
+    pub(crate) standby: crate::standby::StandbyGate,
 }
 
 impl Default for ClusterState {
@@ -335,8 +342,20 @@ impl Default for ClusterState {
             worker_id: Mutex::new(None),
             web_url: watch::Sender::new(None),
             map: watch::Sender::new(ClusterMap::default()),
+            standby: Default::default(),
         }
     }
+}
+
+/// A group-less consumer of the app's transport, client id `{client_id}-{what}`.
+pub(crate) async fn groupless_consumer(app: &App, what: &str) -> Result<Box<dyn Consumer>> {
+    let transport = app.inner.transport().await?;
+    transport
+        .consumer(&ConsumerConfig::groupless(format!(
+            "{}-{what}",
+            app.inner.settings().broker_client_id
+        )))
+        .await
 }
 
 /// The name of the cluster topic of an app.
@@ -463,7 +482,8 @@ impl App {
             if !mine.is_empty() {
                 tables.insert(t.name().to_string(), mine);
             }
-            if !stand.is_empty() {
+            // A global table is whole on every worker: no standbys.
+            if !stand.is_empty() && !t.is_global() {
                 standbys.insert(t.name().to_string(), stand);
             }
         }
@@ -486,6 +506,7 @@ pub(crate) struct ClusterService {
     stop: Box<dyn Fn() + Send + Sync>,
     publisher: JoinHandle<()>,
     reader: JoinHandle<()>,
+    standby: JoinHandle<()>,
 }
 
 impl ClusterService {
@@ -508,11 +529,13 @@ impl ClusterService {
         }
         let (signal, stop) = ShutdownSignal::new();
         let reader = tokio::spawn(read_loop(app.clone(), topic.clone(), signal.clone()));
+        let standby = tokio::spawn(crate::standby::run(app.clone(), signal.clone()));
         let publisher = tokio::spawn(publish_loop(app.clone(), topic, signal));
         Some(ClusterService {
             stop: Box::new(stop),
             publisher,
             reader,
+            standby,
         })
     }
 
@@ -521,6 +544,7 @@ impl ClusterService {
         (self.stop)();
         let _ = self.publisher.await;
         let _ = self.reader.await;
+        let _ = self.standby.await;
     }
 }
 
@@ -540,13 +564,7 @@ async fn read_loop(app: App, topic: String, stop: ShutdownSignal) {
 }
 
 async fn read_cluster_topic(app: &App, topic: &str, stop: &ShutdownSignal) -> Result<()> {
-    let transport = app.inner.transport().await?;
-    let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless(format!(
-            "{}-cluster",
-            app.inner.settings().broker_client_id
-        )))
-        .await?;
+    let mut consumer = groupless_consumer(app, "cluster").await?;
     let tp = TopicPartition::new(topic, 0);
     consumer.assign(std::slice::from_ref(&tp)).await?;
     consumer.seek(&tp, 0).await?;
@@ -611,7 +629,10 @@ async fn publish_loop(app: App, topic: String, stop: ShutdownSignal) {
         if last.as_ref() != Some(&now) && publish(&app, &topic, Some(&record)).await {
             last = Some(now);
         }
+        // Biased: when a change and a heartbeat are due at once, the order
+        // is fixed (reproducible runs in the cluster simulator).
         tokio::select! {
+            biased;
             _ = &mut changed => {}
             r = url_rx.changed() => { if r.is_err() { return; } }
             r = map_rx.changed() => { if r.is_err() { return; } }
@@ -642,7 +663,14 @@ async fn publish(app: &App, topic: &str, record: Option<&WorkerRecord>) -> bool 
         let producer = app.inner.producer().await?;
         producer.send(r).await?.await
     };
-    match sent.await {
+    // Never hold up a shutdown on an unreachable broker.
+    let sent = match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::State(format!(
+            "no delivery within {PUBLISH_TIMEOUT:?}"
+        ))),
+    };
+    match sent {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(topic, error = %e, "publishing this worker's cluster record failed; retried at the next change or heartbeat");
@@ -723,5 +751,103 @@ mod tests {
         let h = m.standby_holders("t", 4, 5);
         assert_eq!(h[&2].len(), 2, "never the owner, at most the others");
         assert!(m.standby_holders("t", 4, 0).is_empty());
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A cluster-topic record: worker (0..4), a tombstone, or claims of
+        /// partitions 0..6 of table `t` with a heartbeat count.
+        fn step() -> impl Strategy<Value = (usize, Option<(Vec<u32>, u64)>)> {
+            (
+                0usize..4,
+                prop_oneof![
+                    1 => Just(None),
+                    6 => (proptest::collection::vec(0u32..6, 0..4), 0u64..8).prop_map(Some),
+                ],
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn every_partition_has_one_owner_the_latest_live_claim(
+                steps in proptest::collection::vec(step(), 1..60),
+                replicas in 0u32..4,
+            ) {
+                let mut log = ClusterLog::default();
+                // Model: the latest record (offset, beats, claims) per worker.
+                let mut latest: BTreeMap<String, (i64, u64, Vec<u32>)> = BTreeMap::new();
+                for (offset, (w, r)) in steps.iter().enumerate() {
+                    let id = format!("w{w}");
+                    let offset = offset as i64;
+                    match r {
+                        None => {
+                            log.apply(offset, &id, None);
+                            latest.remove(&id);
+                        }
+                        Some((ps, beat)) => {
+                            log.apply(offset, &id, Some(rec(&id, *beat, &[("t", ps)])));
+                            latest.insert(id, (offset, *beat, ps.clone()));
+                        }
+                    }
+                }
+                let map = log.map();
+                // Workers: a subset of those with a record, sorted, unique.
+                let ids: Vec<&str> = map.workers().iter().map(|w| w.id.as_str()).collect();
+                prop_assert!(ids.windows(2).all(|w| w[0] < w[1]));
+                prop_assert!(ids.iter().all(|id| latest.contains_key(*id)));
+                for p in 0..6u32 {
+                    let holders: Vec<&str> = map
+                        .workers()
+                        .iter()
+                        .filter(|w| w.tables.get("t").is_some_and(|ps| ps.contains(&p)))
+                        .map(|w| w.id.as_str())
+                        .collect();
+                    prop_assert!(holders.len() <= 1, "partition {} held by {:?}", p, holders);
+                    // The owner is the live worker whose latest record claims p last.
+                    let expected = latest
+                        .iter()
+                        .filter(|(id, (_, _, ps))| ids.contains(&id.as_str()) && ps.contains(&p))
+                        .max_by_key(|(_, (o, _, _))| *o)
+                        .map(|(id, _)| id.as_str());
+                    prop_assert_eq!(map.table_owner("t", p).map(|w| w.id.as_str()), expected);
+                    prop_assert_eq!(holders.first().copied(), expected);
+                    // Standbys: never the owner, distinct, as many as there can be.
+                    if let Some(owner) = expected {
+                        let hs = map.standby_holders("t", 6, replicas);
+                        let hs: Vec<&str> = hs.get(&p).map(|v| v.iter().map(|w| w.id.as_str()).collect()).unwrap_or_default();
+                        prop_assert!(!hs.contains(&owner));
+                        let unique: BTreeSet<&str> = hs.iter().copied().collect();
+                        prop_assert_eq!(unique.len(), hs.len());
+                        prop_assert_eq!(hs.len(), (replicas as usize).min(ids.len() - 1));
+                    }
+                }
+                // A worker is gone only when another live worker's heartbeat
+                // count rose by 3 since its record: from the count that worker
+                // had then (if it had a record) or its lowest count after.
+                for (id, (offset, _, _)) in &latest {
+                    if ids.contains(&id.as_str()) {
+                        continue;
+                    }
+                    let expired = ids.iter().any(|w| {
+                        let w = w.to_string();
+                        let before = steps[..*offset as usize]
+                            .iter()
+                            .rev()
+                            .find(|(x, _)| format!("w{x}") == w)
+                            .and_then(|(_, r)| r.as_ref().map(|(_, b)| *b));
+                        let after = steps[(*offset as usize + 1)..]
+                            .iter()
+                            .filter(|(x, _)| format!("w{x}") == w)
+                            .filter_map(|(_, r)| r.as_ref().map(|(_, b)| *b));
+                        let baseline = before.into_iter().chain(after).min();
+                        let now = latest.get(&w).map(|l| l.1);
+                        matches!((now, baseline), (Some(n), Some(b)) if n >= b + EXPIRE_AFTER_BEATS)
+                    });
+                    prop_assert!(expired, "{} dropped without three beats of a live worker", id);
+                }
+            }
+        }
     }
 }

@@ -306,6 +306,13 @@ impl Conductor {
             }
         }
         if offsets.is_empty() {
+            // Writes made outside streams (tasks, timers) still reach the
+            // changelog and the store.
+            for t in &self.tables {
+                if t.has_changes() {
+                    t.flush().await?;
+                }
+            }
             return Ok(());
         }
         let began = Instant::now();
@@ -423,6 +430,7 @@ impl Conductor {
         for t in &self.tables {
             t.deactivate(&gone);
         }
+        self.app.inner.cluster.standby.release(&gone);
         self.app.inner.assigned_changed.notify_waiters();
     }
 
@@ -498,56 +506,71 @@ impl Conductor {
         if !new.is_empty() {
             self.consumer.pause(new).await?;
         }
+        // Standby reading of these partitions stops before they are recovered.
+        self.app.inner.cluster.standby.claim(&partitions).await;
         let (cancel, fire) = ShutdownSignal::new();
-        let mut task = tokio::spawn(recovery::recover(
+        // Global tables keep themselves current (their own reader).
+        let local: Vec<Arc<dyn TableOps>> = self
+            .tables
+            .iter()
+            .filter(|t| !t.is_global())
+            .cloned()
+            .collect();
+        let task = tokio::spawn(recovery::recover(
             self.app.clone(),
-            self.tables.clone(),
+            local,
             partitions,
             cancel,
         ));
-        let cancelled =
-            |r: std::result::Result<Result<recovery::Outcome>, tokio::task::JoinError>| {
-                if let Ok(Err(e)) = r {
-                    tracing::warn!(error = %e, "table recovery failed while being cancelled");
-                }
-            };
-        while !task.is_finished() {
+        // Why the recovery has to stop early, if it does.
+        enum Interrupt {
+            Stop,
+            Revoked(Vec<TopicPartition>),
+            Assigned(Vec<TopicPartition>),
+            Failed(crate::Error),
+        }
+        let mut interrupt = None;
+        while interrupt.is_none() && !task.is_finished() {
             if stop.is_set() {
-                fire();
-                cancelled((&mut task).await);
-                return Ok(false);
+                interrupt = Some(Interrupt::Stop);
+                break;
             }
             self.commit_if_due().await;
             match self.consumer.poll(Duration::from_millis(50)).await {
                 Ok(ConsumerEvent::Messages(batch)) => {
-                    self.refresh_subscriptions().await?;
-                    self.deliver_batch(batch).await?;
+                    let delivered = match self.refresh_subscriptions().await {
+                        Ok(()) => self.deliver_batch(batch).await,
+                        Err(e) => Err(e),
+                    };
+                    interrupt = delivered.err().map(Interrupt::Failed);
                 }
-                Ok(ConsumerEvent::Revoked(tps)) => {
-                    tracing::info!("rebalance during table recovery: cancelling it; the next assignment resumes it");
-                    fire();
-                    cancelled((&mut task).await);
-                    self.on_revoked(tps).await;
-                    return Ok(false);
-                }
-                Ok(ConsumerEvent::Assigned(tps)) => {
-                    // Not expected without a revocation first; recover for it.
-                    fire();
-                    cancelled((&mut task).await);
-                    Box::pin(self.on_assigned(tps, stop)).await?;
-                    return Ok(false);
-                }
+                Ok(ConsumerEvent::Revoked(tps)) => interrupt = Some(Interrupt::Revoked(tps)),
+                // Not expected without a revocation first; recover for it.
+                Ok(ConsumerEvent::Assigned(tps)) => interrupt = Some(Interrupt::Assigned(tps)),
                 Ok(ConsumerEvent::Idle) => {}
                 Err(e) if e.is_retryable() => {
                     tracing::warn!(error = %e, "consumer poll failed during table recovery; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                Err(e) => {
-                    fire();
-                    cancelled((&mut task).await);
-                    return Err(e);
-                }
+                Err(e) => interrupt = Some(Interrupt::Failed(e)),
             }
+        }
+        if let Some(interrupt) = interrupt {
+            // Stop the recovery between two stored batches, then act.
+            fire();
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "table recovery failed while being cancelled");
+            }
+            match interrupt {
+                Interrupt::Stop => {}
+                Interrupt::Revoked(tps) => {
+                    tracing::info!("rebalance during table recovery: cancelled it; the next assignment resumes it");
+                    self.on_revoked(tps).await;
+                }
+                Interrupt::Assigned(tps) => Box::pin(self.on_assigned(tps, stop)).await?,
+                Interrupt::Failed(e) => return Err(e),
+            }
+            return Ok(false);
         }
         match task.await {
             Ok(Ok(recovery::Outcome::Done)) => {}

@@ -35,6 +35,7 @@ pub struct Monitor {
     rebalances: AtomicU64,
     partitions_paused: AtomicU64,
     recovered_records: AtomicU64,
+    standby_records: AtomicU64,
     livelock_warnings: AtomicU64,
     dead_letters: AtomicU64,
     failures: Mutex<VecDeque<AgentFailure>>,
@@ -191,6 +192,8 @@ pub struct MonitorSnapshot {
     pub partitions_paused: u64,
     /// Changelog records applied during recovery.
     pub recovered_records: u64,
+    /// Changelog records applied to standby partitions.
+    pub standby_records: u64,
     /// Warnings that a partition's committed offset stalled while processing
     /// (`broker_commit_livelock_soft_timeout`).
     pub livelock_warnings: u64,
@@ -228,6 +231,7 @@ counters! {
     rebalances => add_rebalances,
     partitions_paused => add_partitions_paused,
     recovered_records => add_recovered_records,
+    standby_records => add_standby_records,
     livelock_warnings => add_livelock_warnings,
     dead_letters => add_dead_letters,
 }

@@ -243,8 +243,9 @@ impl App {
     /// parameter `shard_param`; when this worker serves the key's table
     /// partition `handler` runs here, when another worker does the request
     /// is forwarded to its canonical URL (method, headers and body kept) and
-    /// its answer returned; when no worker owns it (a rebalance) the answer
-    /// is 503 with `Retry-After`. Responses name the worker that answered in
+    /// its answer returned; when the cluster map names no owner, the handler
+    /// runs here if this worker serves the partition, else the answer is 503
+    /// with `Retry-After` (a rebalance). Responses name the worker that answered in
     /// `x-faustus-served-by`.
     ///
     /// ```
@@ -321,6 +322,10 @@ impl App {
                             ));
                         }
                         forward(&app, &url, request).await?
+                    }
+                    // Not in the map (yet), but served here: answer.
+                    None if table.active_partitions().contains(&partition) => {
+                        handler(app.clone(), request).await?
                     }
                     None => {
                         return Err(WebError::unavailable(

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
 use crate::store::WriteBatch;
 use crate::table::TableOps;
-use crate::transport::{ConsumerConfig, ConsumerEvent, TopicPartition};
+use crate::transport::{ConsumerEvent, TopicPartition};
 use crate::worker::ShutdownSignal;
 
 const BATCH: usize = 4096;
@@ -157,13 +157,7 @@ pub(crate) async fn recover(
     partitions: BTreeSet<u32>,
     cancel: ShutdownSignal,
 ) -> Result<Outcome> {
-    let transport = app.inner.transport().await?;
-    let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless(format!(
-            "{}-recovery",
-            app.inner.settings().broker_client_id
-        )))
-        .await?;
+    let mut consumer = crate::cluster::groupless_consumer(&app, "recovery").await?;
     // tp -> (table index, end offset)
     let mut todo: HashMap<TopicPartition, (usize, i64)> = HashMap::new();
     let mut starts = Vec::new();

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,6 +27,9 @@ use crate::event;
 use crate::store::{Store, TableSpec, TableStore, WriteBatch};
 use crate::topic::TopicDef;
 use crate::transport::{Delivery, Producer, Record};
+
+pub mod global;
+pub mod windowed;
 
 /// What the worker needs of any table, whatever its types.
 #[async_trait]
@@ -48,6 +52,23 @@ pub(crate) trait TableOps: Send + Sync + 'static {
     async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>>;
     /// Keys stored in the partitions this worker serves (no flush).
     async fn local_len(&self) -> Result<u64>;
+    /// Whether there are writes a flush would send or store.
+    fn has_changes(&self) -> bool;
+    /// The worker stopped: forget cached values and let go of the store
+    /// (its files can be opened again, by this app or another).
+    fn close(&self);
+    /// A global table: its own reader keeps every partition current; the
+    /// conductor neither recovers nor deactivates it.
+    fn is_global(&self) -> bool;
+}
+
+/// Clears a flag when dropped (whichever way a flush ends).
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// One partition's share of a flush.
@@ -67,7 +88,22 @@ struct Slot<V> {
     value: Option<V>,
     /// Changed since the last flush.
     dirty: bool,
+    /// Used since the last eviction sweep passed it (second chance).
+    used: bool,
 }
+
+impl<V> Slot<V> {
+    fn new(value: Option<V>, dirty: bool) -> Self {
+        Slot {
+            value,
+            dirty,
+            used: true,
+        }
+    }
+}
+
+/// Keys a table caches by default (see [`TableBuilder::cache_capacity`]).
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 struct Part<K, V> {
     cache: HashMap<K, Slot<V>, ahash::RandomState>,
@@ -77,6 +113,119 @@ struct Part<K, V> {
     pending: Vec<(Bytes, Option<Bytes>)>,
     /// Changelog deliveries not yet awaited (per-write mode).
     deliveries: Vec<Delivery>,
+    /// What a cache miss may skip (see `Table::read_missing`).
+    known: Known,
+    /// Bumped whenever a flush starts moving this partition's changes to the store.
+    store_epoch: u64,
+}
+
+/// What is known of a partition's store, for cache misses.
+enum Known {
+    /// Not looked yet.
+    Unchecked,
+    /// The store held data (or may be written by others): read on every miss.
+    Unfiltered,
+    /// The store was empty: it holds at most the keys in this filter.
+    Filter(KeyFilter),
+}
+
+/// A growing Bloom filter of key hashes: layers of 10 bits per key, each
+/// twice the size of the one before, 4 probes. No false negatives.
+#[derive(Default)]
+struct KeyFilter {
+    layers: Vec<(Vec<u64>, usize)>,
+}
+
+impl KeyFilter {
+    const FIRST_KEYS: usize = 4096;
+
+    fn probes(hash: u64, bits: usize) -> impl Iterator<Item = usize> {
+        let h2 = hash.rotate_left(32) | 1;
+        let mask = bits as u64 - 1;
+        (0..4u64).map(move |i| (hash.wrapping_add(i.wrapping_mul(h2)) & mask) as usize)
+    }
+
+    fn insert(&mut self, hash: u64) {
+        let full = match self.layers.last() {
+            None => true,
+            Some((words, n)) => *n * 10 >= words.len() * 64,
+        };
+        if full {
+            let keys = Self::FIRST_KEYS << self.layers.len().min(20);
+            let bits = (keys * 10).next_power_of_two();
+            self.layers.push((vec![0; bits / 64], 0));
+        }
+        if let Some((words, n)) = self.layers.last_mut() {
+            let bits = words.len() * 64;
+            for b in Self::probes(hash, bits) {
+                words[b / 64] |= 1 << (b % 64);
+            }
+            *n += 1;
+        }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        self.layers.iter().any(|(words, _)| {
+            let bits = words.len() * 64;
+            Self::probes(hash, bits).all(|b| words[b / 64] & (1 << (b % 64)) != 0)
+        })
+    }
+}
+
+impl<K: Hash + Eq, V> Part<K, V> {
+    /// `key` (by hash) may reach the store from here.
+    fn note_stored(&mut self, hash: u64) {
+        if let Known::Filter(f) = &mut self.known {
+            f.insert(hash);
+        }
+    }
+
+    /// Make room for one more key when the cache holds `capacity` keys:
+    /// evict about an eighth of the capacity of clean entries, unused ones
+    /// first (second chance: a sweep clears the used mark of those it keeps).
+    /// Changed keys, and everything while a flush is storing values or while
+    /// per-write ops wait for the store, stay: their values are in no store.
+    fn make_room(&mut self, capacity: usize, flushing: bool) {
+        if self.cache.len() >= capacity {
+            self.shrink(capacity, flushing);
+        }
+    }
+
+    /// After a flush stored the changed keys: back within `capacity`.
+    fn trim(&mut self, capacity: usize) {
+        if self.cache.len() > capacity {
+            self.shrink(capacity, false);
+        }
+    }
+
+    fn shrink(&mut self, capacity: usize, flushing: bool) {
+        let len = self.cache.len();
+        if flushing || !self.pending.is_empty() {
+            return;
+        }
+        let target = capacity - capacity / 8 - 1;
+        let mut excess = (len - target.min(len)).max(1);
+        if len - self.dirty.len().min(len) < excess {
+            // Mostly changed keys: grow until the next flush cleans them.
+            return;
+        }
+        for pass in 0..2 {
+            self.cache.retain(|_, slot| {
+                if excess == 0 || slot.dirty {
+                    return true;
+                }
+                if slot.used && pass == 0 {
+                    slot.used = false;
+                    return true;
+                }
+                excess -= 1;
+                false
+            });
+            if excess == 0 {
+                break;
+            }
+        }
+    }
 }
 
 impl<K, V> Default for Part<K, V> {
@@ -86,6 +235,8 @@ impl<K, V> Default for Part<K, V> {
             dirty: Vec::new(),
             pending: Vec::new(),
             deliveries: Vec::new(),
+            known: Known::Unchecked,
+            store_epoch: 0,
         }
     }
 }
@@ -109,6 +260,10 @@ impl<K, V> Parts<K, V> {
             .enumerate()
             .filter(|(_, p)| p.is_some())
             .map(|(i, _)| i as u32)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Part<K, V>> + '_ {
+        self.0.iter().flatten()
     }
 
     fn iter_mut(&mut self) -> impl Iterator<Item = (u32, &mut Part<K, V>)> + '_ {
@@ -135,6 +290,7 @@ impl<K, V> Parts<K, V> {
     }
 }
 
+#[derive(Clone)]
 struct Runtime {
     store: Arc<dyn TableStore>,
     producer: Arc<dyn Producer>,
@@ -149,8 +305,20 @@ pub(crate) struct TableInner<K, V> {
     value_codec: CodecChain,
     default: Option<Arc<dyn Fn() -> V + Send + Sync>>,
     per_write: bool,
+    use_partitioner: bool,
+    /// Every worker serves every partition, kept current by a changelog reader.
+    global: bool,
+    /// Cached keys per table (over all partitions).
+    capacity: usize,
+    /// `capacity` shared among the active partitions.
+    part_capacity: AtomicUsize,
+    /// A flush is between taking changed keys and storing them: nothing is evicted.
+    flushing: AtomicBool,
+    /// Hashes keys for the partitions' key filters.
+    key_hasher: ahash::RandomState,
     parts: Mutex<Parts<K, V>>,
-    runtime: std::sync::OnceLock<Runtime>,
+    /// Store and producer while a worker runs (released when it stops).
+    runtime: parking_lot::RwLock<Option<Runtime>>,
     write_order: tokio::sync::Mutex<()>,
     /// Held while changes move to the store (flush), so `items`/`len` never
     /// read the store between a flush taking the changed keys and storing them.
@@ -168,6 +336,11 @@ pub struct TableBuilder<K, V> {
     key_serializer: Option<String>,
     value_serializer: Option<String>,
     per_write: bool,
+    use_partitioner: bool,
+    global: bool,
+    cache_capacity: usize,
+    /// `compact,delete` with this retention (windowed tables: `expires`).
+    changelog_retention: Option<std::time::Duration>,
     _types: PhantomData<fn() -> K>,
 }
 
@@ -186,6 +359,30 @@ where
             key_serializer: None,
             value_serializer: None,
             per_write: false,
+            use_partitioner: false,
+            global: false,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+            changelog_retention: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// The same definition for another key type (windowed tables key by
+    /// `(key, window start, window end)`).
+    pub(crate) fn rekey<K2>(self) -> TableBuilder<K2, V> {
+        TableBuilder {
+            app: self.app,
+            name: self.name,
+            help: self.help,
+            partitions: self.partitions,
+            default: self.default,
+            key_serializer: self.key_serializer,
+            value_serializer: self.value_serializer,
+            per_write: self.per_write,
+            use_partitioner: self.use_partitioner,
+            global: self.global,
+            cache_capacity: self.cache_capacity,
+            changelog_retention: self.changelog_retention,
             _types: PhantomData,
         }
     }
@@ -196,6 +393,32 @@ where
     /// per-write costs a send per write and gives standbys fresher data.
     pub fn changelog_per_write(mut self) -> Self {
         self.per_write = true;
+        self
+    }
+
+    /// Write every key to its own partition by the partitioner (murmur2 of
+    /// the encoded key, as Kafka's and Faust's `use_partitioner=True`), even
+    /// inside a stream, instead of to the current event's partition. Writes
+    /// outside a stream always do this. Either way the partition must be
+    /// served by this worker, else the write fails with
+    /// [`Error::PartitionNotAssigned`] naming table and partition (Faust
+    /// would change its local copy and send the changelog record anyway,
+    /// leaving the owner's copy stale until it recovers).
+    pub fn use_partitioner(mut self) -> Self {
+        self.use_partitioner = true;
+        self
+    }
+
+    /// Keys kept in memory for this table (over all the partitions this
+    /// worker serves; default [`DEFAULT_CACHE_CAPACITY`]). Beyond it, clean
+    /// entries (already in the store) are evicted, least recently used
+    /// first (approximately: a second-chance sweep), and a read of an evicted
+    /// key goes to the store. Keys changed since the last commit stay cached
+    /// until they are flushed, so a burst of distinct keys between two
+    /// commits can exceed it. With `redb://` this is what lets a table be
+    /// larger than memory.
+    pub fn cache_capacity(mut self, keys: usize) -> Self {
+        self.cache_capacity = keys.max(1);
         self
     }
 
@@ -261,6 +484,9 @@ where
             .partitions(partitions)
             .compacting(true)
             .internal(true);
+        if let Some(retention) = self.changelog_retention {
+            changelog = changelog.deleting(true).retention(retention);
+        }
         if let Some(k) = &self.key_serializer {
             changelog = changelog.key_serializer(k.clone());
         }
@@ -277,13 +503,23 @@ where
             changelog: changelog.def.clone(),
             default: self.default,
             per_write: self.per_write,
+            use_partitioner: self.use_partitioner || self.global,
+            global: self.global,
+            capacity: self.cache_capacity,
+            part_capacity: AtomicUsize::new(self.cache_capacity),
+            flushing: AtomicBool::new(false),
+            key_hasher: ahash::RandomState::new(),
             parts: Mutex::new(Parts(Vec::new())),
-            runtime: std::sync::OnceLock::new(),
+            runtime: parking_lot::RwLock::new(None),
             write_order: tokio::sync::Mutex::new(()),
             store_order: tokio::sync::Mutex::new(()),
         });
         app.inner.defs.lock().tables.push(inner.clone());
-        Ok(Table { inner })
+        let table = Table { inner };
+        if table.inner.global {
+            global::register_reader(&app, &table);
+        }
+        Ok(table)
     }
 }
 
@@ -335,8 +571,8 @@ where
         self.inner.partitions
     }
 
-    fn runtime(&self) -> Result<&Runtime> {
-        self.inner.runtime.get().ok_or_else(|| {
+    fn runtime(&self) -> Result<Runtime> {
+        self.inner.runtime.read().clone().ok_or_else(|| {
             Error::State(format!(
                 "table {:?} is not open: start the worker first",
                 self.inner.name
@@ -344,10 +580,15 @@ where
         })
     }
 
-    fn write_partition(&self) -> Result<u32> {
-        let p = event::current_partition().ok_or_else(|| Error::NoCurrentEvent {
-            table: self.inner.name.clone(),
-        })?;
+    /// The partition of the current event, when a write should go there
+    /// (inside an event, unless the table uses the partitioner).
+    fn event_partition(&self) -> Result<Option<u32>> {
+        if self.inner.use_partitioner {
+            return Ok(None);
+        }
+        let Some(p) = event::current_partition() else {
+            return Ok(None);
+        };
         if p >= self.inner.partitions {
             return Err(Error::Config {
                 setting: format!("table {:?} partitions", self.inner.name),
@@ -357,7 +598,40 @@ where
                 ),
             });
         }
-        Ok(p)
+        Ok(Some(p))
+    }
+
+    /// Where a write of `key` goes: the current event's partition, else
+    /// (outside a stream, or with [`TableBuilder::use_partitioner`]) the
+    /// key's partition by the partitioner.
+    fn write_partition(&self, key: &K) -> Result<u32> {
+        match self.event_partition()? {
+            Some(p) => Ok(p),
+            None => self.key_partition(key),
+        }
+    }
+
+    /// Where a write about `key` goes when the table's own key is built
+    /// from it (windowed and set tables): the current event's partition, else
+    /// the partition the partitioner gives `key` encoded with the table's
+    /// key codec.
+    pub(crate) fn write_partition_of<Q: Serialize + 'static>(&self, key: &Q) -> Result<u32> {
+        if let Some(p) = self.event_partition()? {
+            return Ok(p);
+        }
+        Ok(crate::partitioner::partition_for_key(
+            &self.inner.encode_key(key)?,
+            self.inner.partitions,
+        ))
+    }
+
+    /// The partition the partitioner gives `key` (murmur2 of its encoded
+    /// bytes, as for a keyed record sent to the changelog).
+    pub fn key_partition(&self, key: &K) -> Result<u32> {
+        Ok(crate::partitioner::partition_for_key(
+            &self.encode_key(key)?,
+            self.inner.partitions,
+        ))
     }
 
     fn not_assigned(&self, partition: u32) -> Error {
@@ -373,23 +647,67 @@ where
 
     /// The value of `key` in `partition`: from the cache, else from the store
     /// (then cached). `None` when the partition is not served here.
-    async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
-        match self.inner.parts.lock().get(&partition) {
+    pub(crate) async fn load(&self, partition: u32, key: &K) -> Result<Option<V>> {
+        match self.inner.parts.lock().get_mut(&partition) {
             None => return Ok(None),
             Some(part) => {
-                if let Some(slot) = part.cache.get(key) {
+                if let Some(slot) = part.cache.get_mut(key) {
+                    slot.used = true;
                     return Ok(slot.value.clone());
                 }
             }
         }
-        let value = self.read_store(partition, key).await?;
+        let value = self.read_missing(partition, key).await?;
         if let Some(part) = self.inner.parts.lock().get_mut(&partition) {
-            part.cache.entry(key.clone()).or_insert_with(|| Slot {
-                value: value.clone(),
-                dirty: false,
-            });
+            if !part.cache.contains_key(key) {
+                part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                part.cache
+                    .insert(key.clone(), Slot::new(value.clone(), false));
+            }
         }
         Ok(value)
+    }
+
+    /// The stored value of a key not in the cache. Skips the store when the
+    /// partition's key filter rules the key out (the store partition was
+    /// empty when first checked, and the filter holds every key written
+    /// here since).
+    async fn read_missing(&self, p: u32, key: &K) -> Result<Option<V>> {
+        let hash = self.inner.key_hash(key);
+        let epoch = {
+            let parts = self.inner.parts.lock();
+            let part = parts.get(&p).ok_or_else(|| self.not_assigned(p))?;
+            match &part.known {
+                Known::Filter(f) if !f.may_contain(hash) => return Ok(None),
+                Known::Unchecked if !self.inner.global => Some(part.store_epoch),
+                _ => None,
+            }
+        };
+        if let Some(epoch) = epoch {
+            // First miss in this partition: is its store empty?
+            let empty = self.runtime()?.store.scan(p, None, 1).await?.is_empty();
+            let mut parts = self.inner.parts.lock();
+            if let Some(part) = parts.get_mut(&p) {
+                if matches!(part.known, Known::Unchecked) {
+                    if !empty {
+                        part.known = Known::Unfiltered;
+                    } else if part.store_epoch == epoch {
+                        // Nothing written to the store since the check: the
+                        // store holds at most the keys cached now.
+                        let mut f = KeyFilter::default();
+                        for k in part.cache.keys() {
+                            f.insert(self.inner.key_hash(k));
+                        }
+                        let absent = !f.may_contain(hash);
+                        part.known = Known::Filter(f);
+                        if absent {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+        self.read_store(p, key).await
     }
 
     async fn read_store(&self, partition: u32, key: &K) -> Result<Option<V>> {
@@ -432,20 +750,27 @@ where
         Ok(self.get(key).await?.is_some())
     }
 
-    /// Set `key` to `value` (in the current event's partition).
+    /// Set `key` to `value` (in the current event's partition; outside a
+    /// stream in the key's partition, see [`TableBuilder::use_partitioner`]).
     pub async fn set(&self, key: K, value: V) -> Result<()> {
-        let p = self.write_partition()?;
-        self.modify(p, key, |slot| *slot = Some(value))
-            .await
-            .map(|_| ())
+        let p = self.write_partition(&key)?;
+        self.set_in(p, key, value).await
     }
 
-    /// Remove `key` (in the current event's partition).
+    /// [`set`](Self::set) in partition `p`.
+    pub(crate) async fn set_in(&self, p: u32, key: K, value: V) -> Result<()> {
+        self.modify(p, key, |slot| *slot = Some(value)).await
+    }
+
+    /// Remove `key` (in the partition a write goes to, as for [`set`](Self::set)).
     pub async fn delete(&self, key: &K) -> Result<()> {
-        let p = self.write_partition()?;
-        self.modify(p, key.clone(), |slot| *slot = None)
-            .await
-            .map(|_| ())
+        let p = self.write_partition(key)?;
+        self.delete_in(p, key).await
+    }
+
+    /// [`delete`](Self::delete) in partition `p`.
+    pub(crate) async fn delete_in(&self, p: u32, key: &K) -> Result<()> {
+        self.modify(p, key.clone(), |slot| *slot = None).await
     }
 
     /// Change the value of `key` in place (starting from the default when
@@ -455,7 +780,19 @@ where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let p = self.write_partition()?;
+        let p = match self.event_partition()? {
+            Some(p) => p,
+            None => self.key_partition(&key.to_owned())?,
+        };
+        self.update_in(p, key, f).await
+    }
+
+    /// [`update`](Self::update) in partition `p`.
+    pub(crate) async fn update_in<Q>(&self, p: u32, key: &Q, f: impl FnOnce(&mut V)) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if !self.inner.per_write {
             // Fast path: a cached key takes one lock and one lookup, no allocation.
             let mut parts = self.inner.parts.lock();
@@ -471,8 +808,10 @@ where
                 f(&mut v);
                 let out = v.clone();
                 slot.value = Some(v);
+                slot.used = true;
                 if !slot.dirty {
                     slot.dirty = true;
+                    part.note_stored(self.inner.key_hash(key));
                     part.dirty.push(key.to_owned());
                 }
                 return Ok(out);
@@ -506,73 +845,95 @@ where
     /// Apply `change` to the cached value of `key` in partition `p` (loading
     /// it from the store first when not cached) and record the write.
     async fn modify(&self, p: u32, key: K, change: impl FnOnce(&mut Option<V>)) -> Result<()> {
-        let cached = match self.inner.parts.lock().get(&p) {
-            None => return Err(self.not_assigned(p)),
-            Some(part) => part.cache.contains_key(&key),
-        };
-        let loaded = if cached {
-            None
-        } else {
-            Some(self.read_store(p, &key).await?)
-        };
         if self.inner.per_write {
-            return self.modify_per_write(p, key, loaded, change).await;
+            return self.modify_per_write(p, key, change).await;
         }
-        let mut parts = self.inner.parts.lock();
-        let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-        let dirty_key = match part.cache.get_mut(&key) {
-            Some(slot) => {
-                change(&mut slot.value);
-                !std::mem::replace(&mut slot.dirty, true)
+        let mut change = Some(change);
+        // The cache is looked at again under the lock that applies the
+        // change: the key may have been cached or evicted meanwhile.
+        let mut loaded: Option<Option<V>> = None;
+        loop {
+            {
+                let mut parts = self.inner.parts.lock();
+                let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
+                let dirty_key = match (part.cache.get_mut(&key), loaded.take()) {
+                    (Some(slot), _) => {
+                        if let Some(change) = change.take() {
+                            change(&mut slot.value);
+                        }
+                        slot.used = true;
+                        let newly = !std::mem::replace(&mut slot.dirty, true);
+                        if newly {
+                            part.note_stored(self.inner.key_hash(&key));
+                        }
+                        Some(newly)
+                    }
+                    (None, Some(mut value)) => {
+                        if let Some(change) = change.take() {
+                            change(&mut value);
+                        }
+                        part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                        part.note_stored(self.inner.key_hash(&key));
+                        part.cache.insert(key.clone(), Slot::new(value, true));
+                        Some(true)
+                    }
+                    (None, None) => None,
+                };
+                match dirty_key {
+                    Some(true) => {
+                        part.dirty.push(key);
+                        return Ok(());
+                    }
+                    Some(false) => return Ok(()),
+                    None => {}
+                }
             }
-            None => {
-                let mut value = loaded.flatten();
-                change(&mut value);
-                part.cache.insert(key.clone(), Slot { value, dirty: true });
-                true
-            }
-        };
-        if dirty_key {
-            part.dirty.push(key);
+            loaded = Some(self.read_missing(p, &key).await?);
         }
-        Ok(())
     }
 
     async fn modify_per_write(
         &self,
         p: u32,
         key: K,
-        loaded: Option<Option<V>>,
         change: impl FnOnce(&mut Option<V>),
     ) -> Result<()> {
         let rt = self.runtime()?;
         // One writer at a time, so the changelog order is the write order.
         let _order = self.inner.write_order.lock().await;
-        let value = {
-            let mut parts = self.inner.parts.lock();
-            let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-            let slot = part.cache.entry(key.clone()).or_insert_with(|| Slot {
-                value: loaded.flatten(),
-                dirty: false,
-            });
-            change(&mut slot.value);
-            slot.value.clone()
+        let mut change = Some(change);
+        let mut loaded: Option<Option<V>> = None;
+        // The op joins `pending` under the same lock as the cache change, so
+        // the entry is never evictable while its value is in no store.
+        let (kb, vb) = loop {
+            {
+                let mut parts = self.inner.parts.lock();
+                let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
+                if !part.cache.contains_key(&key) {
+                    if let Some(value) = loaded.take() {
+                        part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                        part.cache.insert(key.clone(), Slot::new(value, false));
+                    }
+                }
+                let hash = self.inner.key_hash(&key);
+                if let Some(slot) = part.cache.get_mut(&key) {
+                    if let Some(change) = change.take() {
+                        change(&mut slot.value);
+                    }
+                    slot.used = true;
+                    let op = self.inner.encode_op(&key, slot.value.as_ref())?;
+                    part.pending.push(op.clone());
+                    part.note_stored(hash);
+                    break op;
+                }
+            }
+            loaded = Some(self.read_missing(p, &key).await?);
         };
-        let kb = self.encode_key(&key)?;
-        let vb = match &value {
-            Some(v) => Some(self.inner.encode_value(v)?),
-            None => None,
-        };
-        let mut record = Record::new(
-            self.inner.changelog.name.clone(),
-            Some(kb.clone()),
-            vb.clone(),
-        );
+        let mut record = Record::new(self.inner.changelog.name.clone(), Some(kb), vb);
         record.partition = Some(p);
         let delivery = rt.producer.send(record).await?;
         let mut parts = self.inner.parts.lock();
         let part = parts.get_mut(&p).ok_or_else(|| self.not_assigned(p))?;
-        part.pending.push((kb, vb));
         part.deliveries.push(delivery);
         Ok(())
     }
@@ -581,11 +942,14 @@ where
     async fn flush_pending_ops(&self) -> Result<()> {
         let rt = self.runtime()?;
         let _stored = self.inner.store_order.lock().await;
+        self.inner.flushing.store(true, Ordering::Release);
+        let _flushing = ClearOnDrop(&self.inner.flushing);
         let batches: Vec<(u32, Vec<Op>)> = {
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {
                 let n = &n;
+                part.store_epoch += 1;
                 let mut ops = std::mem::take(&mut part.pending);
                 for k in &part.dirty {
                     if let Some(slot) = part.cache.get(k) {
@@ -601,47 +965,52 @@ where
         for (p, ops) in batches {
             rt.store.apply(p, WriteBatch { ops, offset: None }).await?;
         }
+        for (_, part) in self.inner.parts.lock().iter_mut() {
+            part.store_epoch += 1;
+        }
         Ok(())
     }
 
     /// Entries in the partitions this worker serves.
     pub async fn items(&self) -> Result<Vec<(K, V)>> {
         self.flush_pending_ops().await?;
-        let rt = self.runtime()?;
         let mut active: Vec<u32> = self.inner.parts.lock().keys().collect();
         active.sort_unstable();
         let mut out = Vec::new();
         for p in active {
-            let mut after: Option<Bytes> = None;
-            loop {
-                let page = rt.store.scan(p, after.as_deref(), 1024).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.0.clone());
-                for (k, v) in page {
-                    let key = self
-                        .inner
-                        .key_codec
-                        .decode::<K>(k)
-                        .map_err(|m| Error::Codec {
-                            codec: self.inner.key_codec.name().into(),
-                            message: format!("stored key of table {:?}: {m}", self.inner.name),
-                        })?;
-                    let value =
-                        self.inner
-                            .value_codec
-                            .decode::<V>(v)
-                            .map_err(|m| Error::Codec {
-                                codec: self.inner.value_codec.name().into(),
-                                message: format!(
-                                    "stored value of table {:?}: {m}",
-                                    self.inner.name
-                                ),
-                            })?;
-                    out.push((key, value));
-                }
-            }
+            self.scan_into(p, &mut out).await?;
         }
         Ok(out)
+    }
+
+    /// Entries of one served partition (windowed tables rebuild their index with it).
+    pub(crate) async fn items_in(&self, p: u32) -> Result<Vec<(K, V)>> {
+        self.flush_pending_ops().await?;
+        let mut out = Vec::new();
+        self.scan_into(p, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn scan_into(&self, p: u32, out: &mut Vec<(K, V)>) -> Result<()> {
+        let rt = self.runtime()?;
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = rt.store.scan(p, after.as_deref(), 1024).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0.clone());
+            for (k, v) in page {
+                let key = self
+                    .inner
+                    .key_codec
+                    .decode::<K>(k)
+                    .map_err(|m| Error::Codec {
+                        codec: self.inner.key_codec.name().into(),
+                        message: format!("stored key of table {:?}: {m}", self.inner.name),
+                    })?;
+                out.push((key, self.inner.decode_value(v, p)?));
+            }
+        }
+        Ok(())
     }
 
     /// Number of keys in the partitions this worker serves.
@@ -670,6 +1039,45 @@ where
         ))
     }
 
+    /// Serve every partition (global tables, once caught up).
+    pub(crate) fn activate_all(&self) {
+        let mut parts = self.inner.parts.lock();
+        for p in 0..self.inner.partitions {
+            parts.activate(p);
+        }
+        self.inner.share_capacity(&parts);
+    }
+
+    /// Changelog records of partition `p` were stored by a reader: drop the
+    /// clean cached entries of their keys, so reads see the stored values.
+    /// Changed keys keep their newer local value.
+    pub(crate) fn forget_clean(&self, p: u32, keys: impl Iterator<Item = Bytes>) {
+        let decoded: Vec<K> = keys
+            .filter_map(|k| self.inner.key_codec.decode::<K>(k).ok())
+            .collect();
+        let mut parts = self.inner.parts.lock();
+        if let Some(part) = parts.get_mut(&p) {
+            for k in decoded {
+                if part.cache.get(&k).is_some_and(|slot| !slot.dirty) {
+                    part.cache.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// The table's store, once open.
+    pub(crate) fn store(&self) -> Result<Arc<dyn TableStore>> {
+        Ok(self.runtime()?.store.clone())
+    }
+
+    /// Keys now held in memory (over the served partitions); at most the
+    /// cache capacity plus the keys changed since the last commit.
+    pub fn cached_keys(&self) -> usize {
+        let parts = self.inner.parts.lock();
+        let n = parts.iter().map(|p| p.cache.len()).sum();
+        n
+    }
+
     /// Partitions this worker serves now.
     pub fn active_partitions(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.inner.parts.lock().keys().collect();
@@ -683,7 +1091,27 @@ where
     K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    fn encode_key(&self, key: &K) -> Result<Bytes> {
+    fn key_hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.key_hasher.hash_one(key)
+    }
+
+    fn part_capacity(&self) -> usize {
+        self.part_capacity.load(Ordering::Relaxed)
+    }
+
+    fn is_flushing(&self) -> bool {
+        self.flushing.load(Ordering::Acquire)
+    }
+
+    /// Share the capacity among the partitions now served.
+    fn share_capacity(&self, parts: &Parts<K, V>) {
+        let n = parts.keys().count().max(1);
+        self.part_capacity
+            .store((self.capacity / n).max(1), Ordering::Relaxed);
+    }
+
+    /// Encode `key` (the table's key, or what windowed and set tables build it from).
+    fn encode_key<Q: Serialize + 'static>(&self, key: &Q) -> Result<Bytes> {
         self.key_codec.encode(key).map_err(|message| Error::Encode {
             field: Field::Key,
             topic: self.changelog.name.to_string(),
@@ -759,13 +1187,13 @@ where
     }
 
     async fn open(&self, store: &Arc<dyn Store>, producer: Arc<dyn Producer>) -> Result<()> {
-        if self.runtime.get().is_some() {
+        if self.runtime.read().is_some() {
             return Ok(());
         }
         let ts = store
             .open(&TableSpec::new(self.name.clone(), self.partitions))
             .await?;
-        let _ = self.runtime.set(Runtime {
+        *self.runtime.write() = Some(Runtime {
             store: ts,
             producer,
         });
@@ -773,19 +1201,14 @@ where
     }
 
     fn table_store(&self) -> Option<Arc<dyn TableStore>> {
-        self.runtime.get().map(|r| r.store.clone())
+        self.runtime.read().as_ref().map(|r| r.store.clone())
     }
 
     async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>> {
-        let parsed: K =
-            match serde_json::from_str::<K>(key) {
-                Ok(k) => k,
-                Err(_) => serde_json::from_value(serde_json::Value::String(key.to_string()))
-                    .map_err(|e| Error::NotFound {
-                        what: "table key",
-                        name: format!("{key:?} is not a key of table {:?}: {e}", self.name),
-                    })?,
-            };
+        let parsed: K = crate::web::parse_text(key).map_err(|e| Error::NotFound {
+            what: "table key",
+            name: format!("{key:?} is not a key of table {:?}: {e}", self.name),
+        })?;
         let table = Table { inner: self };
         match table.get(&parsed).await? {
             Some(v) => serde_json::to_value(&v)
@@ -799,27 +1222,36 @@ where
     }
 
     async fn local_len(&self) -> Result<u64> {
-        let Some(rt) = self.runtime.get() else {
+        let Some(store) = self.table_store() else {
             return Ok(0);
         };
         let active: Vec<u32> = self.parts.lock().keys().collect();
         let mut n = 0;
         for p in active {
-            n += rt.store.len(p).await?;
+            n += store.len(p).await?;
         }
         Ok(n)
     }
 
     fn activate(&self, partitions: &BTreeSet<u32>) {
+        if self.global {
+            // Served from the start (after its reader caught up), whatever
+            // the group assigns.
+            return;
+        }
         let mut parts = self.parts.lock();
         for p in partitions {
             if *p < self.partitions {
                 parts.activate(*p);
             }
         }
+        self.share_capacity(&parts);
     }
 
     fn deactivate(&self, partitions: &BTreeSet<u32>) {
+        if self.global {
+            return;
+        }
         let mut parts = self.parts.lock();
         for p in partitions {
             if let Some(part) = parts.get(p) {
@@ -830,19 +1262,45 @@ where
             }
             parts.remove(p);
         }
+        self.share_capacity(&parts);
+    }
+
+    fn is_global(&self) -> bool {
+        self.global
+    }
+
+    fn close(&self) {
+        if self.has_changes() {
+            tracing::warn!(table = %self.name, "closing with unflushed writes; they stay in the changelog");
+        }
+        self.parts.lock().0.clear();
+        *self.runtime.write() = None;
+    }
+
+    fn has_changes(&self) -> bool {
+        let parts = self.parts.lock();
+        let changed = parts.iter().any(|part| {
+            !part.dirty.is_empty() || !part.pending.is_empty() || !part.deliveries.is_empty()
+        });
+        changed
     }
 
     async fn flush(&self) -> Result<()> {
-        let Some(rt) = self.runtime.get() else {
+        let Some(rt) = self.runtime.read().clone() else {
             return Ok(());
         };
         let _stored = self.store_order.lock().await;
+        // From taking the changed keys until they are stored, their cache
+        // entries are the only copy outside the changelog: no eviction.
+        self.flushing.store(true, Ordering::Release);
+        let _flushing = ClearOnDrop(&self.flushing);
         // Changed keys (coalescing) or written ops (per write), per partition.
         let mut work: Vec<FlushWork<K>> = Vec::new();
         let mut first_error = None;
         {
             let mut parts = self.parts.lock();
             for (n, part) in parts.iter_mut() {
+                part.store_epoch += 1;
                 if !part.dirty.is_empty() {
                     let mut ops = Vec::with_capacity(part.dirty.len());
                     let mut keys = Vec::with_capacity(part.dirty.len());
@@ -935,11 +1393,60 @@ where
                     .await?;
                 continue;
             }
+            // A global table's offsets belong to its changelog reader: other
+            // workers write to the same partitions, and their records below
+            // ours may not be read yet.
+            let offset = if self.global { None } else { offset };
             rt.store.apply(p, WriteBatch { ops: w.ops, offset }).await?;
+        }
+        // What was stored is clean: evict down to the capacity.
+        drop(_flushing);
+        {
+            let capacity = self.part_capacity();
+            let mut parts = self.parts.lock();
+            for (_, part) in parts.iter_mut() {
+                // A store check that overlapped this flush must not trust
+                // what it saw.
+                part.store_epoch += 1;
+                part.trim(capacity);
+            }
         }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeyFilter;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_key_filter_has_no_false_negatives(keys in prop::collection::vec(any::<u64>(), 0..20_000)) {
+            let mut f = KeyFilter::default();
+            for k in &keys {
+                f.insert(*k);
+            }
+            for k in &keys {
+                prop_assert!(f.may_contain(*k));
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_filter_rules_out_most_other_keys() {
+        let s = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let mut f = KeyFilter::default();
+        for i in 0..100_000u64 {
+            f.insert(s.hash_one(i));
+        }
+        let false_positives = (100_000..200_000u64)
+            .filter(|i| f.may_contain(s.hash_one(i)))
+            .count();
+        // About 1% per layer at 10 bits per key; several layers add up.
+        assert!(false_positives < 10_000, "{false_positives} of 100000");
     }
 }

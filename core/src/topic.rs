@@ -272,6 +272,12 @@ impl SendOptions {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Set the record's timestamp (ms since the epoch; default: the producer's clock).
+    pub fn timestamp_ms(mut self, t: i64) -> Self {
+        self.timestamp_ms = Some(t);
+        self
+    }
 }
 
 /// A typed topic: send to it, stream from it.

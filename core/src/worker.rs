@@ -396,6 +396,9 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         }
     }
     crate::pages::stop(&app, web).await;
+    for t in &tables {
+        t.close();
+    }
     tracing::info!(app = %app.id(), "worker stopped");
     match failure {
         Some(e) => Err(e),

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -116,7 +116,9 @@ impl RedbConfig {
 /// The redb store: opens one file per table in its directory.
 pub struct RedbStore {
     config: RedbConfig,
-    open: Mutex<HashMap<String, Arc<RedbTable>>>,
+    /// Tables opened and still in use: a table nobody holds any more is
+    /// closed (its file lock released), so a new store can open it.
+    open: Mutex<HashMap<String, Weak<RedbTable>>>,
 }
 
 impl fmt::Debug for RedbStore {
@@ -154,7 +156,7 @@ impl Store for RedbStore {
     }
 
     async fn open(&self, table: &TableSpec) -> Result<Arc<dyn TableStore>> {
-        if let Some(t) = self.open.lock().get(&table.name) {
+        if let Some(t) = self.open.lock().get(&table.name).and_then(Weak::upgrade) {
             if t.partitions != table.partitions {
                 return Err(Error::State(format!(
                     "table {:?} is open with {} partitions, not {}",
@@ -194,8 +196,10 @@ impl Store for RedbStore {
             db: Arc::new(db),
             durability: self.config.durability,
         });
-        let mut open = self.open.lock();
-        Ok(open.entry(table.name.clone()).or_insert(t).clone())
+        self.open
+            .lock()
+            .insert(table.name.clone(), Arc::downgrade(&t));
+        Ok(t)
     }
 }
 

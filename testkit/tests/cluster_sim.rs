@@ -269,11 +269,20 @@ proptest! {
 
 #[test]
 fn the_same_seed_and_schedule_reproduce_the_same_run() {
-    for seed in [7, 42, 1234] {
-        let schedule = sim::random_schedule(seed, 3, 16);
+    for seed in [7, 42, 1234, 99, 2024, 5, 31337, 8] {
+        let schedule = sim::random_schedule(seed, 3, 20);
         let a = sim::run_paused(simulate(seed, &schedule)).unwrap();
         let b = sim::run_paused(simulate(seed, &schedule)).unwrap();
-        assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
+        let first = a.trace.iter().zip(&b.trace).find(|(x, y)| x != y);
+        assert_eq!(first, None, "seed {seed}: traces differ");
+        assert_eq!(a.trace.len(), b.trace.len(), "seed {seed}: traces differ");
+        let first = a
+            .output
+            .records
+            .iter()
+            .zip(&b.output.records)
+            .find(|(x, y)| x != y);
+        assert_eq!(first, None, "seed {seed}: broker contents differ");
         assert_eq!(a.output, b.output, "seed {seed}: broker contents differ");
         assert_eq!(a.table, b.table);
     }
@@ -328,9 +337,7 @@ fn a_rebalance_in_the_middle_of_recovery_is_handled() {
     ];
     let run = sim::run_paused(simulate(3, &schedule)).unwrap();
     assert!(
-        run.trace
-            .iter()
-            .any(|l| l.contains("w1 reading changelogs: true")),
+        run.trace.iter().any(|l| l.contains("w1 recovering: true")),
         "the second worker joined while the first was recovering:\n{}",
         run.trace.join("\n")
     );
@@ -353,4 +360,116 @@ fn a_restarted_worker_is_not_mistaken_for_its_crashed_incarnation() {
         Step::Crash(0),
     ];
     check_schedule(0, &schedule).unwrap();
+}
+
+/// Changelog records replayed by worker `n` so far.
+fn recovered(cluster: &Cluster, n: u8) -> u64 {
+    cluster
+        .app(n)
+        .map_or(0, |a| a.monitor().snapshot().recovered_records)
+}
+
+/// Two workers, each the standby of the other's table partitions; worker 0
+/// crashes (or leaves) and worker 1 takes its partitions over. With standbys
+/// it replays at most what its standby copy had not read when worker 0 went
+/// away; without, the whole changelog of those partitions. Returns (records
+/// replayed by worker 1, that bound, the partitions' whole changelog).
+async fn promotion(
+    seed: u64,
+    sends: u16,
+    before_crash_ms: u32,
+    standbys: u32,
+    graceful: bool,
+) -> (u64, u64, u64) {
+    let mut config = SimConfig::new("collector", seed);
+    config.standby_replicas = standbys;
+    // Slow changelog reads: a standby lags its owner by up to this much.
+    config.fetch_delay = std::time::Duration::from_millis(400);
+    let mut cluster = Cluster::new(config, collect_app);
+    cluster
+        .run(
+            &[
+                Step::Join(0),
+                Step::Join(1),
+                Step::Run(3_000),
+                Step::Send(sends),
+                // At least one commit, so the changelog has records; worker 0
+                // may go before its standby read all of it.
+                Step::Run(1_100 + before_crash_ms),
+            ],
+            |_: &mut SimRng, i: u64| {
+                // A key per record: a changelog as long as the input.
+                Record::new(
+                    "input",
+                    Some(Bytes::from(
+                        serde_json::to_vec(&format!("key-{i}")).unwrap(),
+                    )),
+                    Some(Bytes::from(serde_json::to_vec(&i).unwrap())),
+                )
+            },
+        )
+        .await
+        .unwrap();
+    let taken: Vec<u32> = cluster
+        .owners("input")
+        .into_iter()
+        .filter(|(_, o)| o == &["w0".to_string()])
+        .map(|(p, _)| p)
+        .collect();
+    assert!(!taken.is_empty(), "worker 0 owns partitions");
+    let changelog = cluster.app(0).unwrap().tables()[0].changelog.clone();
+    let before = recovered(&cluster, 1);
+    // The standby's position can only grow from here.
+    let mut positions = Vec::new();
+    for p in &taken {
+        let (_, stored) = cluster.stored("w1", "seen", 4, *p).await.unwrap();
+        positions.push(stored.map_or(0, |o| o as u64 + 1));
+    }
+    if graceful {
+        cluster.leave(0).await.unwrap();
+    } else {
+        cluster.crash(0);
+    }
+    // Worker 0 wrote its last changelog records; nobody else writes these
+    // partitions before worker 1 recovered them.
+    let mut full = 0;
+    let mut tail_bound = 0;
+    for (p, position) in taken.iter().zip(positions) {
+        let end = cluster
+            .broker()
+            .end_offset(&faustus_core::TopicPartition::new(changelog.clone(), *p))
+            as u64;
+        full += end;
+        tail_bound += end - position.min(end);
+    }
+    cluster.settle().await.unwrap();
+    cluster.check_one_owner_per_partition("input").unwrap();
+    cluster.check_tables_match_changelogs().await.unwrap();
+    let replayed = recovered(&cluster, 1) - before;
+    cluster.shutdown().await.unwrap();
+    (replayed, tail_bound, full)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A standby promoted to active replays only the tail its copy lacked.
+    #[test]
+    fn standby_promotion_replays_only_the_tail(
+        seed in any::<u64>(),
+        sends in 40u16..300,
+        before_crash_ms in 0u32..2_000,
+        graceful in any::<bool>(),
+    ) {
+        let (replayed, tail_bound, full) =
+            sim::run_paused(promotion(seed, sends, before_crash_ms, 1, graceful));
+        prop_assert!(full > 0, "worker 0's changelog partitions have records");
+        prop_assert!(
+            replayed <= tail_bound,
+            "replayed {} records, the standby lacked {} (of {})", replayed, tail_bound, full
+        );
+        let (replayed, _, full) =
+            sim::run_paused(promotion(seed, sends, before_crash_ms, 0, graceful));
+        prop_assert_eq!(replayed, full, "without standbys the whole changelog is replayed");
+    }
 }

@@ -30,6 +30,17 @@ pub fn app_on(broker: &str, id: &str) -> AppBuilder {
         .broker_commit_interval(Duration::from_millis(100))
 }
 
+/// An app resolving its drivers from `registry` (test drivers), with the
+/// environment ignored and a fast commit interval.
+pub fn app_with(registry: &faustus::Registry, id: &str, broker: &str, store: &str) -> AppBuilder {
+    faustus::App::builder(id)
+        .registry(registry.clone())
+        .env(Default::default())
+        .broker(broker)
+        .store(store)
+        .broker_commit_interval(Duration::from_millis(100))
+}
+
 /// The named broker.
 pub fn broker(name: &str) -> MemoryBroker {
     MemoryBroker::named(name)
@@ -44,6 +55,19 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Wait until the group `app1` and `app2` (same id, broker `name`) form has
+/// settled with both holding partitions, and let their recoveries finish.
+pub async fn settle_two(name: &str, app1: &App, app2: &App) {
+    let b = broker(name);
+    eventually("the group to settle with two members", || {
+        !b.is_rebalancing(app1.id())
+            && !app1.assignment().is_empty()
+            && !app2.assignment().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 /// Start a worker and wait until it is ready.

@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,25 +70,6 @@ pub(crate) struct FusedTransport {
     pub(crate) inner: Arc<dyn Transport>,
     pub(crate) fuse: Fuse,
     pub(crate) fetch_delay: Duration,
-    /// Group-less consumers alive (changelog readers).
-    pub(crate) readers: Arc<AtomicU64>,
-}
-
-/// Counts a group-less consumer while it lives.
-#[derive(Debug)]
-struct ReaderGuard(Arc<AtomicU64>);
-
-impl ReaderGuard {
-    fn new(count: &Arc<AtomicU64>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        ReaderGuard(count.clone())
-    }
-}
-
-impl Drop for ReaderGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[async_trait]
@@ -125,7 +105,6 @@ impl Transport for FusedTransport {
             } else {
                 Duration::ZERO
             },
-            _reader: groupless.then(|| ReaderGuard::new(&self.readers)),
         }))
     }
 }
@@ -152,7 +131,6 @@ struct FusedConsumer {
     inner: Box<dyn Consumer>,
     fuse: Fuse,
     fetch_delay: Duration,
-    _reader: Option<ReaderGuard>,
 }
 
 #[async_trait]

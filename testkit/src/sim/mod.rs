@@ -81,6 +81,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use faustus_core::monitor::RecoveryState;
 use faustus_core::store::{Store, TableSpec};
 use faustus_core::transport::{
     Producer, ProducerConfig, Record, RecordMetadata, TopicPartition, Transport,
@@ -140,11 +141,14 @@ pub struct SimConfig {
     pub fetch_delay: Duration,
     /// [`Cluster::settle`] gives up after this much virtual time.
     pub settle_limit: Duration,
+    /// The workers' `table_standby_replicas`.
+    pub standby_replicas: u32,
 }
 
 impl SimConfig {
     /// Defaults for app `app_id` and `seed`: 4 partitions, commits every
-    /// second, 6 s sessions, 10 s rebalance timeout, 50 ms per changelog read.
+    /// second, 6 s sessions, 10 s rebalance timeout, 50 ms per changelog read,
+    /// one standby replica.
     pub fn new(app_id: impl Into<String>, seed: u64) -> Self {
         SimConfig {
             app_id: app_id.into(),
@@ -155,6 +159,7 @@ impl SimConfig {
             rebalance_timeout: Duration::from_secs(10),
             fetch_delay: Duration::from_millis(50),
             settle_limit: Duration::from_secs(600),
+            standby_replicas: 1,
         }
     }
 }
@@ -290,7 +295,6 @@ enum State {
         app: App,
         handle: WorkerHandle,
         fuse: Fuse,
-        readers: Arc<AtomicU64>,
     },
     Crashed,
     Stopped,
@@ -454,8 +458,7 @@ impl Cluster {
         let incarnation = self.workers.get(&n).map_or(0, |s| s.incarnation + 1);
         let name = worker_name(n);
         let fuse = Fuse::new();
-        let readers = Arc::new(AtomicU64::new(0));
-        let registry = self.worker_registry(&name, &fuse, &readers)?;
+        let registry = self.worker_registry(&name, &fuse)?;
         let ctx = WorkerCtx {
             name: name.clone(),
             incarnation,
@@ -469,8 +472,11 @@ impl Cluster {
             .broker_client_id(client_id(&name, incarnation))
             .broker_commit_interval(self.config.commit_interval)
             .topic_partitions(self.config.partitions)
+            .table_standby_replicas(self.config.standby_replicas)
             .web_enabled(false);
         let app = (self.build)(&ctx, builder)?;
+        // A fixed id (not a random one) keeps the cluster topic reproducible.
+        app.set_worker_id(client_id(&name, incarnation))?;
         let handle = app.start().await?;
         self.recorder.record(
             "cluster",
@@ -480,23 +486,13 @@ impl Cluster {
             n,
             Slot {
                 incarnation,
-                state: State::Running {
-                    app,
-                    handle,
-                    fuse,
-                    readers,
-                },
+                state: State::Running { app, handle, fuse },
             },
         );
         Ok(())
     }
 
-    fn worker_registry(
-        &self,
-        name: &str,
-        fuse: &Fuse,
-        readers: &Arc<AtomicU64>,
-    ) -> Result<Registry> {
+    fn worker_registry(&self, name: &str, fuse: &Fuse) -> Result<Registry> {
         let registry = Registry::new();
         let url = DriverUrl::parse(
             "broker",
@@ -513,7 +509,6 @@ impl Cluster {
             inner: transport,
             fuse: fuse.clone(),
             fetch_delay: self.config.fetch_delay,
-            readers: readers.clone(),
         });
         registry.register_transport("sim", Arc::new(move |_| Ok(fused.clone())));
         let store: Arc<dyn Store> = Arc::new(FusedStore {
@@ -575,13 +570,15 @@ impl Cluster {
         }
     }
 
-    /// Whether worker `n` is reading changelogs (recovering, or following
-    /// standbys) right now.
-    pub fn is_reading_changelogs(&self, n: u8) -> bool {
-        match self.workers.get(&n).map(|s| &s.state) {
-            Some(State::Running { readers, .. }) => readers.load(Ordering::Relaxed) > 0,
-            _ => false,
-        }
+    /// Whether worker `n` is replaying a changelog (its monitor shows a
+    /// recovery running).
+    pub fn is_recovering(&self, n: u8) -> bool {
+        self.app(n).is_some_and(|app| {
+            app.monitor()
+                .recovery_progress()
+                .iter()
+                .any(|r| r.state == RecoveryState::Running)
+        })
     }
 
     /// Send one record to the broker (not through any worker) and wait for
@@ -645,14 +642,14 @@ impl Cluster {
                 // Up to 10 s for `a` to get partitions and start recovering
                 // (it never does when there is nothing to recover).
                 let mut waited = Duration::ZERO;
-                while !self.is_reading_changelogs(a) && waited < Duration::from_secs(10) {
+                while !self.is_recovering(a) && waited < Duration::from_secs(10) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     waited += Duration::from_millis(5);
                 }
-                let recovering = self.is_reading_changelogs(a);
+                let recovering = self.is_recovering(a);
                 self.recorder.record(
                     "cluster",
-                    format!("{} reading changelogs: {recovering}", worker_name(a)),
+                    format!("{} recovering: {recovering}", worker_name(a)),
                 );
                 self.join(b).await?;
             }

@@ -1,0 +1,930 @@
+//! Windowed tables: a value per key *and* time window.
+//!
+//! A windowed table is a [`Table`] keyed by `(key, window start, window end)`
+//! (milliseconds since the epoch, end exclusive). An update at time `t`
+//! changes the value of every window that contains `t` (one for tumbling and
+//! sliding windows, `size / step` for hopping ones). Session windows
+//! ([`TableBuilder::session`]) are per key: an event within `gap` of a
+//! session extends it, one within `gap` of two merges them (with the
+//! table's merge function), otherwise it starts a new one. Which time an update or
+//! a read uses is the table's *relative-to* setting: the current event's
+//! timestamp ([`relative_to_stream`](WindowedTableBuilder::relative_to_stream),
+//! the default) or the wall clock
+//! ([`relative_to_now`](WindowedTableBuilder::relative_to_now)); the `*_at`
+//! methods take the time explicitly (Faust's `relative_to_field`: pass the
+//! field of your event's value).
+//!
+//! Windows expire `expires` after their end, measured against the latest
+//! event time seen in their partition (or the wall clock with
+//! `relative_to_now`). Every `table_cleanup_interval` expired windows are
+//! deleted (from the table, its store and, by a tombstone, its changelog),
+//! after the [`on_window_close`](WindowedTableBuilder::on_window_close)
+//! callback received the key, the window and its final value. The
+//! changelog is `compact,delete` with `retention.ms = expires`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Table, TableBuilder};
+use crate::error::{Error, Result};
+use crate::event;
+
+/// A window: `[start_ms, end_ms)` in milliseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WindowRange {
+    /// First millisecond in the window.
+    pub start_ms: i64,
+    /// First millisecond after the window.
+    pub end_ms: i64,
+}
+
+impl WindowRange {
+    /// Whether `t_ms` falls in the window.
+    pub fn contains(&self, t_ms: i64) -> bool {
+        self.start_ms <= t_ms && t_ms < self.end_ms
+    }
+}
+
+impl fmt::Display for WindowRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}, {}) ms", self.start_ms, self.end_ms)
+    }
+}
+
+/// A windowing strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// Back-to-back windows of `size`, aligned to the epoch.
+    Tumbling {
+        /// Window length (ms).
+        size_ms: i64,
+    },
+    /// Windows of `size` starting every `step` (aligned to the epoch); a time
+    /// falls in `size / step` of them.
+    Hopping {
+        /// Window length (ms).
+        size_ms: i64,
+        /// Distance between window starts (ms).
+        step_ms: i64,
+    },
+    /// One window per event time `t`: `[t - before, t + after]`.
+    Sliding {
+        /// Reach before the event (ms).
+        before_ms: i64,
+        /// Reach after the event (ms).
+        after_ms: i64,
+    },
+    /// Per key, sessions of events less than `gap` apart: `[first event,
+    /// last event + gap)`. An event joins every session it comes within
+    /// `gap` of (merging them). `ranges(t)` gives the session an event
+    /// starts when it joins none.
+    Session {
+        /// Inactivity that ends a session (ms).
+        gap_ms: i64,
+    },
+}
+
+impl Window {
+    /// The windows that contain `t_ms`, earliest start first.
+    pub fn ranges(&self, t_ms: i64) -> Vec<WindowRange> {
+        match *self {
+            Window::Tumbling { size_ms } => {
+                let start = t_ms - t_ms.rem_euclid(size_ms);
+                vec![WindowRange {
+                    start_ms: start,
+                    end_ms: start + size_ms,
+                }]
+            }
+            Window::Hopping { size_ms, step_ms } => {
+                // Starts k*step with start <= t < start + size.
+                let last = t_ms.div_euclid(step_ms);
+                let first = (t_ms - size_ms).div_euclid(step_ms) + 1;
+                (first..=last)
+                    .map(|k| WindowRange {
+                        start_ms: k * step_ms,
+                        end_ms: k * step_ms + size_ms,
+                    })
+                    .collect()
+            }
+            Window::Sliding {
+                before_ms,
+                after_ms,
+            } => vec![WindowRange {
+                start_ms: t_ms - before_ms,
+                end_ms: t_ms + after_ms + 1,
+            }],
+            Window::Session { gap_ms } => vec![WindowRange {
+                start_ms: t_ms,
+                end_ms: t_ms + gap_ms,
+            }],
+        }
+    }
+
+    /// The window a read at `t_ms` looks at: the latest-starting one that
+    /// contains it (as Faust's `current`).
+    pub fn current(&self, t_ms: i64) -> WindowRange {
+        match self.ranges(t_ms).last() {
+            Some(r) => *r,
+            None => WindowRange {
+                start_ms: t_ms,
+                end_ms: t_ms + 1,
+            },
+        }
+    }
+}
+
+/// Which time updates and [`WindowSet::value`] use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RelativeTo {
+    Stream,
+    Now,
+}
+
+/// Called with the key, the window and its final value when a window expires.
+pub type OnWindowClose<K, V> = Arc<dyn Fn(&K, WindowRange, &V) + Send + Sync>;
+
+/// Defines a windowed table; from [`TableBuilder::tumbling`],
+/// [`hopping`](TableBuilder::hopping) or [`sliding`](TableBuilder::sliding).
+#[must_use = "call .build() to define the table"]
+pub struct WindowedTableBuilder<K, V> {
+    table: TableBuilder<K, V>,
+    window: Window,
+    expires: Duration,
+    relative: RelativeTo,
+    on_close: Option<OnWindowClose<K, V>>,
+    merge: Option<Merge<V>>,
+    error: Option<String>,
+}
+
+/// Combines the values of two sessions an event bridges.
+type Merge<V> = Arc<dyn Fn(V, V) -> V + Send + Sync>;
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<K, V> TableBuilder<K, V>
+where
+    K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Tumbling windows of `size`, removed `expires` after they end.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn demo(app: faustus_core::App) -> faustus_core::Result<()> {
+    /// let views = app
+    ///     .table::<String, u64>("views")
+    ///     .with_default()
+    ///     .tumbling(Duration::from_secs(60), Duration::from_secs(3600))
+    ///     .build()?;
+    /// // in an agent: views.update(&page, |n| *n += 1).await?;
+    /// //              let this_minute = views.get(&page).current().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn tumbling(self, size: Duration, expires: Duration) -> WindowedTableBuilder<K, V> {
+        let error = (size.as_millis() == 0).then(|| "the window size must be at least 1 ms".into());
+        self.windowed(Window::Tumbling { size_ms: ms(size) }, expires, error)
+    }
+
+    /// Hopping windows of `size` starting every `step`, removed `expires`
+    /// after they end.
+    pub fn hopping(
+        self,
+        size: Duration,
+        step: Duration,
+        expires: Duration,
+    ) -> WindowedTableBuilder<K, V> {
+        let error = if size.as_millis() == 0 || step.as_millis() == 0 {
+            Some("the window size and step must be at least 1 ms".into())
+        } else {
+            None
+        };
+        self.windowed(
+            Window::Hopping {
+                size_ms: ms(size),
+                step_ms: ms(step),
+            },
+            expires,
+            error,
+        )
+    }
+
+    /// Sliding windows: an update at `t` goes to `[t - before, t + after]`,
+    /// removed `expires` after they end.
+    pub fn sliding(
+        self,
+        before: Duration,
+        after: Duration,
+        expires: Duration,
+    ) -> WindowedTableBuilder<K, V> {
+        self.windowed(
+            Window::Sliding {
+                before_ms: ms(before),
+                after_ms: ms(after),
+            },
+            expires,
+            None,
+        )
+    }
+
+    /// Session windows: per key, events less than `gap` apart form one
+    /// session `[first, last + gap)`, removed `expires` after it ends. An
+    /// event that bridges two sessions merges them; `merge` combines their
+    /// values (earlier session first). Faust has no session windows.
+    pub fn session(
+        self,
+        gap: Duration,
+        expires: Duration,
+        merge: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> WindowedTableBuilder<K, V> {
+        let error = (gap.as_millis() == 0).then(|| "the session gap must be at least 1 ms".into());
+        let mut b = self.windowed(Window::Session { gap_ms: ms(gap) }, expires, error);
+        b.merge = Some(Arc::new(merge));
+        b
+    }
+
+    fn windowed(
+        mut self,
+        window: Window,
+        expires: Duration,
+        error: Option<String>,
+    ) -> WindowedTableBuilder<K, V> {
+        self.changelog_retention = Some(expires);
+        WindowedTableBuilder {
+            table: self,
+            window,
+            expires,
+            relative: RelativeTo::Stream,
+            on_close: None,
+            merge: None,
+            error,
+        }
+    }
+}
+
+impl<K, V> WindowedTableBuilder<K, V>
+where
+    K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// Updates and `value()` use the wall clock.
+    pub fn relative_to_now(mut self) -> Self {
+        self.relative = RelativeTo::Now;
+        self
+    }
+
+    /// Updates and `value()` use the current event's timestamp (the default;
+    /// the wall clock outside a stream or for events without a timestamp).
+    pub fn relative_to_stream(mut self) -> Self {
+        self.relative = RelativeTo::Stream;
+        self
+    }
+
+    /// Called with the key, the window and its final value when an expired
+    /// window is removed. At least once: a worker that crashes after the
+    /// call but before the next commit calls it again after recovery.
+    pub fn on_window_close(
+        mut self,
+        f: impl Fn(&K, WindowRange, &V) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_close = Some(Arc::new(f));
+        self
+    }
+
+    /// Register the table, its changelog, and the cleanup timer.
+    pub fn build(self) -> Result<WindowedTable<K, V>> {
+        let name = self.table.name.clone();
+        if let Some(message) = self.error {
+            return Err(Error::config(format!("table {name:?} window"), message));
+        }
+        let app = self.table.app.clone();
+        let table = self.table.rekey::<(K, i64, i64)>().build()?;
+        let inner = Arc::new(WindowedInner {
+            table,
+            window: self.window,
+            expires_ms: ms(self.expires),
+            relative: self.relative,
+            on_close: self.on_close,
+            merge: self.merge,
+            clock: Clock::new(),
+            state: Mutex::new(WindowState::default()),
+        });
+        let w = WindowedTable { inner };
+        let interval = app.inner.settings().table_cleanup_interval;
+        let timer = w.clone();
+        app.timer(format!("{name}-window-cleanup"), interval, move |_app| {
+            let timer = timer.clone();
+            async move {
+                timer.remove_expired().await?;
+                Ok(())
+            }
+        });
+        Ok(w)
+    }
+}
+
+/// The wall clock as tokio sees it (so virtual time in tests moves it).
+struct Clock {
+    epoch_ms: i64,
+    started: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        let epoch_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(ms)
+            .unwrap_or(0);
+        Clock {
+            epoch_ms,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.epoch_ms + ms(self.started.elapsed())
+    }
+}
+
+/// Per partition: the latest event time seen and the windows it holds.
+struct PartWindows<K> {
+    latest_ms: Option<i64>,
+    /// (end, start) → keys with a value in that window.
+    windows: BTreeMap<(i64, i64), HashSet<K>>,
+    /// Session windows: key → start → end of its sessions.
+    sessions: HashMap<K, BTreeMap<i64, i64>>,
+}
+
+impl<K> Default for PartWindows<K> {
+    fn default() -> Self {
+        PartWindows {
+            latest_ms: None,
+            windows: BTreeMap::new(),
+            sessions: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> PartWindows<K> {
+    fn index(&mut self, key: &K, r: WindowRange, session: bool) {
+        let keys = self.windows.entry((r.end_ms, r.start_ms)).or_default();
+        if !keys.contains(key) {
+            keys.insert(key.clone());
+        }
+        if session {
+            self.sessions
+                .entry(key.clone())
+                .or_default()
+                .insert(r.start_ms, r.end_ms);
+        }
+    }
+
+    fn unindex(&mut self, key: &K, r: WindowRange) {
+        if let Some(keys) = self.windows.get_mut(&(r.end_ms, r.start_ms)) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.windows.remove(&(r.end_ms, r.start_ms));
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.remove(&r.start_ms);
+            if s.is_empty() {
+                self.sessions.remove(key);
+            }
+        }
+    }
+}
+
+struct WindowState<K> {
+    parts: BTreeMap<u32, PartWindows<K>>,
+    /// Partitions whose stored windows are in `parts` (loaded after recovery).
+    loaded: BTreeSet<u32>,
+}
+
+impl<K> Default for WindowState<K> {
+    fn default() -> Self {
+        WindowState {
+            parts: BTreeMap::new(),
+            loaded: BTreeSet::new(),
+        }
+    }
+}
+
+struct WindowedInner<K, V> {
+    table: Table<(K, i64, i64), V>,
+    window: Window,
+    expires_ms: i64,
+    relative: RelativeTo,
+    on_close: Option<OnWindowClose<K, V>>,
+    merge: Option<Merge<V>>,
+    clock: Clock,
+    state: Mutex<WindowState<K>>,
+}
+
+/// A table with a value per key and time window; see the [module docs](self).
+pub struct WindowedTable<K, V> {
+    inner: Arc<WindowedInner<K, V>>,
+}
+
+impl<K, V> Clone for WindowedTable<K, V> {
+    fn clone(&self) -> Self {
+        WindowedTable {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V> fmt::Debug for WindowedTable<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WindowedTable({:?}, {:?})",
+            self.inner.table.inner.name, self.inner.window
+        )
+    }
+}
+
+impl<K, V> WindowedTable<K, V>
+where
+    K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// The table underneath, keyed by `(key, window start, window end)`.
+    pub fn table(&self) -> &Table<(K, i64, i64), V> {
+        &self.inner.table
+    }
+
+    /// The windowing strategy.
+    pub fn window(&self) -> Window {
+        self.inner.window
+    }
+
+    /// The time updates use: the current event's timestamp (relative to the
+    /// stream) or the wall clock.
+    fn relative_ms(&self) -> i64 {
+        match self.inner.relative {
+            RelativeTo::Now => self.inner.clock.now_ms(),
+            RelativeTo::Stream => event_time_ms().unwrap_or_else(|| self.inner.clock.now_ms()),
+        }
+    }
+
+    /// The wall clock (milliseconds since the epoch; tokio's clock, so
+    /// virtual time moves it).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// The partition a write of `key` goes to: the current event's, else
+    /// the key's by the partitioner.
+    fn partition(&self, key: &K) -> Result<u32> {
+        self.inner.table.write_partition_of(key)
+    }
+
+    /// Change the value of `key` in every window containing the table's
+    /// relative time (see [`update_at`](Self::update_at)).
+    pub async fn update(&self, key: &K, f: impl Fn(&mut V)) -> Result<()> {
+        self.update_at(key, self.relative_ms(), f).await
+    }
+
+    /// Change the value of `key` in every window containing `t_ms`,
+    /// starting from the default when missing. Windows already expired in
+    /// the partition (a late event) are left alone.
+    pub async fn update_at(&self, key: &K, t_ms: i64, f: impl Fn(&mut V)) -> Result<()> {
+        if let Window::Session { gap_ms } = self.inner.window {
+            return self.update_session(key, t_ms, gap_ms, None, &f).await;
+        }
+        let p = self.partition(key)?;
+        let ranges = self.track(p, key, t_ms);
+        for r in ranges {
+            self.inner
+                .table
+                .update_in(p, &(key.clone(), r.start_ms, r.end_ms), &f)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Set `key` to `value` in every window containing the relative time.
+    pub async fn set(&self, key: &K, value: V) -> Result<()> {
+        self.set_at(key, self.relative_ms(), value).await
+    }
+
+    /// Set `key` to `value` in every window containing `t_ms`.
+    pub async fn set_at(&self, key: &K, t_ms: i64, value: V) -> Result<()> {
+        if let Window::Session { gap_ms } = self.inner.window {
+            return self
+                .update_session(key, t_ms, gap_ms, Some(value), &|_| {})
+                .await;
+        }
+        let p = self.partition(key)?;
+        for r in self.track(p, key, t_ms) {
+            self.inner
+                .table
+                .set_in(p, (key.clone(), r.start_ms, r.end_ms), value.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An event of `key` at `t_ms` in a session table: start a session, or
+    /// extend (and merge) the sessions it comes within `gap` of; then set
+    /// the value (`set`) or change it with `f`.
+    async fn update_session<F: Fn(&mut V)>(
+        &self,
+        key: &K,
+        t_ms: i64,
+        gap_ms: i64,
+        set: Option<V>,
+        f: &F,
+    ) -> Result<()> {
+        let p = self.partition(key)?;
+        self.load_stored_windows().await?;
+        let (new, old) = {
+            let mut state = self.inner.state.lock();
+            let part = state.parts.entry(p).or_default();
+            if self.inner.relative == RelativeTo::Stream {
+                part.latest_ms = Some(part.latest_ms.map_or(t_ms, |l| l.max(t_ms)));
+            }
+            if self
+                .horizon(part.latest_ms)
+                .is_some_and(|h| t_ms + gap_ms <= h)
+            {
+                return Ok(()); // late: its session would be expired already
+            }
+            let old: Vec<WindowRange> = part
+                .sessions
+                .get(key)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(s, e)| t_ms + gap_ms > **s && t_ms < **e)
+                        .map(|(s, e)| WindowRange {
+                            start_ms: *s,
+                            end_ms: *e,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let new = WindowRange {
+                start_ms: old.iter().map(|r| r.start_ms).fold(t_ms, i64::min),
+                end_ms: old.iter().map(|r| r.end_ms).fold(t_ms + gap_ms, i64::max),
+            };
+            for r in &old {
+                part.unindex(key, *r);
+            }
+            part.index(key, new, true);
+            (new, old)
+        };
+        let table = &self.inner.table;
+        let wkey = |r: WindowRange| (key.clone(), r.start_ms, r.end_ms);
+        if set.is_none() && old.len() == 1 && old[0] == new {
+            table.update_in(p, &wkey(new), f).await?;
+            return Ok(());
+        }
+        let mut value = match set {
+            Some(v) => v,
+            None => {
+                let mut acc: Option<V> = None;
+                for r in &old {
+                    if let Some(v) = table.load(p, &wkey(*r)).await? {
+                        acc = Some(match (acc, &self.inner.merge) {
+                            (Some(a), Some(m)) => m(a, v),
+                            _ => v,
+                        });
+                    }
+                }
+                match acc {
+                    Some(v) => v,
+                    None => table.inner.default_value()?,
+                }
+            }
+        };
+        f(&mut value);
+        for r in old.iter().filter(|r| **r != new) {
+            table.delete_in(p, &wkey(*r)).await?;
+        }
+        table.set_in(p, wkey(new), value).await
+    }
+
+    /// Note `t_ms` as seen in partition `p` and return the windows of `t_ms`
+    /// that are not expired, recording `key` in each.
+    fn track(&self, p: u32, key: &K, t_ms: i64) -> Vec<WindowRange> {
+        let mut state = self.inner.state.lock();
+        let part = state.parts.entry(p).or_default();
+        if self.inner.relative == RelativeTo::Stream {
+            part.latest_ms = Some(part.latest_ms.map_or(t_ms, |l| l.max(t_ms)));
+        }
+        let horizon = self.horizon(part.latest_ms);
+        let mut out = self.inner.window.ranges(t_ms);
+        out.retain(|r| horizon.is_none_or(|h| r.end_ms > h));
+        for r in &out {
+            part.index(key, *r, false);
+        }
+        out
+    }
+
+    /// Windows ending at or before this are expired.
+    fn horizon(&self, latest_ms: Option<i64>) -> Option<i64> {
+        let latest = match self.inner.relative {
+            RelativeTo::Now => Some(self.inner.clock.now_ms()),
+            RelativeTo::Stream => latest_ms,
+        };
+        latest.map(|l| l.saturating_sub(self.inner.expires_ms))
+    }
+
+    /// The windows of `key`, read relative to a time.
+    pub fn get(&self, key: &K) -> WindowSet<'_, K, V> {
+        WindowSet {
+            table: self,
+            key: key.clone(),
+        }
+    }
+
+    async fn value_at(&self, key: &K, t_ms: i64) -> Result<Option<V>> {
+        if let Window::Session { .. } = self.inner.window {
+            // The key's session that contains t.
+            let p = self.partition(key)?;
+            self.load_stored_windows().await?;
+            let r = {
+                let state = self.inner.state.lock();
+                state
+                    .parts
+                    .get(&p)
+                    .and_then(|part| part.sessions.get(key))
+                    .and_then(|m| m.range(..=t_ms).next_back())
+                    .filter(|(_, e)| **e > t_ms)
+                    .map(|(s, e)| (*s, *e))
+            };
+            return match r {
+                Some((s, e)) => self.inner.table.load(p, &(key.clone(), s, e)).await,
+                None => Ok(None),
+            };
+        }
+        let r = self.inner.window.current(t_ms);
+        self.inner
+            .table
+            .get(&(key.clone(), r.start_ms, r.end_ms))
+            .await
+    }
+
+    /// Every window of `key` in the served partitions with its value, in
+    /// window order.
+    pub async fn windows(&self, key: &K) -> Result<Vec<(WindowRange, V)>> {
+        let candidates: Vec<(u32, WindowRange)> = {
+            self.load_stored_windows().await?;
+            let state = self.inner.state.lock();
+            state
+                .parts
+                .iter()
+                .flat_map(|(p, part)| {
+                    part.windows
+                        .iter()
+                        .filter(|(_, keys)| keys.contains(key))
+                        .map(move |((end, start), _)| {
+                            (
+                                *p,
+                                WindowRange {
+                                    start_ms: *start,
+                                    end_ms: *end,
+                                },
+                            )
+                        })
+                })
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (p, r) in candidates {
+            if let Some(v) = self
+                .inner
+                .table
+                .load(p, &(key.clone(), r.start_ms, r.end_ms))
+                .await?
+            {
+                out.push((r, v));
+            }
+        }
+        out.sort_by_key(|(r, _)| *r);
+        Ok(out)
+    }
+
+    /// Index the windows stored in partitions served since the last call
+    /// (recovered from the changelog or kept in a durable store), and forget
+    /// those of partitions no longer served.
+    async fn load_stored_windows(&self) -> Result<()> {
+        let active: BTreeSet<u32> = self.inner.table.active_partitions().into_iter().collect();
+        let missing: Vec<u32> = {
+            let mut state = self.inner.state.lock();
+            state.loaded.retain(|p| active.contains(p));
+            state.parts.retain(|p, _| active.contains(p));
+            active
+                .iter()
+                .filter(|p| !state.loaded.contains(p))
+                .copied()
+                .collect()
+        };
+        for p in missing {
+            let items = self.inner.table.items_in(p).await?;
+            let mut state = self.inner.state.lock();
+            let part = state.parts.entry(p).or_default();
+            let session = matches!(self.inner.window, Window::Session { .. });
+            for ((k, start, end), _) in items {
+                let r = WindowRange {
+                    start_ms: start,
+                    end_ms: end,
+                };
+                part.index(&k, r, session);
+            }
+            state.loaded.insert(p);
+        }
+        Ok(())
+    }
+
+    /// Remove every expired window (what the cleanup timer runs every
+    /// `table_cleanup_interval`), calling `on_window_close` with its final
+    /// value first; returns how many (key, window) entries were removed.
+    pub async fn remove_expired(&self) -> Result<usize> {
+        self.load_stored_windows().await?;
+        let expired: Vec<(u32, WindowRange, Vec<K>)> = {
+            let mut state = self.inner.state.lock();
+            let mut out = Vec::new();
+            for (p, part) in state.parts.iter_mut() {
+                let Some(h) = self.horizon(part.latest_ms) else {
+                    continue;
+                };
+                let keep = part.windows.split_off(&(h + 1, i64::MIN));
+                let gone = std::mem::replace(&mut part.windows, keep);
+                for ((end, start), keys) in gone {
+                    for k in &keys {
+                        if let Some(m) = part.sessions.get_mut(k) {
+                            m.remove(&start);
+                            if m.is_empty() {
+                                part.sessions.remove(k);
+                            }
+                        }
+                    }
+                    out.push((
+                        *p,
+                        WindowRange {
+                            start_ms: start,
+                            end_ms: end,
+                        },
+                        keys.into_iter().collect(),
+                    ));
+                }
+            }
+            out
+        };
+        let mut removed = 0;
+        for (p, r, keys) in expired {
+            for k in keys {
+                let wkey = (k, r.start_ms, r.end_ms);
+                let step = async {
+                    if let Some(v) = self.inner.table.load(p, &wkey).await? {
+                        if let Some(f) = &self.inner.on_close {
+                            f(&wkey.0, r, &v);
+                        }
+                        self.inner.table.delete_in(p, &wkey).await?;
+                        return Ok::<bool, Error>(true);
+                    }
+                    Ok(false)
+                };
+                match step.await {
+                    Ok(true) => removed += 1,
+                    Ok(false) => {}
+                    // Moved to another worker meanwhile: it expires it there.
+                    Err(Error::PartitionNotAssigned { .. }) => {}
+                    Err(e) => {
+                        tracing::error!(table = self.inner.table.name(), partition = p, window = %r, error = %e, "cannot remove an expired window");
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The current event's timestamp, if there is one.
+fn event_time_ms() -> Option<i64> {
+    event::current()?.get()?.timestamp_ms
+}
+
+/// The windows of one key; pick the time to read at.
+pub struct WindowSet<'a, K, V> {
+    table: &'a WindowedTable<K, V>,
+    key: K,
+}
+
+impl<K, V> WindowSet<'_, K, V>
+where
+    K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    /// The window of the current event's timestamp (wall clock outside a
+    /// stream).
+    pub async fn current(&self) -> Result<Option<V>> {
+        let t = event_time_ms().unwrap_or_else(|| self.table.now_ms());
+        self.table.value_at(&self.key, t).await
+    }
+
+    /// The window of the wall clock now.
+    pub async fn now(&self) -> Result<Option<V>> {
+        self.table.value_at(&self.key, self.table.now_ms()).await
+    }
+
+    /// The window of the table's relative time minus `d`.
+    pub async fn delta(&self, d: Duration) -> Result<Option<V>> {
+        self.table
+            .value_at(&self.key, self.table.relative_ms() - ms(d))
+            .await
+    }
+
+    /// The window of the table's relative time (event time or wall clock).
+    pub async fn value(&self) -> Result<Option<V>> {
+        self.table
+            .value_at(&self.key, self.table.relative_ms())
+            .await
+    }
+
+    /// The window containing `t_ms`.
+    pub async fn at(&self, t_ms: i64) -> Result<Option<V>> {
+        self.table.value_at(&self.key, t_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_range_contains_the_time(t in -1_000_000i64..1_000_000, size in 1i64..5000, step in 1i64..5000) {
+            let tumbling = Window::Tumbling { size_ms: size }.ranges(t);
+            prop_assert_eq!(tumbling.len(), 1);
+            prop_assert!(tumbling[0].contains(t));
+            prop_assert_eq!(tumbling[0].start_ms.rem_euclid(size), 0);
+            let hopping = Window::Hopping { size_ms: size, step_ms: step }.ranges(t);
+            for r in &hopping {
+                prop_assert!(r.contains(t));
+                prop_assert_eq!(r.start_ms.rem_euclid(step), 0);
+                prop_assert_eq!(r.end_ms - r.start_ms, size);
+            }
+            // Exactly the windows k*step that contain t: none missed.
+            let expected = (-2_000_000i64 / step - 2..=2_000_000 / step + 2)
+                .filter(|k| k * step <= t && t < k * step + size)
+                .count();
+            prop_assert_eq!(hopping.len(), expected);
+        }
+    }
+
+    #[test]
+    fn the_changelog_is_compact_delete_with_retention_expires() {
+        let app = crate::App::builder("w")
+            .env(Default::default())
+            .build()
+            .unwrap();
+        let t = app
+            .table::<String, u64>("views")
+            .tumbling(Duration::from_secs(60), Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let spec = t.inner.table.inner.changelog.spec(&app.inner);
+        assert_eq!(spec.name, "w-views-changelog");
+        assert!(spec.compacting && spec.deleting);
+        assert_eq!(spec.retention, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn sliding_and_current() {
+        let w = Window::Sliding {
+            before_ms: 10,
+            after_ms: 5,
+        };
+        assert_eq!(
+            w.ranges(100),
+            vec![WindowRange {
+                start_ms: 90,
+                end_ms: 106
+            }]
+        );
+        let h = Window::Hopping {
+            size_ms: 10,
+            step_ms: 5,
+        };
+        assert_eq!(
+            h.current(12),
+            WindowRange {
+                start_ms: 10,
+                end_ms: 20
+            }
+        );
+        assert_eq!(h.ranges(12).len(), 2);
+    }
+}
