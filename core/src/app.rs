@@ -125,6 +125,8 @@ pub(crate) struct AppInner {
     /// Partitions this worker holds now, with their ack trackers.
     pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
     pub(crate) assigned_changed: Notify,
+    /// Agent RPC: the reply consumer and the requests waiting for replies.
+    pub(crate) replies: crate::rpc::Replies,
 }
 
 impl AppInner {
@@ -705,6 +707,7 @@ impl AppBuilder {
                 store: tokio::sync::OnceCell::new(),
                 assigned: Mutex::new(HashMap::new()),
                 assigned_changed: Notify::new(),
+                replies: Default::default(),
             }),
         })
     }

@@ -340,6 +340,15 @@ where
     }
 
     fn write_partition(&self) -> Result<u32> {
+        if let Some((agent, n)) = event::current_concurrent_agent() {
+            return Err(Error::config(
+                format!("agent {agent:?} concurrency"),
+                format!(
+                    "table {:?} cannot be written from an agent with concurrency {n} > 1: its instances would race on the same keys and the changelog order would not be the processing order (as in Faust); use concurrency 1",
+                    self.inner.name
+                ),
+            ));
+        }
         let p = event::current_partition().ok_or_else(|| Error::NoCurrentEvent {
             table: self.inner.name.clone(),
         })?;
