@@ -110,7 +110,8 @@ async fn group_by_field_repartitions_by_the_new_key_and_acks_originals_after_the
     })
     .await;
     eventually("copies committed", || {
-        committed_sum(&name, "group", repartition, 4) == 40
+        let n = broker(&name).partition_count(repartition).unwrap();
+        committed_sum(&name, "group", repartition, n) == 40
     })
     .await;
     worker.stop().await.unwrap();

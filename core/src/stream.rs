@@ -168,6 +168,12 @@ where
 
     /// Take the next event into processing; the caller holds its claim.
     pub(crate) async fn pull(&mut self) -> Option<Pulled<K, V>> {
+        // Instances of a concurrent agent take one event at a time, so that
+        // none holds events another could process.
+        let batch = match &self.agent {
+            Some(link) if link.ctx.concurrency > 1 => 1,
+            _ => POP_BATCH,
+        };
         'events: loop {
             let (key, value, message, token) = match &mut self.source {
                 Source::Topic {
@@ -187,7 +193,7 @@ where
                     let d = match local.pop_front() {
                         Some(d) => d,
                         None => {
-                            if queue.pop_many(POP_BATCH, local).await == 0 {
+                            if queue.pop_many(batch, local).await == 0 {
                                 return None;
                             }
                             continue;
