@@ -680,6 +680,12 @@ impl AppBuilder {
                 .collect()
         });
         self.settings.apply_env(&env, &self.explicit)?;
+        // `reply_to` defaults to `{reply_to_prefix}{uuid}`: follow a changed prefix.
+        if !self.explicit.contains("reply_to") && !env.contains_key("FAUSTUS_REPLY_TO") {
+            if let Some(id) = self.settings.reply_to.strip_prefix("f-reply-") {
+                self.settings.reply_to = format!("{}{id}", self.settings.reply_to_prefix);
+            }
+        }
         for f in self.configured.drain(..) {
             f(&mut self.settings);
         }
