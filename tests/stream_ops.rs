@@ -159,7 +159,8 @@ async fn through_then_group_by_then_items_compose_in_the_guides_order() {
     let name = unique("through");
     let app = app_on(&name, "through").build().unwrap();
     let source = app.topic::<String, Order>("source").build().unwrap();
-    let got: Arc<Mutex<Vec<(Option<String>, Order)>>> = Default::default();
+    type Got = Arc<Mutex<Vec<(Option<String>, Order)>>>;
+    let got: Got = Default::default();
     app.agent::<String, Order>("chain")
         .on(&source)
         .build({

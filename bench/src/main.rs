@@ -37,6 +37,10 @@
 //!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
 //!   (`all` does not include it.)
 //!
+//! * `groupby`, `rpc`: see `streams.rs` (group_by repartition vs the same
+//!   pipeline without it, target ≥ 40%; RPC round trips/s with 64 concurrent
+//!   asks, on `memory://` or `--brokers host:port`).
+//!
 //! `FAUSTUS_BENCH_NO_BASELINE=1` skips the baselines, to profile Faustus alone.
 //!
 //! Every run prints a table: workload, our rate, baseline rate, ratio,
@@ -57,6 +61,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 mod kafka;
+mod streams;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type BenchResult<T> = std::result::Result<T, BoxError>;
@@ -91,7 +96,7 @@ pub(crate) fn reading(i: u64, rng: &mut StdRng) -> Reading {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Bytes {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("bench values serialize to JSON"))
 }
 
@@ -176,7 +181,7 @@ fn print_table(rows: &[Row]) {
 
 /// Produce `values` round-robin over the topic's partitions (before the worker
 /// runs); returns the last offset written to each partition.
-async fn produce<K, V>(topic: &Topic<K, V>, values: &[Bytes]) -> BenchResult<Vec<i64>>
+pub(crate) async fn produce<K, V>(topic: &Topic<K, V>, values: &[Bytes]) -> BenchResult<Vec<i64>>
 where
     K: Serialize + serde::de::DeserializeOwned + Send + 'static,
     V: Serialize + serde::de::DeserializeOwned + Send + 'static,
@@ -452,7 +457,7 @@ async fn wordcount(n_posts: u64) -> BenchResult<Row> {
 }
 
 /// An app on a private memory broker with the 8-partition `readings` topic.
-fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
+pub(crate) fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
     let app = faustus::app(id)
         .broker("memory://")
         .store("memory://")
@@ -562,7 +567,8 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 // ----------------------------------------------------------------------- main
 
 fn usage() -> ! {
-    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
+    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|groupby|all> [--n N]");
+    eprintln!("       faustus-bench rpc [--brokers host:port] [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
     std::process::exit(2)
 }
@@ -596,6 +602,19 @@ async fn main() {
                 Ok(true)
             }
             "stalled" => stalled(n.unwrap_or(1_000_000)).await,
+            "groupby" => {
+                let row = streams::groupby(n.unwrap_or(500_000)).await?;
+                print_table(&[row]);
+                Ok(true)
+            }
+            "rpc" => {
+                let brokers = args
+                    .iter()
+                    .position(|a| a == "--brokers")
+                    .and_then(|i| args.get(i + 1).cloned());
+                streams::rpc(n.unwrap_or(100_000), brokers.as_deref()).await?;
+                Ok(true)
+            }
             "kafka-passthrough" => {
                 let brokers = match args.iter().position(|a| a == "--brokers") {
                     Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| usage()),

@@ -119,7 +119,17 @@ impl Drop for ForwarderGuard {
 }
 
 /// Encodes an event for the destination topic: key bytes and value bytes.
-type Encode<K, V> = Arc<dyn Fn(&Option<K>, &V) -> Result<(Option<Bytes>, Bytes)> + Send + Sync>;
+///
+/// When the value went through no processor and the destination uses the
+/// source's codecs, the message's own bytes are passed (`raw`) and reused
+/// instead of encoding again.
+type Encode<K, V> =
+    Arc<dyn Fn(&Option<K>, &V, Option<&Message>) -> Result<(Option<Bytes>, Bytes)> + Send + Sync>;
+
+/// The message's value bytes, when it has them.
+fn raw_value(raw: Option<&Message>) -> Option<Bytes> {
+    raw.and_then(|m| m.value.clone())
+}
 
 impl<K, V> Stream<K, V>
 where
@@ -298,13 +308,19 @@ where
             Through::Name(n) => app.topic::<K, V>(n).build()?,
         };
         let def = topic.def.clone();
-        let encode: Encode<K, V> = Arc::new(move |key: &Option<K>, value: &V| {
-            let key = match key {
-                Some(k) => Some(encode_with(&def, Field::Key, k)?),
-                None => None,
-            };
-            Ok((key, encode_with(&def, Field::Value, value)?))
-        });
+        let encode: Encode<K, V> =
+            Arc::new(move |key: &Option<K>, value: &V, raw: Option<&Message>| {
+                let key = match (raw, key) {
+                    (Some(m), _) => m.key.clone(),
+                    (None, Some(k)) => Some(encode_with(&def, Field::Key, k)?),
+                    (None, None) => None,
+                };
+                let value = match raw_value(raw) {
+                    Some(v) => v,
+                    None => encode_with(&def, Field::Value, value)?,
+                };
+                Ok((key, value))
+            });
         Ok(Stream::from_core(forward(core, topic.def.clone(), encode)))
     }
 
@@ -353,13 +369,15 @@ where
         let topic = builder.build()?;
         let def = topic.def.clone();
         let key = by.key;
-        let encode: Encode<K, V> = Arc::new(move |_key: &Option<K>, value: &V| {
-            let k = key(value)?;
-            Ok((
-                Some(encode_with(&def, Field::Key, &k)?),
-                encode_with(&def, Field::Value, value)?,
-            ))
-        });
+        let encode: Encode<K, V> =
+            Arc::new(move |_key: &Option<K>, value: &V, raw: Option<&Message>| {
+                let k = key(value)?;
+                let value = match raw_value(raw) {
+                    Some(v) => v,
+                    None => encode_with(&def, Field::Value, value)?,
+                };
+                Ok((Some(encode_with(&def, Field::Key, &k)?), value))
+            });
         Ok(Stream::from_core(forward(core, topic.def.clone(), encode)))
     }
 }
@@ -544,6 +562,20 @@ async fn run_forwarder<K, V>(
     V: DeserializeOwned + Send + 'static,
 {
     let app = src.app.clone();
+    // The source's bytes can be forwarded as they are when nothing changed
+    // the value and both topics use the same codecs.
+    let reuse = src.processors.is_empty()
+        && match &src.source {
+            Source::Topic {
+                key_codec,
+                value_codec,
+                ..
+            } => {
+                key_codec.name() == dest.key_codec.name()
+                    && value_codec.name() == dest.value_codec.name()
+            }
+            _ => false,
+        };
     loop {
         let pulled = tokio::select! {
             biased;
@@ -563,12 +595,23 @@ async fn run_forwarder<K, V>(
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let sent = match encode(&key, &value) {
+            let raw = if reuse { message.as_ref() } else { None };
+            let sent = match encode(&key, &value, raw) {
                 Ok((k, v)) => dest.send_raw(&app, k, Some(v), SendOptions::new()).await,
                 Err(e) => Err(e),
             };
             match sent {
-                Ok(d) => {
+                Ok(mut d) => {
+                    // Already acknowledged (an in-process transport): ack
+                    // here, without a hop to the ack task.
+                    if let Some(result) = (&mut d).now_or_never() {
+                        if result.is_ok() {
+                            token.ack();
+                            src.count_ack();
+                            break;
+                        }
+                        d = Delivery::ready(result);
+                    }
                     if acks.send((d, token, message)).await.is_err() {
                         return;
                     }
@@ -615,11 +658,14 @@ async fn ack_forwarded(
     }
 }
 
+/// A pull that owns its core (so it can wait across batches).
+type PendingPull<K, V> = BoxFuture<'static, (Core<K, V>, Option<Pulled<K, V>>)>;
+
 /// Gathers batches for `take` / `take_events`.
 struct Batcher<K, V> {
     core: Option<Core<K, V>>,
     /// A pull still waiting when the last batch's time ran out.
-    pending: Option<BoxFuture<'static, (Core<K, V>, Option<Pulled<K, V>>)>>,
+    pending: Option<PendingPull<K, V>>,
     max: usize,
     within: Duration,
     ended: bool,
@@ -658,7 +704,7 @@ where
         }
     }
 
-    fn pull(&mut self) -> Option<BoxFuture<'static, (Core<K, V>, Option<Pulled<K, V>>)>> {
+    fn pull(&mut self) -> Option<PendingPull<K, V>> {
         if let Some(p) = self.pending.take() {
             return Some(p);
         }
