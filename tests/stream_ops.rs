@@ -289,6 +289,15 @@ async fn take_events_enumerate_and_merge_on_local_streams() {
         .await;
     assert_eq!(batches, vec![vec![1, 2], vec![3, 4], vec![5]]);
 
+    let copies = app.channel::<u32>();
+    let echoed: Vec<u32> = app
+        .stream_iter([7u32, 8])
+        .echo_channels(&[copies.clone()])
+        .collect()
+        .await;
+    assert_eq!(echoed, vec![7, 8]);
+    assert_eq!(copies.len(), 2);
+
     let mut both: Vec<u32> = (app.stream_iter([1u32, 3]) & app.stream_iter([2u32, 4]))
         .collect()
         .await;

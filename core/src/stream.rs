@@ -388,8 +388,13 @@ where
 /// An async stream of decoded values (a `futures::Stream<Item = V>`).
 ///
 /// Iterate it with `StreamExt::next`; use [`items`](Stream::items) for keys,
-/// [`events`](Stream::events) for messages and manual acks, and
-/// `StreamExt::enumerate` to count.
+/// [`events`](Stream::events) for messages and manual acks,
+/// [`noack`](Stream::noack) to ack by hand, and the operators of Faust's
+/// streams guide: [`filter`](Stream::filter), [`enumerate`](Stream::enumerate),
+/// [`take`](Stream::take), [`through`](Stream::through),
+/// [`group_by`](Stream::group_by), [`echo`](Stream::echo) and
+/// [`merge`](Stream::merge) (`s1 & s2`). Operators come before `items()` /
+/// `events()`, in the guide's order: `stream.through("foo")?.group_by(..)?.items()`.
 #[must_use = "streams do nothing unless iterated"]
 pub struct Stream<K, V> {
     pub(crate) core: Option<Core<K, V>>,

@@ -26,7 +26,8 @@ use crate::acks::AckToken;
 use crate::agent::{handle_failure, AgentCtx, AgentError, Handled};
 use crate::error::{Error, Field, Result};
 use crate::event::{self, CurrentEvent, Event, SharedAck};
-use crate::stream::{Core, Processor, Pulled, Source, Stream};
+use crate::queue::StreamQueue;
+use crate::stream::{Core, Delivered, Processor, Pulled, Source, Stream};
 use crate::topic::{Channel, SendOptions, Topic, TopicDef};
 use crate::transport::{Delivery, Message};
 
@@ -530,7 +531,15 @@ where
     let cell = src.current.clone();
     tokio::spawn(event::scope(
         cell,
-        run_forwarder(src, dest.clone(), encode, ctx, stop_rx, acks_tx),
+        run_forwarder(
+            src,
+            dest.clone(),
+            encode,
+            ctx,
+            stop_rx,
+            acks_tx,
+            queue.clone(),
+        ),
     ));
     let mut core = Core::new(
         app,
@@ -557,6 +566,7 @@ async fn run_forwarder<K, V>(
     ctx: Option<Arc<AgentCtx>>,
     mut stop: watch::Receiver<bool>,
     acks: mpsc::Sender<Forwarded>,
+    out: Arc<StreamQueue<Delivered>>,
 ) where
     K: DeserializeOwned + Send + 'static,
     V: DeserializeOwned + Send + 'static,
@@ -626,7 +636,11 @@ async fn run_forwarder<K, V>(
                             token = t;
                             tokio::time::sleep(backoff(attempts)).await;
                         }
-                        Handled::Stop => return,
+                        Handled::Stop => {
+                            // on_error said stop: end the stream fed by this forwarder too.
+                            out.close();
+                            return;
+                        }
                     }
                 }
             }
