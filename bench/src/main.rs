@@ -122,7 +122,7 @@ fn skip_baseline() -> bool {
 
 /// Context switches (voluntary + involuntary) of all this process's threads so
 /// far: many per event means the pipeline ping-pongs between parked threads.
-fn context_switches() -> u64 {
+pub(crate) fn context_switches() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };

@@ -57,6 +57,7 @@ async fn count_pipeline(values: &[Bytes], group: bool) -> BenchResult<Duration> 
             })?;
     }
     produce(&topic, values).await?;
+    let cs0 = crate::context_switches();
     let t0 = Instant::now();
     let worker = app.start().await?;
     worker.ready().await?;
@@ -64,7 +65,10 @@ async fn count_pipeline(values: &[Bytes], group: bool) -> BenchResult<Duration> 
         done.notified().await;
     }
     let took = t0.elapsed();
+    let cs = crate::context_switches() - cs0;
+    let commits = app.monitor().snapshot().commits;
     worker.stop().await?;
+    println!("  ({cs} context switches, {commits} commits)");
     let got = count.load(Ordering::Relaxed);
     if got != n {
         return Err(format!("groupby: counted {got}, expected {n}").into());
