@@ -564,7 +564,7 @@ async fn run_forwarder<K, V>(
     dest: Arc<TopicDef>,
     encode: Encode<K, V>,
     ctx: Option<Arc<AgentCtx>>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     acks: mpsc::Sender<Forwarded>,
     out: Arc<StreamQueue<Delivered>>,
 ) where
@@ -586,10 +586,21 @@ async fn run_forwarder<K, V>(
             }
             _ => false,
         };
+    let mut producer = None;
+    let mut sent_count = SentCount {
+        app: app.clone(),
+        n: 0,
+    };
+    // One stop future for the whole run (cheap to poll per event).
+    let mut stop = stop;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stopped);
     loop {
         let pulled = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break,
+            _ = &mut stopped => break,
             p = src.pull() => p,
         };
         let Some(Pulled {
@@ -607,7 +618,7 @@ async fn run_forwarder<K, V>(
             attempts += 1;
             let raw = if reuse { message.as_ref() } else { None };
             let sent = match encode(&key, &value, raw) {
-                Ok((k, v)) => dest.send_raw(&app, k, Some(v), SendOptions::new()).await,
+                Ok((k, v)) => send(&app, &dest, &mut producer, &mut sent_count, k, v).await,
                 Err(e) => Err(e),
             };
             match sent {
@@ -646,6 +657,56 @@ async fn run_forwarder<K, V>(
             }
         }
     }
+}
+
+/// Sends not yet added to the monitor (added when dropped, too).
+struct SentCount {
+    app: Arc<crate::app::AppInner>,
+    n: u64,
+}
+
+impl Drop for SentCount {
+    fn drop(&mut self) {
+        self.app.monitor.add_messages_sent(self.n);
+    }
+}
+
+/// Send one forwarded record (declaring the topic and getting the producer
+/// once; counting sends in batches, as a shared counter per event would
+/// bounce between cores).
+async fn send(
+    app: &crate::app::AppInner,
+    dest: &TopicDef,
+    producer: &mut Option<Arc<dyn crate::transport::Producer>>,
+    sent: &mut SentCount,
+    key: Option<Bytes>,
+    value: Bytes,
+) -> Result<Delivery> {
+    let p = match producer {
+        Some(p) => p.clone(),
+        None => {
+            dest.declare(app).await?;
+            let p = app.producer().await?;
+            *producer = Some(p.clone());
+            p
+        }
+    };
+    let record = crate::transport::Record {
+        topic: dest.name.clone(),
+        partition: None,
+        key,
+        value: Some(value),
+        headers: Vec::new(),
+        timestamp_ms: None,
+        acks: dest.acks,
+    };
+    let d = p.send(record).await?;
+    sent.n += 1;
+    if sent.n >= 256 {
+        app.monitor.add_messages_sent(sent.n);
+        sent.n = 0;
+    }
+    Ok(d)
 }
 
 /// Ack each forwarded event once its copy is acknowledged; a failed delivery
