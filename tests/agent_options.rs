@@ -404,3 +404,55 @@ async fn group_by_in_an_agent_keeps_its_buffer_across_restarts() {
     assert_eq!(got, (0..10).collect::<Vec<_>>());
     worker.stop().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_isolated_instance_restarts_the_agent_and_nothing_is_lost() {
+    let name = unique("isolated-fail");
+    let app = app_on(&name, "isof")
+        .stream_buffer_maxsize(4usize)
+        .build()
+        .unwrap();
+    let topic = app.topic::<(), u32>("parts").partitions(2).build().unwrap();
+    let seen: Arc<Mutex<BTreeSet<u32>>> = Default::default();
+    let failed = Arc::new(AtomicUsize::new(0));
+    app.agent::<(), u32>("iso")
+        .on(&topic)
+        .isolated_partitions(true)
+        .build({
+            let (seen, failed) = (seen.clone(), failed.clone());
+            move |mut s| {
+                let (seen, failed) = (seen.clone(), failed.clone());
+                async move {
+                    while let Some(n) = s.next().await {
+                        if n == 3 && failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return Err(faustus::Error::State("first 3 fails".into()));
+                        }
+                        seen.lock().insert(n);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    for n in 0..60u32 {
+        topic
+            .send_with(None, n, SendOptions::new().partition(n % 2))
+            .await
+            .unwrap();
+    }
+    // 3 itself was acked on failure (skip, the default); everything else is processed.
+    eventually("all others processed", || seen.lock().len() == 59).await;
+    assert!(!seen.lock().contains(&3));
+    assert_eq!(app.monitor().failures().len(), 1);
+    let b = broker(&name);
+    eventually("all committed", || {
+        (0..2)
+            .filter_map(|p| b.committed("isof", &TopicPartition::new("parts", p)))
+            .sum::<i64>()
+            == 60
+    })
+    .await;
+    worker.stop().await.unwrap();
+}

@@ -109,19 +109,40 @@ where
                 if n == 0 {
                     break;
                 }
-                let n = local.len();
-                main.consumed(n);
-                for d in local.drain(..) {
+                // Hand each event to its partition's instance. When a buffer
+                // is full, wait for room — or for an instance to end: a
+                // failed one never drains its buffer.
+                while let Some(d) = local.pop_front() {
                     let p = d.msg.partition;
                     start(p, &mut running, &mut instances);
-                    let q = running.get(&p).cloned();
-                    match q {
-                        Some(q) => {
-                            if let Err(d) = q.push(d).await {
-                                d.token.release();
+                    let Some(q) = running.get(&p).cloned() else {
+                        main.consumed(1);
+                        d.token.release();
+                        continue;
+                    };
+                    let room = app.inner.space.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    match q.try_push(d) {
+                        Ok(()) => main.consumed(1),
+                        Err(d) if q.is_closed() => {
+                            main.consumed(1);
+                            d.token.release();
+                        }
+                        Err(d) => {
+                            local.push_front(d);
+                            tokio::select! {
+                                _ = &mut room => {}
+                                Some((p, r)) = instances.next() => {
+                                    running.remove(&p);
+                                    if let Err(e) = r {
+                                        // Give what we hold back to the agent's buffer.
+                                        main.unpop(&mut local);
+                                        return Err(e);
+                                    }
+                                }
                             }
                         }
-                        None => d.token.release(),
                     }
                 }
             }
