@@ -292,7 +292,7 @@ async fn take_events_enumerate_and_merge_on_local_streams() {
     let copies = app.channel::<u32>();
     let echoed: Vec<u32> = app
         .stream_iter([7u32, 8])
-        .echo_channels(&[copies.clone()])
+        .echo_channels(std::slice::from_ref(&copies))
         .collect()
         .await;
     assert_eq!(echoed, vec![7, 8]);
