@@ -54,6 +54,10 @@
 //!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
 //!   (`all` does not include it.)
 //!
+//! * `groupby`, `rpc`: see `streams.rs` (group_by repartition vs the same
+//!   pipeline without it, target ≥ 40%; RPC round trips/s with 64 concurrent
+//!   asks, on `memory://` or `--brokers host:port`).
+//!
 //! `FAUSTUS_BENCH_NO_BASELINE=1` skips the baselines, to profile Faustus alone.
 //!
 //! Every run prints a table: workload, our rate, baseline rate, ratio,
@@ -75,6 +79,7 @@ use serde::{Deserialize, Serialize};
 
 mod kafka;
 mod tables;
+mod streams;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type BenchResult<T> = std::result::Result<T, BoxError>;
@@ -135,7 +140,7 @@ fn skip_baseline() -> bool {
 
 /// Context switches (voluntary + involuntary) of all this process's threads so
 /// far: many per event means the pipeline ping-pongs between parked threads.
-fn context_switches() -> u64 {
+pub(crate) fn context_switches() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -470,7 +475,7 @@ async fn wordcount(n_posts: u64) -> BenchResult<Row> {
 }
 
 /// An app on a private memory broker with the 8-partition `readings` topic.
-fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
+pub(crate) fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
     let app = faustus::app(id)
         .broker("memory://")
         .store("memory://")
@@ -580,9 +585,10 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 // ----------------------------------------------------------------------- main
 
 fn usage() -> ! {
-    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
+    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|groupby|all> [--n N]");
     eprintln!("       faustus-bench <table-redb|table-recovery> [--n N]");
     eprintln!("       faustus-bench table-rss [--n N] [--cache KEYS]");
+    eprintln!("       faustus-bench rpc [--brokers host:port] [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
     std::process::exit(2)
 }
@@ -635,6 +641,19 @@ async fn main() {
                     None => faustus::table::DEFAULT_CACHE_CAPACITY,
                 };
                 tables::rss(n.unwrap_or(1_000_000), cache).await?;
+                Ok(true)
+            }
+            "groupby" => {
+                let row = streams::groupby(n.unwrap_or(500_000)).await?;
+                print_table(&[row]);
+                Ok(true)
+            }
+            "rpc" => {
+                let brokers = args
+                    .iter()
+                    .position(|a| a == "--brokers")
+                    .and_then(|i| args.get(i + 1).cloned());
+                streams::rpc(n.unwrap_or(100_000), brokers.as_deref()).await?;
                 Ok(true)
             }
             "kafka-passthrough" => {
