@@ -10,7 +10,7 @@
 //!   `async with event:` block is a Rust block owning the event.
 //! - `ledger` numbers `(key, value)` pairs with `stream.items().enumerate()`
 //!   (`async for i, (key, value) in ...`); the count starts at zero. Faust's
-//!   `enumerate(start)` is `.enumerate().map(|(i, x)| (start + i, x))`.
+//!   `enumerate(start)` on the stream itself is `stream.enumerate(start)`.
 //!
 //! Once acknowledged, an event counts as done: the offset can be committed
 //! even while the agent is still busy with the follow-up.

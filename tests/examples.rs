@@ -29,6 +29,9 @@ mod channel;
 #[allow(dead_code, unreachable_pub)]
 mod logs_tasks;
 
+#[path = "../examples/stream_operations.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod stream_operations;
 #[path = "../examples/windowed_views.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod windowed_views;
@@ -481,5 +484,84 @@ async fn windowed_views_sample_feed_counts_the_current_minute() {
         printed.iter().map(|p| p.page.as_str()).collect::<Vec<_>>(),
         ["page-0", "page-1", "page-2"]
     );
+    ctx.stop().await.unwrap();
+}
+
+// --- stream_operations ------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn stream_operations_group_by_through_take_echo_enumerate_and_combine() {
+    use stream_operations::Order;
+    let name = unique("stream-ops");
+    let ex = stream_operations::build(app_on(&name, "stream-ops").build().unwrap()).unwrap();
+    let ctx = TestContext::start(&ex.app).await.unwrap();
+    let order = |i: u32| Order {
+        account_id: format!("account-{}", i % 3),
+        product_id: format!("product-{}", i % 2),
+        amount: i % 4,
+        price: 1.5,
+    };
+    let t0 = tokio::time::Instant::now();
+    for i in 0..12u32 {
+        let key = format!("order-{i}");
+        ctx.put(&ex.orders, key.clone(), order(i)).await.unwrap();
+        ctx.put(&ex.source, key.clone(), order(i)).await.unwrap();
+        ex.bulk.send(key.clone(), order(i)).await.unwrap();
+        ctx.put(&ex.echo_source, key.clone(), order(i))
+            .await
+            .unwrap();
+        ctx.put(&ex.topic1, key.clone(), order(i)).await.unwrap();
+        ctx.put(&ex.topic2, key, order(i + 100)).await.unwrap();
+    }
+    ctx.settle().await.unwrap();
+
+    // group_by: each account's orders on one repartition partition, totals right.
+    eventually("grouped", || {
+        ex.seen
+            .account_partition
+            .lock()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            == 12
+    })
+    .await;
+    let totals = ex.seen.totals.lock().clone();
+    let mut expected: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..12u32 {
+        *expected.entry(format!("account-{}", i % 3)).or_default() += i % 4;
+    }
+    assert_eq!(totals, expected);
+    for parts in ex.seen.account_partition.lock().values() {
+        assert!(parts.windows(2).all(|w| w[0] == w[1]));
+    }
+    assert!(broker(&name)
+        .topics()
+        .contains(&"process-orders-account_id-repartition".to_string()));
+
+    // through('foo') then group_by then items(): empty orders filtered out.
+    eventually("forwarded", || ex.seen.forwarded.lock().len() == 9).await;
+    for (key, o) in ex.seen.forwarded.lock().iter() {
+        assert_eq!(key.as_deref(), Some(o.product_id.as_str()));
+        assert!(o.amount > 0);
+    }
+
+    // take(100, within=10): the 12 orders come as one batch 10 s after the first.
+    sleep_until(t0 + Duration::from_secs(11)).await;
+    assert_eq!(*ex.seen.batches.lock(), vec![(1, 12)]);
+
+    // echo: both copies, counted from 1.
+    let copied: Vec<u64> = ex.seen.copied.lock().iter().map(|(n, _)| *n).collect();
+    assert_eq!(copied, (1..=12).collect::<Vec<u64>>());
+    let b = broker(&name);
+    for copy in ["source-copy-1", "source-copy-2"] {
+        let n: usize = (0..b.partition_count(copy).unwrap())
+            .map(|p| b.messages(copy, p).len())
+            .sum();
+        assert_eq!(n, 12, "{copy}");
+    }
+
+    // s1 & s2: the orders of both topics.
+    eventually("combined", || ex.seen.combined.lock().len() == 24).await;
     ctx.stop().await.unwrap();
 }

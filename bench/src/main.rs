@@ -58,6 +58,9 @@
 //! * `web-count`: the guide's `/count/?word=` page (`table_route`) against a
 //!   bare hyper server answering from a HashMap, and the proxy hop between
 //!   two workers (see `web.rs`). Target: local ≥ 50%.
+//! * `groupby`, `rpc`: see `streams.rs` (group_by repartition vs the same
+//!   pipeline without it, target ≥ 40%; RPC round trips/s with 64 concurrent
+//!   asks, on `memory://` or `--brokers host:port`).
 //!
 //! `FAUSTUS_BENCH_NO_BASELINE=1` skips the baselines, to profile Faustus alone.
 //!
@@ -79,6 +82,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 mod kafka;
+mod streams;
 mod tables;
 mod web;
 
@@ -141,7 +145,7 @@ fn skip_baseline() -> bool {
 
 /// Context switches (voluntary + involuntary) of all this process's threads so
 /// far: many per event means the pipeline ping-pongs between parked threads.
-fn context_switches() -> u64 {
+pub(crate) fn context_switches() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0;
     };
@@ -477,7 +481,7 @@ async fn wordcount(n_posts: u64) -> BenchResult<Row> {
 }
 
 /// An app on a private memory broker with the 8-partition `readings` topic.
-fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
+pub(crate) fn readings_app(id: &str) -> BenchResult<(App, Topic<(), Reading>)> {
     let app = faustus::app(id)
         .broker("memory://")
         .store("memory://")
@@ -588,9 +592,10 @@ async fn stalled(n: u64) -> BenchResult<bool> {
 // ----------------------------------------------------------------------- main
 
 fn usage() -> ! {
-    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|all> [--n N]");
+    eprintln!("usage: faustus-bench <passthrough|wordcount|stalled|groupby|all> [--n N]");
     eprintln!("       faustus-bench <table-redb|table-recovery> [--n N]");
     eprintln!("       faustus-bench table-rss [--n N] [--cache KEYS]");
+    eprintln!("       faustus-bench rpc [--brokers host:port] [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
     eprintln!("       faustus-bench web-count [--n N]");
     std::process::exit(2)
@@ -649,6 +654,19 @@ async fn main() {
                     None => faustus::table::DEFAULT_CACHE_CAPACITY,
                 };
                 tables::rss(n.unwrap_or(1_000_000), cache).await?;
+                Ok(true)
+            }
+            "groupby" => {
+                let row = streams::groupby(n.unwrap_or(500_000)).await?;
+                print_table(&[row]);
+                Ok(true)
+            }
+            "rpc" => {
+                let brokers = args
+                    .iter()
+                    .position(|a| a == "--brokers")
+                    .and_then(|i| args.get(i + 1).cloned());
+                streams::rpc(n.unwrap_or(100_000), brokers.as_deref()).await?;
                 Ok(true)
             }
             "kafka-passthrough" => {

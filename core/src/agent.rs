@@ -1,6 +1,6 @@
 //! Agents: named async stream processors, supervised by the worker.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -10,17 +10,20 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::app::App;
-use crate::error::{Error, Result};
+use crate::acks::AckToken;
+use crate::app::{App, AppInner};
+use crate::error::{Coordinates, Error, Result};
 use crate::event::{self, CurrentEvent};
 use crate::monitor::AgentFailure;
 use crate::queue::StreamQueue;
+use crate::rpc::ReplyTarget;
 use crate::stream::{ChannelItem, Core, Delivered, Source, Stream};
-use crate::topic::{Channel, SendOptions, Topic};
-use crate::transport::RecordMetadata;
+use crate::topic::{Channel, SendOptions, Topic, TopicDef};
+use crate::transport::{Message, RecordMetadata};
 use crate::worker::ShutdownSignal;
 
 /// Name, topic and help of an agent (the `agents` command prints these).
@@ -36,12 +39,254 @@ pub struct AgentInfo {
 }
 
 /// One run of the agent's function over a fresh stream on its buffer.
-type Launch = Arc<dyn Fn(App, Arc<CurrentEvent>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+type Launch =
+    Arc<dyn Fn(App, Arc<CurrentEvent>, AgentLink) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+type OnErrorFn = Arc<dyn Fn(&AgentError) -> OnError + Send + Sync>;
 
 enum Buffer {
     Topic(Arc<StreamQueue<Delivered>>),
     /// Close and reopen the channel's queue.
     Channel(Box<dyn Fn(bool) + Send + Sync>),
+}
+
+/// What to do with an event an agent failed on (see [`AgentBuilder::on_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Give up on the event: write it to the dead-letter topic when the agent
+    /// has one, acknowledge it, restart the agent on the next event.
+    Skip,
+    /// Process the event again (the restarted agent gets it first).
+    Retry,
+    /// Stop the agent: the event is given back unprocessed (not committed)
+    /// and the agent's events are no longer processed on this worker.
+    Stop,
+}
+
+/// An agent's failure on one event, as the [`on_error`](AgentBuilder::on_error) hook sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AgentError {
+    /// Agent name.
+    pub agent: String,
+    /// What failed: the error or panic message.
+    pub error: String,
+    /// Where the event came from (`None` for channel events, or no event).
+    pub at: Option<Coordinates>,
+    /// Whether it was a panic.
+    pub panicked: bool,
+    /// How many times in a row this event failed (1 the first time).
+    pub attempts: u32,
+}
+
+/// Headers of a dead-lettered message (besides the original headers).
+pub mod dead_letter_headers {
+    /// The error message.
+    pub const ERROR: &str = "faustus-error";
+    /// Topic the event was read from.
+    pub const TOPIC: &str = "faustus-source-topic";
+    /// Its partition (decimal).
+    pub const PARTITION: &str = "faustus-source-partition";
+    /// Its offset (decimal).
+    pub const OFFSET: &str = "faustus-source-offset";
+    /// The agent that failed on it.
+    pub const AGENT: &str = "faustus-agent";
+}
+
+/// How a failure was handled.
+pub(crate) enum Handled {
+    /// Acked (after dead-lettering when configured), or given back when that failed.
+    Done,
+    /// Process again: here is its claim back.
+    Retry(AckToken),
+    /// The agent stops (the event was given back).
+    Stop,
+}
+
+/// What every run of one agent shares.
+pub(crate) struct AgentCtx {
+    pub(crate) name: Arc<str>,
+    pub(crate) concurrency: usize,
+    on_error: Option<OnErrorFn>,
+    dead_letter: Option<Arc<TopicDef>>,
+    /// The agent yields values: remember each event's reply address.
+    pub(crate) replies: bool,
+    /// Streams derived inside the agent (`through`, `group_by`) keep their
+    /// buffer across restarts of the agent: one per topic.
+    derived: Mutex<HashMap<Arc<str>, Arc<StreamQueue<Delivered>>>>,
+    /// `isolated_partitions`: the buffer of each partition's instance.
+    partitions: Mutex<HashMap<u32, Arc<StreamQueue<Delivered>>>>,
+}
+
+impl AgentCtx {
+    fn keeps_failed(&self) -> bool {
+        self.on_error.is_some() || self.dead_letter.is_some()
+    }
+
+    /// The agent's buffer on a derived topic, created on first use.
+    pub(crate) fn derived_queue(
+        &self,
+        app: &AppInner,
+        topic: &TopicDef,
+    ) -> Arc<StreamQueue<Delivered>> {
+        let mut d = self.derived.lock();
+        if let Some(q) = d.get(&topic.name) {
+            return q.clone();
+        }
+        let q = app.subscribe(topic);
+        d.insert(topic.name.clone(), q.clone());
+        q
+    }
+
+    /// The buffer of partition `p`'s instance (`isolated_partitions`).
+    pub(crate) fn partition_queue(&self, app: &AppInner, p: u32) -> Arc<StreamQueue<Delivered>> {
+        self.partitions
+            .lock()
+            .entry(p)
+            .or_insert_with(|| {
+                StreamQueue::new(app.settings().stream_buffer_maxsize, app.space.clone())
+            })
+            .clone()
+    }
+
+    fn derived_queues(&self) -> Vec<Arc<StreamQueue<Delivered>>> {
+        let mut v: Vec<_> = self.derived.lock().values().cloned().collect();
+        v.extend(self.partitions.lock().values().cloned());
+        v
+    }
+
+    /// Report a failure on an event and apply the agent's policy to it.
+    pub(crate) async fn handle(
+        &self,
+        app: &AppInner,
+        error: AgentError,
+        msg: Option<&Message>,
+        token: AckToken,
+    ) -> Handled {
+        handle_failure(Some(self), app, error, msg, token).await
+    }
+}
+
+/// Report a failure on an event (log with coordinates, monitor) and apply the
+/// policy of `ctx` (none: skip) to it.
+pub(crate) async fn handle_failure(
+    ctx: Option<&AgentCtx>,
+    app: &AppInner,
+    error: AgentError,
+    msg: Option<&Message>,
+    token: AckToken,
+) -> Handled {
+    let at = error
+        .at
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "(no topic event)".into());
+    app.monitor.record_failure(AgentFailure {
+        agent: error.agent.clone(),
+        event: at.clone(),
+        message: error.error.clone(),
+        panicked: error.panicked,
+    });
+    let decision = ctx
+        .and_then(|c| c.on_error.as_ref())
+        .map(|f| f(&error))
+        .unwrap_or(OnError::Skip);
+    tracing::error!(agent = %error.agent, event = %at, error = %error.error, panicked = error.panicked,
+        attempts = error.attempts, ?decision, "agent failed on an event");
+    match decision {
+        OnError::Retry => Handled::Retry(token),
+        OnError::Stop => {
+            token.release();
+            Handled::Stop
+        }
+        OnError::Skip => {
+            let dlq = ctx.and_then(|c| c.dead_letter.as_ref());
+            match (dlq, msg) {
+                (Some(dlq), Some(msg)) => match dead_letter(app, dlq, &error, msg).await {
+                    Ok(()) => token.ack(),
+                    Err(e) => {
+                        tracing::error!(agent = %error.agent, event = %at, topic = %dlq.name, error = %e,
+                            "cannot write the event to the dead-letter topic; it is not acknowledged (it will be processed again after a restart or rebalance)");
+                        token.release();
+                    }
+                },
+                _ => token.ack(),
+            }
+            Handled::Done
+        }
+    }
+}
+
+async fn dead_letter(
+    app: &AppInner,
+    dlq: &TopicDef,
+    error: &AgentError,
+    msg: &Message,
+) -> Result<()> {
+    use dead_letter_headers as h;
+    let mut options = SendOptions::new();
+    options.headers = msg.headers.clone();
+    options.timestamp_ms = msg.timestamp_ms;
+    let options = options
+        .header(h::ERROR, error.error.clone())
+        .header(h::TOPIC, msg.topic.to_string())
+        .header(h::PARTITION, msg.partition.to_string())
+        .header(h::OFFSET, msg.offset.to_string())
+        .header(h::AGENT, error.agent.clone());
+    dlq.send_raw(app, msg.key.clone(), msg.value.clone(), options)
+        .await?
+        .await?;
+    app.monitor.add_dead_letters(1);
+    Ok(())
+}
+
+/// The event an agent run failed on, kept for its agent to decide.
+pub(crate) struct Failed {
+    msg: Message,
+    token: AckToken,
+    queue: Option<Arc<StreamQueue<Delivered>>>,
+}
+
+/// The state of one run of an agent, shared with the stream it iterates.
+#[derive(Default)]
+pub(crate) struct RunState {
+    failed: Mutex<Option<Failed>>,
+    /// Where the reply to the event in hand goes (yielding agents).
+    pub(crate) reply: Mutex<Option<ReplyTarget>>,
+}
+
+/// Ties a stream to the agent run iterating it.
+#[derive(Clone)]
+pub(crate) struct AgentLink {
+    pub(crate) ctx: Arc<AgentCtx>,
+    pub(crate) run: Arc<RunState>,
+}
+
+impl AgentLink {
+    /// The stream took `msg` into processing.
+    pub(crate) fn on_event(&self, msg: Option<&Message>, keep: &mut Option<Message>) {
+        if self.ctx.keeps_failed() {
+            *keep = msg.cloned();
+        }
+        if self.ctx.replies {
+            *self.run.reply.lock() = msg.and_then(ReplyTarget::of);
+        }
+    }
+
+    /// The stream dropped with `msg` in hand: keep it for the agent to decide
+    /// (returns `None`), or give the token back to be acked.
+    pub(crate) fn keep_failed(
+        &self,
+        msg: Message,
+        token: AckToken,
+        queue: Option<Arc<StreamQueue<Delivered>>>,
+    ) -> Option<AckToken> {
+        if !self.ctx.keeps_failed() {
+            return Some(token);
+        }
+        *self.run.failed.lock() = Some(Failed { msg, token, queue });
+        None
+    }
 }
 
 /// The untyped agent the worker supervises.
@@ -50,6 +295,8 @@ pub(crate) struct AgentDef {
     pub(crate) help: String,
     pub(crate) topic: Option<String>,
     pub(crate) concurrency: usize,
+    pub(crate) ctx: Arc<AgentCtx>,
+    restart_limit: Option<(u32, Duration)>,
     buffer: Buffer,
     launch: Launch,
 }
@@ -69,6 +316,9 @@ impl AgentDef {
             Buffer::Topic(q) => q.close(),
             Buffer::Channel(close) => close(true),
         }
+        for q in self.ctx.derived_queues() {
+            q.close();
+        }
     }
 
     pub(crate) fn reopen(&self) {
@@ -76,48 +326,86 @@ impl AgentDef {
             Buffer::Topic(q) => q.reopen(),
             Buffer::Channel(close) => close(false),
         }
+        for q in self.ctx.derived_queues() {
+            q.reopen();
+        }
     }
 
     /// Run the agent until its stream ends or the worker stops, restarting it
-    /// (with backoff) when it fails or panics.
+    /// (with backoff) when it fails or panics; failures go through the
+    /// agent's policy (on_error, dead letters, restart limit).
     pub(crate) async fn supervise(self: Arc<Self>, app: App, stop: ShutdownSignal) {
         let mut backoff = Duration::from_millis(100);
+        let mut restarts: VecDeque<tokio::time::Instant> = VecDeque::new();
+        let mut last_failed: Option<(Coordinates, u32)> = None;
         loop {
-            let cell = CurrentEvent::new();
-            let run = (self.launch)(app.clone(), cell.clone());
+            let cell = CurrentEvent::for_agent(&self.ctx.name, self.concurrency);
+            let run = Arc::new(RunState::default());
+            let link = AgentLink {
+                ctx: self.ctx.clone(),
+                run: run.clone(),
+            };
+            let fut = (self.launch)(app.clone(), cell.clone(), link);
             let started = tokio::time::Instant::now();
-            let outcome = AssertUnwindSafe(event::scope(cell.clone(), run))
+            let outcome = AssertUnwindSafe(event::scope(cell.clone(), fut))
                 .catch_unwind()
                 .await;
-            let at = cell
-                .get()
-                .map(|i| i.to_string())
-                .unwrap_or_else(|| "(no event yet)".into());
-            match outcome {
+            let failed = run.failed.lock().take();
+            let (message, panicked) = match outcome {
                 Ok(Ok(())) => {
+                    if let Some(f) = failed {
+                        f.token.ack();
+                    }
                     if !stop.is_set() {
                         tracing::warn!(agent = %self.name, "agent returned before shutdown; its stream is no longer processed");
                     }
                     return;
                 }
-                Ok(Err(e)) => {
-                    app.inner.monitor.record_failure(AgentFailure {
-                        agent: self.name.clone(),
-                        event: at.clone(),
-                        message: e.to_string(),
-                        panicked: false,
-                    });
-                    tracing::error!(agent = %self.name, event = %at, error = %e, "agent failed; the event is acked and the agent restarts");
+                Ok(Err(e)) => (e.to_string(), false),
+                Err(panic) => (panic_message(&panic), true),
+            };
+            let at = match &failed {
+                Some(f) => Some(f.msg.coordinates()),
+                None => cell.get().and_then(|i| i.coordinates()),
+            };
+            let attempts = match (&last_failed, &at) {
+                (Some((c, n)), Some(a)) if c == a => n + 1,
+                _ => 1,
+            };
+            last_failed = at.clone().map(|c| (c, attempts));
+            let error = AgentError {
+                agent: self.name.clone(),
+                error: message,
+                at,
+                panicked,
+                attempts,
+            };
+            match failed {
+                Some(f) => {
+                    match self
+                        .ctx
+                        .handle(&app.inner, error, Some(&f.msg), f.token)
+                        .await
+                    {
+                        Handled::Done => {}
+                        Handled::Retry(token) => match f.queue {
+                            Some(q) => q.requeue_front(Delivered { msg: f.msg, token }),
+                            None => token.ack(),
+                        },
+                        Handled::Stop => {
+                            tracing::error!(agent = %self.name, "on_error said stop: the agent no longer processes events on this worker");
+                            return;
+                        }
+                    }
                 }
-                Err(panic) => {
-                    let msg = panic_message(&panic);
-                    app.inner.monitor.record_failure(AgentFailure {
-                        agent: self.name.clone(),
-                        event: at.clone(),
-                        message: msg.clone(),
-                        panicked: true,
-                    });
-                    tracing::error!(agent = %self.name, event = %at, panic = %msg, "agent panicked; the event is acked and the agent restarts");
+                None => {
+                    // The event in hand (if any) was acked by its stream.
+                    let decision = self.ctx.on_error.as_ref().map(|f| f(&error));
+                    handle_report(&app.inner, &error);
+                    if decision == Some(OnError::Stop) {
+                        tracing::error!(agent = %self.name, "on_error said stop: the agent no longer processes events on this worker");
+                        return;
+                    }
                 }
             }
             if stop.is_set() {
@@ -126,6 +414,26 @@ impl AgentDef {
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(100);
             }
+            if let Some((max, within)) = self.restart_limit {
+                let now = tokio::time::Instant::now();
+                restarts.push_back(now);
+                while restarts
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > within)
+                {
+                    restarts.pop_front();
+                }
+                if restarts.len() > max as usize {
+                    app.inner.monitor.record_failure(AgentFailure {
+                        agent: self.name.clone(),
+                        event: "(restart limit)".into(),
+                        message: format!("restarted more than {max} times within {within:?}; the agent is stopped"),
+                        panicked: false,
+                    });
+                    tracing::error!(agent = %self.name, max, ?within, "agent restart limit reached; the agent no longer processes events on this worker");
+                    return;
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.wait() => return,
@@ -133,6 +441,23 @@ impl AgentDef {
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
+}
+
+/// Log and record a failure that has no event for the policy to act on.
+fn handle_report(app: &AppInner, error: &AgentError) {
+    let at = error
+        .at
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "(no event yet)".into());
+    app.monitor.record_failure(AgentFailure {
+        agent: error.agent.clone(),
+        event: at.clone(),
+        message: error.error.clone(),
+        panicked: error.panicked,
+    });
+    tracing::error!(agent = %error.agent, event = %at, error = %error.error, panicked = error.panicked,
+        "agent failed; the event is acked and the agent restarts");
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -151,6 +476,10 @@ enum SourceSpec<K, V> {
     Channel(Channel<V>),
 }
 
+/// One run of a typed agent function over its stream.
+type RunFn<K, V> =
+    Arc<dyn Fn(Stream<K, V>, AgentLink) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
 /// Defines an agent; see [`App::agent`].
 #[must_use = "call .build(fn) to define the agent"]
 pub struct AgentBuilder<K, V> {
@@ -159,6 +488,10 @@ pub struct AgentBuilder<K, V> {
     help: String,
     source: SourceSpec<K, V>,
     concurrency: usize,
+    on_error: Option<OnErrorFn>,
+    dead_letter: bool,
+    restart_limit: Option<(u32, Duration)>,
+    isolated_partitions: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -170,6 +503,10 @@ impl<K, V> AgentBuilder<K, V> {
             help: String::new(),
             source: SourceSpec::None,
             concurrency: 1,
+            on_error: None,
+            dead_letter: false,
+            restart_limit: None,
+            isolated_partitions: false,
             _types: PhantomData,
         }
     }
@@ -184,6 +521,68 @@ impl<K, V> AgentBuilder<K, V> {
     pub fn on(mut self, topic: &Topic<K, V>) -> Self {
         self.source = SourceSpec::Topic(topic.clone());
         self
+    }
+
+    /// Run `n` instances of the agent sharing one buffer (Faust's
+    /// `concurrency`): events are processed in parallel, so their order is
+    /// not kept. Such an agent cannot use `group_by`, and table writes from
+    /// it are refused (as in Faust).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Decide what happens to an event the agent fails on (an error returned
+    /// or a panic while it was in hand): [`OnError::Skip`] (the default),
+    /// [`OnError::Retry`] or [`OnError::Stop`]. The failure is logged and
+    /// recorded in the monitor with the event's coordinates either way.
+    ///
+    /// ```
+    /// # use faustus_core::{App, agent::OnError};
+    /// # fn demo(app: App) -> faustus_core::Result<()> {
+    /// app.agent::<(), u64>("careful")
+    ///     // retry an event twice, then give up on it
+    ///     .on_error(|e| if e.attempts < 3 { OnError::Retry } else { OnError::Skip })
+    ///     .build(|_stream| async { Ok(()) })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_error(mut self, f: impl Fn(&AgentError) -> OnError + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(f));
+        self
+    }
+
+    /// Write events the agent gives up on to the dead-letter topic
+    /// `{app_id}-{agent}-dead-letter` (created with the app's topics), with
+    /// their key, value and headers plus the headers of
+    /// [`dead_letter_headers`] naming the error, the source
+    /// topic/partition/offset and the agent; then acknowledge them.
+    pub fn dead_letter(mut self, yes: bool) -> Self {
+        self.dead_letter = yes;
+        self
+    }
+
+    /// Stop restarting the agent when it fails more than `max` times within
+    /// `within` (default: restart forever, with backoff from 100 ms to 10 s).
+    pub fn restart_limit(mut self, max: u32, within: Duration) -> Self {
+        self.restart_limit = Some((max, within));
+        self
+    }
+
+    /// Run one instance of the agent per assigned partition of its topic
+    /// (Faust's `isolated_partitions`): each sees only its partition's events,
+    /// in order, and is stopped when the partition is revoked.
+    pub fn isolated_partitions(mut self, yes: bool) -> Self {
+        self.isolated_partitions = yes;
+        self
+    }
+
+    /// The agent yields a value of type `R` per event: continue with sinks
+    /// and [`YieldingAgentBuilder::build`].
+    pub fn yields<R>(self) -> YieldingAgentBuilder<K, V, R> {
+        YieldingAgentBuilder {
+            agent: self,
+            sinks: Vec::new(),
+        }
     }
 }
 
@@ -221,8 +620,25 @@ where
         F: Fn(Stream<K, V>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
+        let run: RunFn<K, V> = Arc::new(move |stream, _link| Box::pin(f(stream)));
+        self.define(false, run)
+    }
+
+    fn define(self, replies: bool, run: RunFn<K, V>) -> Result<Agent<K, V>> {
         if self.name.is_empty() {
             return Err(Error::config("agent", "agent names must not be empty"));
+        }
+        if self.concurrency == 0 {
+            return Err(Error::config(
+                format!("agent {:?} concurrency", self.name),
+                "must be at least 1",
+            ));
+        }
+        if self.isolated_partitions && self.concurrency > 1 {
+            return Err(Error::config(
+                format!("agent {:?} concurrency", self.name),
+                "an agent with isolated_partitions runs one instance per partition; it cannot also have concurrency > 1",
+            ));
         }
         let app = self.app.clone();
         if app
@@ -238,39 +654,59 @@ where
                 "an agent with this name is already defined",
             ));
         }
-        let f = Arc::new(f);
-        let (def, target) = match self.source {
+        let dead_letter = if self.dead_letter {
+            Some(
+                app.topic::<(), Vec<u8>>(format!("{}-{}-dead-letter", app.id(), self.name))
+                    .internal(true)
+                    .build()?
+                    .def,
+            )
+        } else {
+            None
+        };
+        let ctx = Arc::new(AgentCtx {
+            name: self.name.as_str().into(),
+            concurrency: self.concurrency,
+            on_error: self.on_error.clone(),
+            dead_letter,
+            replies,
+            derived: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashMap::new()),
+        });
+        let (buffer, launch, topic_name, target): (Buffer, Launch, _, _) = match self.source {
             SourceSpec::Channel(channel) => {
+                if self.isolated_partitions {
+                    return Err(Error::config(
+                        format!("agent {:?} isolated_partitions", self.name),
+                        "a channel has no partitions: isolated_partitions needs an agent on a topic",
+                    ));
+                }
                 let queue: Arc<StreamQueue<ChannelItem<(), V>>> = channel.queue.clone();
                 let q2 = queue.clone();
-                let launch_f = f.clone();
-                let launch: Launch = Arc::new(move |app: App, cell| {
-                    let core =
+                let launch: Launch = Arc::new(move |app: App, cell, link: AgentLink| {
+                    let mut core =
                         Core::<(), V>::new(app.inner.clone(), Source::Channel(q2.clone()), cell);
+                    core.agent = Some(link.clone());
                     // The agent is typed on K = (): channels carry no keys.
                     let stream = retype_unit::<K, V>(Stream::from_core(core));
                     match stream {
-                        Some(s) => Box::pin(launch_f(s)),
+                        Some(s) => run(s, link),
                         None => Box::pin(async {
                             Err(Error::State("channel agents have no key type".into()))
                         }),
                     }
                 });
-                let def = AgentDef {
-                    name: self.name.clone(),
-                    help: self.help.clone(),
-                    topic: None,
-                    concurrency: self.concurrency,
-                    buffer: Buffer::Channel(Box::new(move |close| {
-                        if close {
-                            queue.close()
-                        } else {
-                            queue.reopen()
-                        }
-                    })),
-                    launch,
-                };
-                (def, Target::Channel(channel))
+                let buffer =
+                    Buffer::Channel(Box::new(
+                        move |close| {
+                            if close {
+                                queue.close()
+                            } else {
+                                queue.reopen()
+                            }
+                        },
+                    ));
+                (buffer, launch, None, Target::Channel(channel))
             }
             source => {
                 let topic = match source {
@@ -283,37 +719,164 @@ where
                 let queue = app.inner.subscribe(&topic.def);
                 let q2 = queue.clone();
                 let def_topic = topic.def.clone();
-                let launch_f = f.clone();
-                let launch: Launch = Arc::new(move |app: App, cell| {
-                    let core = Core::<K, V>::new(
-                        app.inner.clone(),
-                        Source::Topic {
-                            queue: q2.clone(),
-                            key_codec: def_topic.key_codec.clone(),
-                            value_codec: def_topic.value_codec.clone(),
-                            owned: false,
-                            local: VecDeque::new(),
-                        },
-                        cell,
-                    );
-                    Box::pin(launch_f(Stream::from_core(core)))
+                let isolated = self.isolated_partitions;
+                let launch: Launch = Arc::new(move |app: App, cell, link: AgentLink| {
+                    let source_queue = q2.clone();
+                    let def_topic = def_topic.clone();
+                    let run = run.clone();
+                    let make = move |app: &App, queue, cell, link: AgentLink| {
+                        let mut core = Core::<K, V>::new(
+                            app.inner.clone(),
+                            Source::Topic {
+                                queue,
+                                key_codec: def_topic.key_codec.clone(),
+                                value_codec: def_topic.value_codec.clone(),
+                                owned: false,
+                                local: VecDeque::new(),
+                            },
+                            cell,
+                        );
+                        core.agent = Some(link.clone());
+                        run(Stream::from_core(core), link)
+                    };
+                    if isolated {
+                        Box::pin(crate::isolated::run_isolated(app, source_queue, link, make))
+                    } else {
+                        make(&app, source_queue, cell, link)
+                    }
                 });
-                let def = AgentDef {
-                    name: self.name.clone(),
-                    help: self.help.clone(),
-                    topic: Some(topic.name().to_string()),
-                    concurrency: self.concurrency,
-                    buffer: Buffer::Topic(queue),
+                let name = topic.name().to_string();
+                (
+                    Buffer::Topic(queue),
                     launch,
-                };
-                (def, Target::Topic(topic))
+                    Some(name),
+                    Target::Topic(topic),
+                )
             }
+        };
+        let def = AgentDef {
+            name: self.name.clone(),
+            help: self.help.clone(),
+            topic: topic_name,
+            concurrency: self.concurrency,
+            ctx,
+            restart_limit: self.restart_limit,
+            buffer,
+            launch,
         };
         app.inner.defs.lock().agents.push(Arc::new(def));
         Ok(Agent {
             name: self.name.into(),
+            app: app.clone(),
             target,
         })
+    }
+}
+
+type SinkFn<R> = Arc<dyn Fn(R) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// Defines an agent that yields values; see [`AgentBuilder::yields`].
+///
+/// Every value the agent's output stream yields goes to each sink, in the
+/// order added, and — when the event it was produced for came from
+/// [`Agent::ask`] and friends — back to the asker as the reply. A failing
+/// sink is a failure of the agent on that event (its error policy applies).
+///
+/// ```
+/// # use faustus_core::App;
+/// use futures::StreamExt;
+/// # fn demo(app: App) -> faustus_core::Result<()> {
+/// let totals = app.topic::<(), u64>("doubled").build()?;
+/// let doubler = app
+///     .agent::<(), u64>("doubler")
+///     .yields::<u64>()
+///     .sink_topic(&totals)
+///     .sink(|n| async move { println!("doubled: {n}"); Ok(()) })
+///     .build(|numbers| numbers.map(|n| Ok(n * 2)))?;
+/// # Ok(()) }
+/// ```
+#[must_use = "call .build(fn) to define the agent"]
+pub struct YieldingAgentBuilder<K, V, R> {
+    agent: AgentBuilder<K, V>,
+    sinks: Vec<SinkFn<R>>,
+}
+
+impl<K, V, R> YieldingAgentBuilder<K, V, R>
+where
+    K: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + Clone + Send + Sync + 'static,
+{
+    /// Send every yielded value to `topic` (without a key), waiting for the acknowledgement.
+    pub fn sink_topic<K2>(mut self, topic: &Topic<K2, R>) -> Self
+    where
+        K2: Serialize + DeserializeOwned + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let topic = topic.clone();
+        self.sinks.push(Arc::new(move |r| {
+            let topic = topic.clone();
+            Box::pin(async move { topic.send_value(r).await.map(|_| ()) })
+        }));
+        self
+    }
+
+    /// Send every yielded value to another agent.
+    pub fn sink_agent<K2>(mut self, agent: &Agent<K2, R>) -> Self
+    where
+        K2: Serialize + DeserializeOwned + Send + 'static,
+        R: DeserializeOwned,
+    {
+        let agent = agent.clone();
+        self.sinks.push(Arc::new(move |r| {
+            let agent = agent.clone();
+            Box::pin(async move { agent.send_value(r).await.map(|_| ()) })
+        }));
+        self
+    }
+
+    /// Call `f` with every yielded value.
+    pub fn sink<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(R) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.sinks.push(Arc::new(move |r| Box::pin(f(r))));
+        self
+    }
+
+    /// Define the agent: `f` turns its stream into a stream of results, one
+    /// per event it answers (an `Err` is a failure of the agent on the event
+    /// in hand).
+    pub fn build<F, S>(self, f: F) -> Result<Agent<K, V>>
+    where
+        F: Fn(Stream<K, V>) -> S + Send + Sync + 'static,
+        S: futures::Stream<Item = Result<R>> + Send + 'static,
+    {
+        let sinks = Arc::new(self.sinks);
+        let inner = self.agent.app.inner.clone();
+        let codec = inner.registry.codec(&inner.settings().value_serializer)?;
+        let run: RunFn<K, V> = Arc::new(move |stream, link: AgentLink| {
+            let out = f(stream);
+            let sinks = sinks.clone();
+            let codec = codec.clone();
+            let app = inner.clone();
+            Box::pin(async move {
+                futures::pin_mut!(out);
+                while let Some(r) = futures::StreamExt::next(&mut out).await {
+                    let r = r?;
+                    let reply = link.run.reply.lock().take();
+                    if let Some(reply) = reply {
+                        reply.send(&app, &codec, &r).await?;
+                    }
+                    for sink in sinks.iter() {
+                        sink(r.clone()).await?;
+                    }
+                }
+                Ok(())
+            })
+        });
+        self.agent.define(true, run)
     }
 }
 
@@ -324,7 +887,7 @@ fn retype_unit<K: 'static, V: 'static>(s: Stream<(), V>) -> Option<Stream<K, V>>
     boxed.downcast::<Stream<K, V>>().ok().map(|b| *b)
 }
 
-enum Target<K, V> {
+pub(crate) enum Target<K, V> {
     Topic(Topic<K, V>),
     Channel(Channel<V>),
 }
@@ -340,14 +903,16 @@ impl<K, V> Clone for Target<K, V> {
 
 /// A handle to a defined agent: send it values.
 pub struct Agent<K, V> {
-    name: Arc<str>,
-    target: Target<K, V>,
+    pub(crate) name: Arc<str>,
+    pub(crate) app: App,
+    pub(crate) target: Target<K, V>,
 }
 
 impl<K, V> Clone for Agent<K, V> {
     fn clone(&self) -> Self {
         Agent {
             name: self.name.clone(),
+            app: self.app.clone(),
             target: self.target.clone(),
         }
     }

@@ -132,6 +132,8 @@ pub(crate) struct AppInner {
     pub(crate) signals: crate::signals::Signals,
     /// Worker id, web URL and the cluster map (see `cluster`).
     pub(crate) cluster: crate::cluster::ClusterState,
+    /// Agent RPC: the reply consumer and the requests waiting for replies.
+    pub(crate) replies: crate::rpc::Replies,
 }
 
 impl AppInner {
@@ -692,6 +694,12 @@ impl AppBuilder {
                 .collect()
         });
         self.settings.apply_env(&env, &self.explicit)?;
+        // `reply_to` defaults to `{reply_to_prefix}{uuid}`: follow a changed prefix.
+        if !self.explicit.contains("reply_to") && !env.contains_key("FAUSTUS_REPLY_TO") {
+            if let Some(id) = self.settings.reply_to.strip_prefix("f-reply-") {
+                self.settings.reply_to = format!("{}{id}", self.settings.reply_to_prefix);
+            }
+        }
         for f in self.configured.drain(..) {
             f(&mut self.settings);
         }
@@ -722,6 +730,7 @@ impl AppBuilder {
                 web: Default::default(),
                 signals: Default::default(),
                 cluster: Default::default(),
+                replies: Default::default(),
             }),
         })
     }

@@ -58,6 +58,9 @@ pub struct CurrentEvent {
     topic_ptr: AtomicUsize,
     topic: Mutex<Option<Arc<str>>>,
     set: std::sync::atomic::AtomicBool,
+    /// The agent running with this cell and its concurrency, when > 1 (table
+    /// writes are refused there).
+    concurrent_agent: Option<(Arc<str>, usize)>,
 }
 
 impl Default for CurrentEvent {
@@ -69,6 +72,7 @@ impl Default for CurrentEvent {
             topic_ptr: AtomicUsize::new(0),
             topic: Mutex::new(None),
             set: std::sync::atomic::AtomicBool::new(false),
+            concurrent_agent: None,
         }
     }
 }
@@ -77,6 +81,14 @@ impl CurrentEvent {
     /// A fresh, empty cell.
     pub fn new() -> Arc<Self> {
         Arc::new(CurrentEvent::default())
+    }
+
+    /// A fresh cell for an instance of `agent`, which runs `concurrency` instances.
+    pub(crate) fn for_agent(agent: &Arc<str>, concurrency: usize) -> Arc<Self> {
+        Arc::new(CurrentEvent {
+            concurrent_agent: (concurrency > 1).then(|| (agent.clone(), concurrency)),
+            ..CurrentEvent::default()
+        })
     }
 
     /// Record the event now being processed (a message's coordinates).
@@ -141,6 +153,14 @@ pub fn current_partition() -> Option<u32> {
     CURRENT.try_with(|c| c.partition()).ok().flatten()
 }
 
+/// The agent running now and its concurrency, when that is more than one.
+pub(crate) fn current_concurrent_agent() -> Option<(Arc<str>, usize)> {
+    CURRENT
+        .try_with(|c| c.concurrent_agent.clone())
+        .ok()
+        .flatten()
+}
+
 /// The current-event cell of the running agent or task, if any.
 pub fn current() -> Option<Arc<CurrentEvent>> {
     CURRENT.try_with(Arc::clone).ok()
@@ -165,6 +185,11 @@ impl SharedAck {
         if let Some(t) = self.0.lock().take() {
             t.ack();
         }
+    }
+
+    /// The token, unless the event was acked already.
+    pub(crate) fn take(&self) -> Option<AckToken> {
+        self.0.lock().take()
     }
 }
 

@@ -198,6 +198,16 @@ impl<T> StreamQueue<T> {
         self.not_empty.notify_one();
     }
 
+    /// Put an item that was already taken into processing back at the front
+    /// (an agent retries the event it failed on). It counts again until consumed.
+    pub fn requeue_front(&self, item: T) {
+        let mut items = self.items.lock();
+        items.push_front(item);
+        self.held.fetch_add(1, Ordering::AcqRel);
+        drop(items);
+        self.not_empty.notify_one();
+    }
+
     /// `n` popped items were taken into processing (or dropped): they no
     /// longer count against the capacity.
     pub fn consumed(&self, n: usize) {

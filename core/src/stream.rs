@@ -20,6 +20,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::acks::AckToken;
+use crate::agent::AgentLink;
 use crate::app::AppInner;
 use crate::codec::CodecChain;
 use crate::error::{Error, Field};
@@ -46,10 +47,13 @@ pub(crate) struct ChannelItem<K, V> {
 
 type SyncProcessor<V> = Box<dyn Fn(V) -> V + Send + Sync>;
 type AsyncProcessor<V> = Box<dyn Fn(V) -> BoxFuture<'static, V> + Send + Sync>;
+type FilterFn<V> = Box<dyn Fn(&V) -> bool + Send + Sync>;
 
-enum Processor<V> {
+pub(crate) enum Processor<V> {
     Sync(SyncProcessor<V>),
     Async(AsyncProcessor<V>),
+    /// Drop values for which it returns false (their events are acked).
+    Filter(FilterFn<V>),
 }
 
 pub(crate) enum Source<K, V> {
@@ -65,6 +69,8 @@ pub(crate) enum Source<K, V> {
     },
     Channel(Arc<StreamQueue<ChannelItem<K, V>>>),
     Iter(BoxStream<'static, V>),
+    /// Several streams combined (`s1 & s2`): whichever has an event first.
+    Merged(BoxStream<'static, Pulled<K, V>>),
 }
 
 /// What the stream currently holds (acked when it advances or drops).
@@ -72,6 +78,14 @@ enum InHand {
     None,
     Token(AckToken),
     Shared(Arc<SharedAck>),
+}
+
+/// An event taken from the source, with its claim: whoever holds it acks it.
+pub(crate) struct Pulled<K, V> {
+    pub(crate) key: Option<K>,
+    pub(crate) value: V,
+    pub(crate) message: Option<Message>,
+    pub(crate) token: AckToken,
 }
 
 struct Next<K, V> {
@@ -83,14 +97,23 @@ struct Next<K, V> {
 
 /// The state behind every stream flavour.
 pub(crate) struct Core<K, V> {
-    app: Arc<AppInner>,
-    source: Source<K, V>,
-    processors: Vec<Processor<V>>,
-    current: Arc<CurrentEvent>,
+    pub(crate) app: Arc<AppInner>,
+    pub(crate) source: Source<K, V>,
+    pub(crate) processors: Vec<Processor<V>>,
+    pub(crate) current: Arc<CurrentEvent>,
     in_hand: InHand,
+    /// The in-hand event's message, kept for agents that may dead-letter or
+    /// retry it (see [`AgentLink`]).
+    in_hand_msg: Option<Message>,
     events_mode: bool,
+    /// `noack()`: advancing does not ack; the events are acked by hand.
+    noack: bool,
     /// Acks not yet added to the monitor.
     acked: u64,
+    /// The agent run this stream belongs to (failure handling, replies).
+    pub(crate) agent: Option<AgentLink>,
+    /// Stops the forwarding task feeding this stream (`through`, `group_by`) when dropped.
+    pub(crate) forwarder: Option<crate::stream_ops::ForwarderGuard>,
 }
 
 impl<K, V> Core<K, V>
@@ -109,12 +132,17 @@ where
             processors: Vec::new(),
             current,
             in_hand: InHand::None,
+            in_hand_msg: None,
             events_mode: false,
+            noack: false,
             acked: 0,
+            agent: None,
+            forwarder: None,
         }
     }
 
     fn finish_in_hand(&mut self) {
+        self.in_hand_msg = None;
         match std::mem::replace(&mut self.in_hand, InHand::None) {
             InHand::None => {}
             InHand::Token(t) => {
@@ -130,7 +158,7 @@ where
 
     /// Count an ack for the monitor, in batches (a shared counter per event
     /// would bounce its cache line between the agent's and the conductor's cores).
-    fn count_ack(&mut self) {
+    pub(crate) fn count_ack(&mut self) {
         self.acked += 1;
         if self.acked >= 256 {
             self.app.monitor.add_events_acked(self.acked);
@@ -138,9 +166,15 @@ where
         }
     }
 
-    async fn next(&mut self) -> Option<Next<K, V>> {
-        self.finish_in_hand();
-        loop {
+    /// Take the next event into processing; the caller holds its claim.
+    pub(crate) async fn pull(&mut self) -> Option<Pulled<K, V>> {
+        // Instances of a concurrent agent take one event at a time, so that
+        // none holds events another could process.
+        let batch = match &self.agent {
+            Some(link) if link.ctx.concurrency > 1 => 1,
+            _ => POP_BATCH,
+        };
+        'events: loop {
             let (key, value, message, token) = match &mut self.source {
                 Source::Topic {
                     queue,
@@ -159,7 +193,7 @@ where
                     let d = match local.pop_front() {
                         Some(d) => d,
                         None => {
-                            if queue.pop_many(POP_BATCH, local).await == 0 {
+                            if queue.pop_many(batch, local).await == 0 {
                                 return None;
                             }
                             continue;
@@ -187,6 +221,10 @@ where
                     (item.key, item.value, None, AckToken::none())
                 }
                 Source::Iter(s) => (None, s.next().await?, None, AckToken::none()),
+                Source::Merged(s) => {
+                    let p = s.next().await?;
+                    (p.key, p.value, p.message, p.token)
+                }
             };
             match &message {
                 Some(m) => {
@@ -200,37 +238,72 @@ where
                 value = match p {
                     Processor::Sync(f) => f(value),
                     Processor::Async(f) => f(value).await,
+                    Processor::Filter(f) => {
+                        if f(&value) {
+                            value
+                        } else {
+                            token.ack();
+                            self.count_ack();
+                            continue 'events;
+                        }
+                    }
                 };
             }
-            let ack = if self.events_mode {
-                let shared = SharedAck::new(token);
-                self.in_hand = InHand::Shared(shared.clone());
-                Some(shared)
-            } else {
-                self.in_hand = InHand::Token(token);
-                None
-            };
-            return Some(Next {
+            return Some(Pulled {
                 key,
                 value,
                 message,
-                ack,
+                token,
             });
         }
+    }
+
+    async fn next(&mut self) -> Option<Next<K, V>> {
+        self.finish_in_hand();
+        let p = self.pull().await?;
+        if let Some(link) = &self.agent {
+            link.on_event(p.message.as_ref(), &mut self.in_hand_msg);
+        }
+        let ack = if self.events_mode {
+            let shared = SharedAck::new(p.token);
+            if !self.noack {
+                self.in_hand = InHand::Shared(shared.clone());
+            }
+            Some(shared)
+        } else {
+            self.in_hand = InHand::Token(p.token);
+            None
+        };
+        Some(Next {
+            key: p.key,
+            value: p.value,
+            message: p.message,
+            ack,
+        })
     }
 }
 
 impl<K, V> Drop for Core<K, V> {
     fn drop(&mut self) {
-        // The agent is done with the event in hand: finished, failed or panicked.
-        match std::mem::replace(&mut self.in_hand, InHand::None) {
-            InHand::None => {}
-            InHand::Token(t) => {
-                t.ack();
-                self.acked += 1;
-            }
-            InHand::Shared(s) => {
-                s.ack();
+        // The agent is done with the event in hand: finished, failed or
+        // panicked. An agent that handles failures itself (dead letters,
+        // on_error) gets it to decide; otherwise it is acked.
+        let token = match std::mem::replace(&mut self.in_hand, InHand::None) {
+            InHand::None => None,
+            InHand::Token(t) => Some(t),
+            InHand::Shared(s) => s.take(),
+        };
+        if let Some(token) = token {
+            let requeue = match &self.source {
+                Source::Topic { queue, .. } => Some(queue.clone()),
+                _ => None,
+            };
+            let kept = match (&self.agent, self.in_hand_msg.take()) {
+                (Some(link), Some(msg)) => link.keep_failed(msg, token, requeue),
+                (_, _) => Some(token),
+            };
+            if let Some(token) = kept {
+                token.ack();
                 self.acked += 1;
             }
         }
@@ -315,11 +388,16 @@ where
 /// An async stream of decoded values (a `futures::Stream<Item = V>`).
 ///
 /// Iterate it with `StreamExt::next`; use [`items`](Stream::items) for keys,
-/// [`events`](Stream::events) for messages and manual acks, and
-/// `StreamExt::enumerate` to count.
+/// [`events`](Stream::events) for messages and manual acks,
+/// [`noack`](Stream::noack) to ack by hand, and the operators of Faust's
+/// streams guide: [`filter`](Stream::filter), [`enumerate`](Stream::enumerate),
+/// [`take`](Stream::take), [`through`](Stream::through),
+/// [`group_by`](Stream::group_by), [`echo`](Stream::echo) and
+/// [`merge`](Stream::merge) (`s1 & s2`). Operators come before `items()` /
+/// `events()`, in the guide's order: `stream.through("foo")?.group_by(..)?.items()`.
 #[must_use = "streams do nothing unless iterated"]
 pub struct Stream<K, V> {
-    core: Option<Core<K, V>>,
+    pub(crate) core: Option<Core<K, V>>,
     running: Option<BoxStream<'static, V>>,
 }
 
@@ -341,7 +419,7 @@ where
         }
     }
 
-    fn take_core(&mut self) -> Core<K, V> {
+    pub(crate) fn take_core(&mut self) -> Core<K, V> {
         match self.core.take() {
             Some(c) => c,
             None => panic!("stream operators must be applied before iterating the stream"),
@@ -383,6 +461,38 @@ where
     pub fn events(mut self) -> BoxStream<'static, Event<K, V>> {
         let mut core = self.take_core();
         core.events_mode = true;
+        Self::event_stream(core)
+    }
+
+    /// Iterate over [`Event`]s that the stream does not acknowledge when it
+    /// advances: each is acknowledged by [`Event::ack`] or when dropped, so
+    /// you decide when its processing is complete (Faust's `stream.noack()`
+    /// with manual `event.ack()`). Hold events as long as needed — the
+    /// offsets after the oldest unacknowledged one are not committed.
+    ///
+    /// ```
+    /// # use faustus_core::App;
+    /// use futures::StreamExt;
+    /// # async fn demo(app: App) {
+    /// let mut events = app.stream_iter(vec![1u32, 2, 3]).noack();
+    /// let mut held = Vec::new();
+    /// while let Some(event) = events.next().await {
+    ///     held.push(event);
+    ///     if held.len() == 2 {
+    ///         // both are written somewhere durable: now they are done
+    ///         for e in held.drain(..) { e.ack(); }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn noack(mut self) -> BoxStream<'static, Event<K, V>> {
+        let mut core = self.take_core();
+        core.events_mode = true;
+        core.noack = true;
+        Self::event_stream(core)
+    }
+
+    fn event_stream(core: Core<K, V>) -> BoxStream<'static, Event<K, V>> {
         futures::stream::unfold(core, |mut core| async move {
             let n = core.next().await?;
             let ack = n.ack?;

@@ -583,6 +583,15 @@ where
     /// The partition of the current event, when a write should go there
     /// (inside an event, unless the table uses the partitioner).
     fn event_partition(&self) -> Result<Option<u32>> {
+        if let Some((agent, n)) = event::current_concurrent_agent() {
+            return Err(Error::config(
+                format!("agent {agent:?} concurrency"),
+                format!(
+                    "table {:?} cannot be written from an agent with concurrency {n} > 1: its instances would race on the same keys and the changelog order would not be the processing order (as in Faust); use concurrency 1",
+                    self.inner.name
+                ),
+            ));
+        }
         if self.inner.use_partitioner {
             return Ok(None);
         }

@@ -52,6 +52,35 @@ impl TopicDef {
         spec
     }
 
+    /// Send pre-encoded bytes to this topic (declaring it first).
+    pub(crate) async fn send_raw(
+        &self,
+        inner: &AppInner,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        options: SendOptions,
+    ) -> Result<Delivery> {
+        self.declare(inner).await?;
+        let producer = inner.producer().await?;
+        let record = Record {
+            topic: self.name.clone(),
+            partition: options.partition,
+            key,
+            value,
+            headers: options.headers,
+            timestamp_ms: options.timestamp_ms,
+            acks: self.acks,
+        };
+        let d = producer.send(record).await?;
+        inner.monitor.add_messages_sent(1);
+        inner.monitor.count(
+            "faustus_messages_sent_total",
+            crate::monitor::topic_labels(&self.name),
+            1,
+        );
+        Ok(d)
+    }
+
     fn same_options(&self, other: &TopicDef) -> bool {
         self.partitions == other.partitions
             && self.replicas == other.replicas
@@ -316,6 +345,10 @@ where
     K: Serialize + DeserializeOwned + Send + 'static,
     V: Serialize + DeserializeOwned + Send + 'static,
 {
+    pub(crate) fn app_inner(&self) -> Arc<AppInner> {
+        self.app.inner.clone()
+    }
+
     /// The topic name.
     pub fn name(&self) -> &str {
         &self.def.name
@@ -364,12 +397,25 @@ where
 
     /// Enqueue a record and return at once; the [`Delivery`] resolves when it
     /// is acknowledged. The worker's commits wait for it either way.
-    pub async fn send_soon(
+    ///
+    /// The key and value are encoded at once; the returned future holds no
+    /// reference to them.
+    pub fn send_soon(
         &self,
         key: Option<&K>,
         value: &V,
         options: SendOptions,
-    ) -> Result<Delivery> {
+    ) -> impl std::future::Future<Output = Result<Delivery>> + Send + 'static {
+        let encoded = self.encode_record(key, value);
+        let def = self.def.clone();
+        let app = self.app.inner.clone();
+        async move {
+            let (key, value) = encoded?;
+            def.send_raw(&app, key, Some(value), options).await
+        }
+    }
+
+    fn encode_record(&self, key: Option<&K>, value: &V) -> Result<(Option<Bytes>, Bytes)> {
         let key = match key {
             Some(k) => Some(
                 self.def
@@ -394,7 +440,7 @@ where
                 codec: self.def.value_codec.name().to_string(),
                 message,
             })?;
-        self.send_bytes(key, Some(value), options).await
+        Ok((key, value))
     }
 
     /// Send pre-encoded bytes.
@@ -404,26 +450,9 @@ where
         value: Option<Bytes>,
         options: SendOptions,
     ) -> Result<Delivery> {
-        let inner = &self.app.inner;
-        self.def.declare(inner).await?;
-        let producer = inner.producer().await?;
-        let record = Record {
-            topic: self.def.name.clone(),
-            partition: options.partition,
-            key,
-            value,
-            headers: options.headers,
-            timestamp_ms: options.timestamp_ms,
-            acks: self.def.acks,
-        };
-        let d = producer.send(record).await?;
-        inner.monitor.add_messages_sent(1);
-        inner.monitor.count(
-            "faustus_messages_sent_total",
-            crate::monitor::topic_labels(&self.def.name),
-            1,
-        );
-        Ok(d)
+        self.def
+            .send_raw(&self.app.inner, key, value, options)
+            .await
     }
 
     /// A new stream over this topic (subscribes the worker to it).
