@@ -42,7 +42,9 @@
 //!   worker with an empty redb store (and one with the memory store), time
 //!   to ready, against a bare group-less consumer of the same transport
 //!   reading the whole changelog (target ≥ 50%); for reference, the same
-//!   records written straight into redb the way recovery writes them. Then restart: a new worker on the same files
+//!   records written straight into redb the way recovery writes them. On a
+//!   real broker the rates use the replay time from the monitor (the group
+//!   join, 20–25 s on tansu, is left out); on `memory://` the time to ready. Then restart: a new worker on the same files
 //!   (offsets persisted), time to ready, against opening the store and
 //!   reading every partition's offset (target: at most twice that, shown as
 //!   restarts per second).
@@ -626,10 +628,10 @@ async fn main() {
                 Ok(true)
             }
             "table-recovery" => {
-                let brokers = match args.iter().position(|a| a == "--brokers") {
-                    Some(i) => Some(args.get(i + 1).cloned().unwrap_or_else(|| usage())),
-                    None => None,
-                };
+                let brokers = args
+                    .iter()
+                    .position(|a| a == "--brokers")
+                    .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
                 let rows = tables::recovery(n.unwrap_or(1_000_000), brokers.as_deref()).await?;
                 print_table(&rows);
                 Ok(true)
