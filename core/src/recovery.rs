@@ -6,8 +6,11 @@
 //! Every batch goes to the store together with the offset of its last record,
 //! so a recovery can stop between batches (a rebalance cancels it) and the
 //! next one resumes exactly after what was applied: nothing twice, nothing
-//! skipped. Progress (records done/remaining, rate, ETA) is logged every
-//! [`LOG_EVERY`] per table and kept in the monitor.
+//! skipped. Batches go through `TableStore::apply_replayed` (not durable
+//! until the stores are synced, every [`SYNC_EVERY`] records and at the
+//! end): a crash in between falls back to an earlier consistent point and
+//! replays from there. Progress (records done/remaining, rate, ETA) is
+//! logged every [`LOG_EVERY`] per table and kept in the monitor.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
