@@ -6,8 +6,11 @@
 //! Every batch goes to the store together with the offset of its last record,
 //! so a recovery can stop between batches (a rebalance cancels it) and the
 //! next one resumes exactly after what was applied: nothing twice, nothing
-//! skipped. Progress (records done/remaining, rate, ETA) is logged every
-//! [`LOG_EVERY`] per table and kept in the monitor.
+//! skipped. Batches go through `TableStore::apply_replayed` (not durable
+//! until the stores are synced, every [`SYNC_EVERY`] records and at the
+//! end): a crash in between falls back to an earlier consistent point and
+//! replays from there. Progress (records done/remaining, rate, ETA) is
+//! logged every [`LOG_EVERY`] per table and kept in the monitor.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,7 +26,15 @@ use crate::table::TableOps;
 use crate::transport::{ConsumerEvent, TopicPartition};
 use crate::worker::ShutdownSignal;
 
-const BATCH: usize = 4096;
+/// Records per batch applied to a store, at most.
+const BATCH: usize = 65_536;
+/// Bytes (keys, values and [`OP_OVERHEAD`] per record) per batch, at most.
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Bookkeeping bytes counted per record.
+const OP_OVERHEAD: usize = 64;
+/// Records applied non-durably between two syncs of the stores written
+/// (durable stores free space only at durable commits).
+const SYNC_EVERY: usize = 4_000_000;
 /// Quiet polls (200 ms each) after which missing tail offsets count as read.
 const IDLE_POLLS_BEFORE_DONE: u32 = 50;
 /// How often progress is logged, per table.
@@ -196,61 +207,104 @@ pub(crate) async fn recover(
         "recovering tables from their changelogs"
     );
     progress.publish(&app.inner.monitor, RecoveryState::Running);
-    let tps: Vec<TopicPartition> = todo.keys().cloned().collect();
+    let mut parts: Vec<Part> = Vec::with_capacity(todo.len());
+    let mut index: HashMap<TopicPartition, usize> = HashMap::with_capacity(todo.len());
+    for (tp, (table, end)) in todo {
+        index.insert(tp.clone(), parts.len());
+        parts.push(Part {
+            tp,
+            table,
+            end,
+            batch: WriteBatch::new(),
+            bytes: 0,
+            open: true,
+        });
+    }
+    let tps: Vec<TopicPartition> = parts.iter().map(|p| p.tp.clone()).collect();
     consumer.assign(&tps).await?;
     for (tp, start) in &starts {
         consumer.seek(tp, *start).await?;
     }
-    let mut pending: HashMap<TopicPartition, WriteBatch> = HashMap::new();
+    let mut writer = Writer::new(&tables);
+    let mut open = parts.len();
     let mut last_log = Instant::now();
     let mut last_monitor = Instant::now();
     let mut idle = 0u32;
     let mut outcome = Outcome::Done;
-    while !todo.is_empty() {
+    let mut result = Ok(());
+    while open > 0 {
         if cancel.is_set() {
             outcome = Outcome::Cancelled;
             break;
         }
-        match consumer.poll(Duration::from_millis(200)).await? {
-            ConsumerEvent::Messages(msgs) => {
-                idle = 0;
-                for m in msgs {
-                    let tp = m.tp();
-                    let Some(&(i, end)) = todo.get(&tp) else {
-                        continue;
-                    };
-                    if m.offset >= end {
-                        continue;
-                    }
-                    let batch = pending.entry(tp.clone()).or_default();
-                    let key = m.key.clone().unwrap_or_default();
-                    batch.ops.push((key, m.value.clone()));
-                    batch.offset = Some(m.offset);
-                    progress.advance(i, 1);
-                    let finished = m.offset + 1 >= end;
-                    if batch.ops.len() >= BATCH || finished {
-                        flush_one(&tables, &mut pending, &tp, i).await?;
-                    }
-                    if finished {
-                        todo.remove(&tp);
-                    }
-                }
-            }
-            ConsumerEvent::Idle => {
+        let msgs = match consumer.poll(Duration::from_millis(200)).await {
+            Ok(ConsumerEvent::Messages(msgs)) => msgs,
+            Ok(ConsumerEvent::Idle) => {
                 // Offsets below the end can be missing (compaction, transaction
                 // markers). After a long quiet spell, treat what is left as read.
                 idle += 1;
                 if idle >= IDLE_POLLS_BEFORE_DONE {
-                    let left: Vec<(TopicPartition, usize)> =
-                        todo.iter().map(|(tp, (i, _))| (tp.clone(), *i)).collect();
-                    for (tp, i) in left {
-                        tracing::warn!(changelog = %tp, "no more records arrive below the changelog end; treating the partition as recovered");
-                        flush_one(&tables, &mut pending, &tp, i).await?;
-                        todo.remove(&tp);
+                    for part in parts.iter_mut().filter(|p| p.open) {
+                        tracing::warn!(changelog = %part.tp, "no more records arrive below the changelog end; treating the partition as recovered");
+                        part.open = false;
+                        open -= 1;
+                        if let Err(e) = writer.flush(part).await {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    if result.is_err() {
+                        break;
                     }
                 }
+                continue;
             }
-            ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_) => {}
+            Ok(ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_)) => continue,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        idle = 0;
+        // Messages come in runs of one partition: look the partition up
+        // once per run.
+        let mut last: Option<usize> = None;
+        for m in msgs {
+            let at = match last {
+                Some(at)
+                    if parts[at].tp.partition == m.partition && *parts[at].tp.topic == *m.topic =>
+                {
+                    at
+                }
+                _ => match index.get(&m.tp()) {
+                    Some(&at) => at,
+                    None => continue,
+                },
+            };
+            last = Some(at);
+            let part = &mut parts[at];
+            if !part.open || m.offset >= part.end {
+                continue;
+            }
+            let key = m.key.unwrap_or_default();
+            part.bytes += key.len() + m.value.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
+            part.batch.ops.push((key, m.value));
+            part.batch.offset = Some(m.offset);
+            progress.advance(part.table, 1);
+            let finished = m.offset + 1 >= part.end;
+            if finished {
+                part.open = false;
+                open -= 1;
+            }
+            if finished || part.batch.ops.len() >= BATCH || part.bytes >= BATCH_BYTES {
+                if let Err(e) = writer.flush(part).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            break;
         }
         if last_log.elapsed() >= LOG_EVERY {
             last_log = Instant::now();
@@ -261,13 +315,20 @@ pub(crate) async fn recover(
             progress.publish(&app.inner.monitor, RecoveryState::Running);
         }
     }
-    // Store what was read (with its offsets) before stopping, even when cancelled.
-    let left: Vec<TopicPartition> = pending.keys().cloned().collect();
-    for tp in left {
-        if let Some(i) = tables.iter().position(|t| *t.changelog().name == *tp.topic) {
-            flush_one(&tables, &mut pending, &tp, i).await?;
+    // Store what was read (with its offsets) before stopping, even when
+    // cancelled, then make it durable.
+    if result.is_ok() {
+        for part in &mut parts {
+            if let Err(e) = writer.flush(part).await {
+                result = Err(e);
+                break;
+            }
         }
     }
+    let synced = writer.finish().await;
+    consumer.close().await.ok();
+    result?;
+    synced?;
     let (state, what) = match outcome {
         Outcome::Done => (RecoveryState::Done, "table recovery done"),
         Outcome::Cancelled => (
@@ -283,24 +344,99 @@ pub(crate) async fn recover(
         elapsed = ?progress.started.elapsed(),
         "{what}"
     );
-    consumer.close().await.ok();
     Ok(outcome)
 }
 
-/// Apply the pending batch of `tp` (table `i`) with its offset.
-async fn flush_one(
-    tables: &[Arc<dyn TableOps>],
-    pending: &mut HashMap<TopicPartition, WriteBatch>,
-    tp: &TopicPartition,
-    i: usize,
-) -> Result<()> {
-    let Some(batch) = pending.remove(tp) else {
-        return Ok(());
-    };
-    if let Some(store) = tables.get(i).and_then(|t| t.table_store()) {
-        store.apply(tp.partition, batch).await?;
+/// One changelog partition being replayed.
+struct Part {
+    tp: TopicPartition,
+    /// Index of its table.
+    table: usize,
+    /// The changelog's end when recovery started.
+    end: i64,
+    /// Read, not yet applied.
+    batch: WriteBatch,
+    /// Approximate size of `batch`.
+    bytes: usize,
+    /// Still below `end`.
+    open: bool,
+}
+
+/// Applies the batches of a recovery, non-durably
+/// ([`TableStore::apply_replayed`](crate::store::TableStore::apply_replayed)),
+/// one at a time in the background while the next batch is read, and
+/// syncs each store it wrote to every [`SYNC_EVERY`] records and at the end.
+struct Writer<'a> {
+    tables: &'a [Arc<dyn TableOps>],
+    /// The apply under way, if any.
+    in_flight: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Tables written since their last sync.
+    dirty: BTreeSet<usize>,
+    /// Records applied since the last sync.
+    unsynced: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(tables: &'a [Arc<dyn TableOps>]) -> Self {
+        Writer {
+            tables,
+            in_flight: None,
+            dirty: BTreeSet::new(),
+            unsynced: 0,
+        }
     }
-    Ok(())
+
+    /// Wait for the apply under way.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(task) = self.in_flight.take() {
+            task.await
+                .map_err(|e| Error::State(format!("table recovery write task: {e}")))??;
+        }
+        Ok(())
+    }
+
+    /// Start applying `part`'s pending batch (after the previous one, so
+    /// batches and offsets reach each store in order).
+    async fn flush(&mut self, part: &mut Part) -> Result<()> {
+        if part.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut part.batch);
+        part.bytes = 0;
+        self.settle().await?;
+        if self.unsynced >= SYNC_EVERY {
+            self.sync().await?;
+        }
+        let Some(store) = self.tables.get(part.table).and_then(|t| t.table_store()) else {
+            return Ok(());
+        };
+        self.dirty.insert(part.table);
+        self.unsynced += batch.ops.len();
+        let partition = part.tp.partition;
+        self.in_flight = Some(tokio::spawn(async move {
+            store.apply_replayed(partition, batch).await
+        }));
+        Ok(())
+    }
+
+    /// Make every table written so far durable.
+    async fn sync(&mut self) -> Result<()> {
+        self.settle().await?;
+        for i in std::mem::take(&mut self.dirty) {
+            if let Some(store) = self.tables.get(i).and_then(|t| t.table_store()) {
+                store.sync().await?;
+            }
+        }
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// Wait for the last apply and sync.
+    async fn finish(mut self) -> Result<()> {
+        let settled = self.settle().await;
+        let synced = self.sync().await;
+        settled.and(synced)
+    }
 }
 
 #[cfg(test)]

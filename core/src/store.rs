@@ -88,6 +88,38 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.offset.is_none()
     }
+
+    /// Keep only the last op of each key, in key order. The batch's effect
+    /// is unchanged (later ops win anyway), but a compacted changelog's many
+    /// versions of a key are written once, and B-tree stores get their keys
+    /// in order. Stores may call it in
+    /// [`TableStore::apply_replayed`].
+    ///
+    /// ```
+    /// use faustus_core::store::WriteBatch;
+    ///
+    /// let mut b = WriteBatch::new();
+    /// b.put("b", "1").put("a", "2").delete("b").put("a", "3");
+    /// b.compact();
+    /// let ops: Vec<_> = b.ops.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+    /// assert_eq!(ops, [(&b"a"[..], Some(&b"3"[..])), (&b"b"[..], None)]);
+    /// ```
+    pub fn compact(&mut self) {
+        if self.ops.len() < 2 {
+            return;
+        }
+        // Stable: the ops of one key stay in their order.
+        self.ops.sort_by(|a, b| a.0.cmp(&b.0));
+        // `dedup_by` keeps the first of a run: move each later op into it.
+        self.ops.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                std::mem::swap(later, kept);
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 /// A table store backend (one per app).
@@ -107,8 +139,23 @@ pub trait TableStore: Send + Sync + fmt::Debug + 'static {
     async fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// Apply a batch atomically: after a crash either all of it (and its
-    /// offset) is visible or none of it.
+    /// offset) is visible or none of it. Durable when it returns (for
+    /// durable stores with their default settings): table flushes rely on
+    /// it before source offsets are committed.
     async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()>;
+
+    /// Apply a batch replayed from the changelog (table recovery): atomic
+    /// like [`apply`](Self::apply), but it need not be durable when this
+    /// returns. It becomes durable with the next [`sync`](Self::sync) or the
+    /// next [`apply`](Self::apply) of this table. After a crash (or a close
+    /// without either) the store holds the data and offsets of some earlier
+    /// point, never a mix, so replaying the changelog after the stored
+    /// offset restores the rest. Table recovery sends the changelog's
+    /// records in order, uncompacted ([`WriteBatch::compact`] may be applied
+    /// here). Defaults to [`apply`](Self::apply).
+    async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+        self.apply(partition, batch).await
+    }
 
     /// Entries of a partition in key order, strictly after `after`, at most `limit`.
     async fn scan(
@@ -130,7 +177,8 @@ pub trait TableStore: Send + Sync + fmt::Debug + 'static {
     /// Forget everything of this table.
     async fn reset(&self) -> Result<()>;
 
-    /// Make everything applied so far durable (a no-op for memory stores).
+    /// Make everything applied so far durable, [`apply_replayed`](Self::apply_replayed)
+    /// batches included (a no-op for memory stores).
     async fn sync(&self) -> Result<()> {
         Ok(())
     }

@@ -285,21 +285,73 @@ impl RedbTable {
         format!("table {:?}", self.name)
     }
 
+    /// The redb durability of ordinary writes, from the settings.
+    fn durability(&self) -> Durability {
+        match self.durability {
+            WriteDurability::Immediate => Durability::Immediate,
+            WriteDurability::Eventual => Durability::Eventual,
+        }
+    }
+
     fn write(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        self.write_with(self.durability(), f)
+    }
+
+    fn write_with(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let db = self.db.clone();
         let ctx = self.ctx();
-        let durability = self.durability;
         blocking(move || {
             let mut txn = db.begin_write().map_err(|e| backend(&ctx, e))?;
-            if durability == WriteDurability::Eventual {
-                txn.set_durability(Durability::Eventual);
-            }
+            txn.set_durability(durability);
             f(&txn)?;
             txn.commit().map_err(|e| backend(&ctx, e))
         })
+    }
+
+    /// Write `batch` (compacted first if `compact`) and its offset in one
+    /// transaction of `durability`.
+    async fn apply_with(
+        &self,
+        durability: Durability,
+        partition: u32,
+        mut batch: WriteBatch,
+        compact: bool,
+    ) -> Result<()> {
+        self.check(partition)?;
+        let ctx = self.ctx();
+        self.write_with(durability, move |txn| {
+            if compact {
+                batch.compact();
+            }
+            let mut data = txn.open_table(DATA).map_err(|e| backend(&ctx, e))?;
+            let mut k = Vec::new();
+            for (key, v) in &batch.ops {
+                k.clear();
+                k.extend_from_slice(&partition.to_be_bytes());
+                k.extend_from_slice(key);
+                match v {
+                    Some(v) => {
+                        data.insert(&k[..], &v[..]).map_err(|e| backend(&ctx, e))?;
+                    }
+                    None => {
+                        data.remove(&k[..]).map_err(|e| backend(&ctx, e))?;
+                    }
+                }
+            }
+            if let Some(o) = batch.offset {
+                let mut offsets = txn.open_table(OFFSETS).map_err(|e| backend(&ctx, e))?;
+                offsets.insert(partition, o).map_err(|e| backend(&ctx, e))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Remove every key of `partition` and its offset, in `txn`.
@@ -347,28 +399,18 @@ impl TableStore for RedbTable {
     }
 
     async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-        self.check(partition)?;
-        let ctx = self.ctx();
-        self.write(move |txn| {
-            let mut data = txn.open_table(DATA).map_err(|e| backend(&ctx, e))?;
-            for (k, v) in &batch.ops {
-                let k = prefixed(partition, k);
-                match v {
-                    Some(v) => {
-                        data.insert(&k[..], &v[..]).map_err(|e| backend(&ctx, e))?;
-                    }
-                    None => {
-                        data.remove(&k[..]).map_err(|e| backend(&ctx, e))?;
-                    }
-                }
-            }
-            if let Some(o) = batch.offset {
-                let mut offsets = txn.open_table(OFFSETS).map_err(|e| backend(&ctx, e))?;
-                offsets.insert(partition, o).map_err(|e| backend(&ctx, e))?;
-            }
-            Ok(())
-        })
-        .await
+        self.apply_with(self.durability(), partition, batch, false)
+            .await
+    }
+
+    /// One transaction with redb's `Durability::None`: no fsync; the next
+    /// durable commit (a `sync`, any `apply`) persists it with everything
+    /// before it, and a crash falls back to the last durable commit.
+    /// The batch is compacted first ([`WriteBatch::compact`]): each key
+    /// written once, in key order.
+    async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+        self.apply_with(Durability::None, partition, batch, true)
+            .await
     }
 
     async fn scan(
@@ -457,6 +499,12 @@ impl TableStore for RedbTable {
         let ctx = self.ctx();
         self.write(move |txn| RedbTable::clear(txn, partition, &ctx))
             .await
+    }
+
+    /// An empty transaction with `Durability::Immediate`: redb writes and
+    /// fsyncs every commit before it.
+    async fn sync(&self) -> Result<()> {
+        self.write_with(Durability::Immediate, |_| Ok(())).await
     }
 
     async fn reset(&self) -> Result<()> {

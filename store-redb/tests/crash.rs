@@ -4,6 +4,10 @@
 //! the stored offset is there in full, nothing of a later batch is — and no
 //! batch whose `apply` had returned is lost.
 //!
+//! The same with table recovery's writes (`apply_replayed`, not durable
+//! until a `sync` every few batches): the reopened store falls back to a
+//! consistent point at or after the last sync.
+//!
 //! The child is this test binary itself, run with `FAUSTUS_REDB_CRASH_DIR`
 //! set and filtered to [`child_writer`].
 #![allow(clippy::unwrap_used)]
@@ -18,6 +22,10 @@ use faustus_core::store::{Store, StoreContext, TableSpec, TableStore, WriteBatch
 use faustus_store_redb::{RedbConfig, RedbStore};
 
 const DIR_ENV: &str = "FAUSTUS_REDB_CRASH_DIR";
+/// Set (to anything) for the child to write with `apply_replayed`.
+const REPLAYED_ENV: &str = "FAUSTUS_REDB_CRASH_REPLAYED";
+/// In replayed mode, batches between two syncs.
+const SYNC_EVERY: u64 = 4;
 const KEYS_PER_BATCH: u64 = 40;
 const PARTITIONS: u32 = 2;
 
@@ -74,14 +82,24 @@ fn child_writer() {
             starts.push(stored.map_or(0, |o| o as u64 + 1));
         }
         let first = starts.iter().copied().min().unwrap_or(0);
+        let replayed = std::env::var_os(REPLAYED_ENV).is_some();
         for n in first.. {
             for p in 0..PARTITIONS {
                 if n >= starts[p as usize] {
-                    table.apply(p, batch(n)).await.unwrap();
+                    if replayed {
+                        table.apply_replayed(p, batch(n)).await.unwrap();
+                    } else {
+                        table.apply(p, batch(n)).await.unwrap();
+                    }
                 }
             }
-            // Printed only after both applies returned.
-            println!("applied {n}");
+            // Printed only once both applies are durable.
+            if !replayed {
+                println!("applied {n}");
+            } else if n % SYNC_EVERY == SYNC_EVERY - 1 {
+                table.sync().await.unwrap();
+                println!("applied {n}");
+            }
         }
     });
 }
@@ -142,16 +160,37 @@ async fn check_consistent(table: &Arc<dyn TableStore>, p: u32, acknowledged: Opt
 
 #[test]
 fn a_writer_killed_mid_writes_reopens_consistent_with_its_offsets() {
-    let dir = std::env::temp_dir().join(format!("faustus-redb-crash-{}", std::process::id()));
+    kill_rounds(false);
+}
+
+#[test]
+fn a_replaying_writer_killed_mid_writes_falls_back_to_a_consistent_synced_point() {
+    kill_rounds(true);
+}
+
+/// Start, kill and check a child writer several times on one directory.
+fn kill_rounds(replayed: bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "faustus-redb-crash-{}-{}",
+        if replayed { "replayed" } else { "apply" },
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = std::env::current_exe().unwrap();
     let mut previous = 0;
     // Several crashes, each at a different point; each child resumes after
     // the last stored offset, as a recovering worker would.
     for (round, kill_after) in [3u64, 17, 40, 9].into_iter().enumerate() {
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(["--exact", "child_writer", "--nocapture", "--test-threads=1"])
-            .env(DIR_ENV, &dir)
+            .env(DIR_ENV, &dir);
+        if replayed {
+            command.env(REPLAYED_ENV, "1");
+        } else {
+            command.env_remove(REPLAYED_ENV);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

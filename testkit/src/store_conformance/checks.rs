@@ -67,6 +67,16 @@ impl<'a> T<'a> {
         ok(self.store, what, self.table.apply(p, b).await);
     }
 
+    async fn apply_replayed(&self, p: u32, b: WriteBatch) {
+        let what = format!(
+            "{}[{p}] apply_replayed of {} ops with offset {:?}",
+            self.name,
+            b.ops.len(),
+            b.offset
+        );
+        ok(self.store, what, self.table.apply_replayed(p, b).await);
+    }
+
     async fn put(&self, p: u32, k: &[u8], v: &[u8]) {
         self.apply(p, batch(&[(k, Some(v))], None)).await;
     }
@@ -592,6 +602,7 @@ where
 {
     let spec = TableSpec::new(unique("durability"), 3);
     let other = TableSpec::new(unique("durability-other"), 1);
+    let replayed = TableSpec::new(unique("durability-replayed"), 2);
 
     {
         let store = open_store();
@@ -608,8 +619,23 @@ where
         t.apply(1, batch(&[(b"no-offset", Some(b"x"))], None)).await;
         let o = T::with_spec(&*store, &other).await;
         o.apply(0, batch(&[(b"o", Some(b"other"))], Some(5))).await;
+        // Replayed batches (not durable yet), mixed with an ordinary apply,
+        // then a sync: all of them are durable.
+        let r = T::with_spec(&*store, &replayed).await;
+        r.apply_replayed(0, batch(&[(b"x", Some(b"1")), (b"y", Some(b"2"))], Some(7)))
+            .await;
+        assert_eq!(
+            r.get(0, b"x").await.as_deref(),
+            Some(&b"1"[..]),
+            "a replayed batch is visible at once"
+        );
+        r.apply_replayed(0, batch(&[(b"x", None)], Some(8))).await;
+        r.apply(1, batch(&[(b"z", Some(b"3"))], Some(4))).await;
+        r.apply_replayed(1, batch(&[(b"w", Some(b"4"))], Some(5)))
+            .await;
         t.sync().await;
         o.sync().await;
+        r.sync().await;
     }
     {
         let store = open_store();
@@ -646,6 +672,17 @@ where
             "another table"
         );
         assert_eq!(o.offset(0).await, Some(5));
+        let r = T::with_spec(&*store, &replayed).await;
+        assert_eq!(
+            (r.all(0).await, r.offset(0).await),
+            (entries(&[(b"y", b"2")]), Some(8)),
+            "replayed batches after sync and reopen"
+        );
+        assert_eq!(
+            (r.all(1).await, r.offset(1).await),
+            (entries(&[(b"w", b"4"), (b"z", b"3")]), Some(5)),
+            "replayed and ordinary batches after sync and reopen"
+        );
 
         t.drop_partition(1).await;
         t.apply(0, batch(&[(b"a", None)], Some(12))).await;

@@ -19,6 +19,8 @@ enum Op {
     Put(u32, Vec<u8>, Vec<u8>),
     Delete(u32, Vec<u8>),
     Batch(u32, Vec<(Vec<u8>, Option<Vec<u8>>)>, Option<i64>),
+    /// The same through `apply_replayed` (table recovery's write).
+    Replayed(u32, Vec<(Vec<u8>, Option<Vec<u8>>)>, Option<i64>),
     DropPartition(u32),
     Reset,
     Reopen,
@@ -43,6 +45,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             offset(),
         )
             .prop_map(|(p, ops, o)| Op::Batch(p, ops, o)),
+        2 => (
+            partition(),
+            prop::collection::vec((key(), prop::option::weighted(0.7, value())), 0..6),
+            offset(),
+        )
+            .prop_map(|(p, ops, o)| Op::Replayed(p, ops, o)),
         1 => partition().prop_map(Op::DropPartition),
         1 => Just(Op::Reset),
         1 => Just(Op::Reopen),
@@ -76,6 +84,7 @@ async fn run_model(store: Arc<dyn Store>, ops: Vec<Op>) -> TestCaseResult {
 
     for (step, op) in ops.into_iter().enumerate() {
         let at = format!("step {step} {op:?}");
+        let replayed = matches!(op, Op::Replayed(..));
         match op {
             Op::Put(p, k, v) => {
                 let mut b = WriteBatch::new();
@@ -89,7 +98,7 @@ async fn run_model(store: Arc<dyn Store>, ops: Vec<Op>) -> TestCaseResult {
                 table.apply(p, b).await.map_err(|e| fail(&at, e))?;
                 model[p as usize].data.remove(&k);
             }
-            Op::Batch(p, ops, offset) => {
+            Op::Batch(p, ops, offset) | Op::Replayed(p, ops, offset) => {
                 let b = WriteBatch {
                     ops: ops
                         .iter()
@@ -97,7 +106,12 @@ async fn run_model(store: Arc<dyn Store>, ops: Vec<Op>) -> TestCaseResult {
                         .collect(),
                     offset,
                 };
-                table.apply(p, b).await.map_err(|e| fail(&at, e))?;
+                if replayed {
+                    table.apply_replayed(p, b).await
+                } else {
+                    table.apply(p, b).await
+                }
+                .map_err(|e| fail(&at, e))?;
                 let m = &mut model[p as usize];
                 for (k, v) in ops {
                     match v {
