@@ -529,14 +529,27 @@ impl Conductor {
             Assigned(Vec<TopicPartition>),
             Failed(crate::Error),
         }
+        let mut task = task;
         let mut interrupt = None;
-        while interrupt.is_none() && !task.is_finished() {
+        // The recovery's result, once it finished (a join handle is awaited once).
+        let mut finished = None;
+        while interrupt.is_none() {
             if stop.is_set() {
                 interrupt = Some(Interrupt::Stop);
                 break;
             }
             self.commit_if_due().await;
-            match self.consumer.poll(Duration::from_millis(50)).await {
+            // Poll the group while recovering, but notice the end of the
+            // recovery at once, not at the end of a poll.
+            let event = tokio::select! {
+                biased;
+                r = &mut task => {
+                    finished = Some(r);
+                    break;
+                }
+                ev = self.consumer.poll(Duration::from_millis(50)) => ev,
+            };
+            match event {
                 Ok(ConsumerEvent::Messages(batch)) => {
                     let delivered = match self.refresh_subscriptions().await {
                         Ok(()) => self.deliver_batch(batch).await,
@@ -558,7 +571,11 @@ impl Conductor {
         if let Some(interrupt) = interrupt {
             // Stop the recovery between two stored batches, then act.
             fire();
-            if let Ok(Err(e)) = task.await {
+            let ended = match finished {
+                Some(r) => r,
+                None => task.await,
+            };
+            if let Ok(Err(e)) = ended {
                 tracing::warn!(error = %e, "table recovery failed while being cancelled");
             }
             match interrupt {
@@ -572,7 +589,11 @@ impl Conductor {
             }
             return Ok(false);
         }
-        match task.await {
+        let ended = match finished {
+            Some(r) => r,
+            None => task.await,
+        };
+        match ended {
             Ok(Ok(recovery::Outcome::Done)) => {}
             Ok(Ok(recovery::Outcome::Cancelled)) => return Ok(false),
             Ok(Err(e)) => return Err(e),
