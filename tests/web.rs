@@ -197,6 +197,9 @@ async fn pages_tables_and_builtin_endpoints_over_http() {
         "faustus_rebalances_total",
         "faustus_ready 1",
         "faustus_dead_letters_total 0",
+        "# TYPE faustus_agent_events_total counter",
+        "faustus_agent_events_total{agent=\"shuffle_words\"} 2",
+        "faustus_agent_events_total{agent=\"count_words\"} 7",
     ] {
         assert!(metrics.contains(needle), "{needle} missing in\n{metrics}");
     }

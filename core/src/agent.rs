@@ -106,6 +106,8 @@ pub(crate) enum Handled {
 /// What every run of one agent shares.
 pub(crate) struct AgentCtx {
     pub(crate) name: Arc<str>,
+    /// `agent="name"`, the label of the agent's figures in the monitor.
+    pub(crate) labels: String,
     pub(crate) concurrency: usize,
     on_error: Option<OnErrorFn>,
     dead_letter: Option<Arc<TopicDef>>,
@@ -666,6 +668,7 @@ where
         };
         let ctx = Arc::new(AgentCtx {
             name: self.name.as_str().into(),
+            labels: format!("agent=\"{}\"", crate::monitor::escape_label(&self.name)),
             concurrency: self.concurrency,
             on_error: self.on_error.clone(),
             dead_letter,

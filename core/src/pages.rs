@@ -758,6 +758,10 @@ async fn metrics(app: &App) -> String {
         ),
         ("faustus_messages_sent_total", "Records sent, by topic."),
         (
+            "faustus_agent_events_total",
+            "Events an agent finished processing, by agent.",
+        ),
+        (
             "faustus_committed_offset",
             "Last committed offset, by partition.",
         ),

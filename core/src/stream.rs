@@ -116,6 +116,23 @@ pub(crate) struct Core<K, V> {
     pub(crate) forwarder: Option<crate::stream_ops::ForwarderGuard>,
 }
 
+/// Add `acked` events to the monitor: the worker's total and, for an
+/// agent's stream, the agent's `faustus_agent_events_total`.
+fn publish_acks(app: &AppInner, agent: Option<&AgentLink>, acked: &mut u64) {
+    if *acked == 0 {
+        return;
+    }
+    app.monitor.add_events_acked(*acked);
+    if let Some(link) = agent {
+        app.monitor.count(
+            "faustus_agent_events_total",
+            link.ctx.labels.as_str(),
+            *acked,
+        );
+    }
+    *acked = 0;
+}
+
 impl<K, V> Core<K, V>
 where
     K: DeserializeOwned + Send + 'static,
@@ -161,8 +178,7 @@ where
     pub(crate) fn count_ack(&mut self) {
         self.acked += 1;
         if self.acked >= 256 {
-            self.app.monitor.add_events_acked(self.acked);
-            self.acked = 0;
+            publish_acks(&self.app, self.agent.as_ref(), &mut self.acked);
         }
     }
 
@@ -193,6 +209,9 @@ where
                     let d = match local.pop_front() {
                         Some(d) => d,
                         None => {
+                            // Between two pops (at most 64 events): the
+                            // counts so far go to the monitor.
+                            publish_acks(&self.app, self.agent.as_ref(), &mut self.acked);
                             if queue.pop_many(batch, local).await == 0 {
                                 return None;
                             }
@@ -307,7 +326,7 @@ impl<K, V> Drop for Core<K, V> {
                 self.acked += 1;
             }
         }
-        self.app.monitor.add_events_acked(self.acked);
+        publish_acks(&self.app, self.agent.as_ref(), &mut self.acked);
         if let Source::Topic {
             queue,
             owned: false,
