@@ -106,8 +106,8 @@ pub(crate) enum Handled {
 /// What every run of one agent shares.
 pub(crate) struct AgentCtx {
     pub(crate) name: Arc<str>,
-    /// `agent="name"`, the label of the agent's figures in the monitor.
-    pub(crate) labels: String,
+    /// The agent's `faustus_agent_events_total` counter.
+    pub(crate) events: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) concurrency: usize,
     on_error: Option<OnErrorFn>,
     dead_letter: Option<Arc<TopicDef>>,
@@ -668,7 +668,10 @@ where
         };
         let ctx = Arc::new(AgentCtx {
             name: self.name.as_str().into(),
-            labels: format!("agent=\"{}\"", crate::monitor::escape_label(&self.name)),
+            events: self.app.inner.monitor.counter(
+                "faustus_agent_events_total",
+                format!("agent=\"{}\"", crate::monitor::escape_label(&self.name)),
+            ),
             concurrency: self.concurrency,
             on_error: self.on_error.clone(),
             dead_letter,

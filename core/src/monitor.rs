@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -40,6 +41,8 @@ pub struct Monitor {
     dead_letters: AtomicU64,
     failures: Mutex<VecDeque<AgentFailure>>,
     labeled: Mutex<BTreeMap<(&'static str, String), Figure>>,
+    /// Counters bumped without a lock through [`Monitor::counter`] handles.
+    shared: Mutex<BTreeMap<(&'static str, String), Arc<AtomicU64>>>,
     recovery: Mutex<BTreeMap<String, RecoveryProgress>>,
 }
 
@@ -145,11 +148,25 @@ impl Monitor {
 
     /// Every labelled figure: (name, labels, value), sorted by name then labels.
     pub fn figures(&self) -> Vec<(&'static str, String, Figure)> {
-        self.labeled
+        let mut all: BTreeMap<(&'static str, String), Figure> = self.labeled.lock().clone();
+        for ((n, l), c) in self.shared.lock().iter() {
+            let e = all.entry((*n, l.clone())).or_insert(Figure::Counter(0));
+            if let Figure::Counter(v) = e {
+                *v += c.load(Ordering::Relaxed);
+            }
+        }
+        all.into_iter().map(|((n, l), f)| (n, l, f)).collect()
+    }
+
+    /// A handle on the counter `name` with `labels` that is bumped with one
+    /// atomic add (for per-record figures on hot paths); it shows in
+    /// [`figures`](Self::figures) as a counter.
+    pub fn counter(&self, name: &'static str, labels: impl Into<String>) -> Arc<AtomicU64> {
+        self.shared
             .lock()
-            .iter()
-            .map(|((n, l), f)| (*n, l.clone(), *f))
-            .collect()
+            .entry((name, labels.into()))
+            .or_default()
+            .clone()
     }
 
     /// The most recent agent failures, oldest first.

@@ -124,11 +124,9 @@ fn publish_acks(app: &AppInner, agent: Option<&AgentLink>, acked: &mut u64) {
     }
     app.monitor.add_events_acked(*acked);
     if let Some(link) = agent {
-        app.monitor.count(
-            "faustus_agent_events_total",
-            link.ctx.labels.as_str(),
-            *acked,
-        );
+        link.ctx
+            .events
+            .fetch_add(*acked, std::sync::atomic::Ordering::Relaxed);
     }
     *acked = 0;
 }

@@ -34,6 +34,8 @@ pub(crate) struct TopicDef {
     pub(crate) key_codec: CodecChain,
     pub(crate) value_codec: CodecChain,
     pub(crate) declared: tokio::sync::OnceCell<()>,
+    /// `faustus_messages_sent_total` of this topic (taken on the first send).
+    sent: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl TopicDef {
@@ -73,11 +75,14 @@ impl TopicDef {
         };
         let d = producer.send(record).await?;
         inner.monitor.add_messages_sent(1);
-        inner.monitor.count(
-            "faustus_messages_sent_total",
-            crate::monitor::topic_labels(&self.name),
-            1,
-        );
+        self.sent
+            .get_or_init(|| {
+                inner.monitor.counter(
+                    "faustus_messages_sent_total",
+                    crate::monitor::topic_labels(&self.name),
+                )
+            })
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(d)
     }
 
@@ -249,6 +254,7 @@ impl<K, V> TopicBuilder<K, V> {
             key_codec,
             value_codec,
             declared: tokio::sync::OnceCell::new(),
+            sent: std::sync::OnceLock::new(),
         };
         let def = inner.register_topic(def)?;
         Ok(Topic {

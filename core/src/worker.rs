@@ -280,8 +280,9 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     let mut failure = None;
     match started {
         Ok(()) if !stop.is_set() => {
-            ready.send_replace(Some(Ok(())));
+            // /ready answers "ready" before anyone waiting on ready() wakes.
             inner.web.set_ready(true);
+            ready.send_replace(Some(Ok(())));
             tracing::info!(app = %app.id(), "worker ready");
             let (tasks, timers) = {
                 let d = inner.defs.lock();
