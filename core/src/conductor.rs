@@ -39,6 +39,8 @@ struct PartState {
     warned: bool,
     /// Delivered batches not yet fully processed: (last offset, delivered at).
     inflight: VecDeque<(i64, Instant)>,
+    /// The topic's `faustus_messages_received_total` counter.
+    received: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Batches remembered per partition for the processing-time figure.
@@ -206,11 +208,9 @@ impl Conductor {
                     state.inflight.push_back((last.offset, Instant::now()));
                 }
             }
-            self.app.inner.monitor.count(
-                "faustus_messages_received_total",
-                crate::monitor::topic_labels(&tp.topic),
-                msgs.len() as u64,
-            );
+            state
+                .received
+                .fetch_add(msgs.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let subs = self.subs.get(&tp.topic).unwrap_or(&empty);
             deliver_group(&state.acks, msgs, subs, &mut self.overflow);
         }
@@ -475,6 +475,10 @@ impl Conductor {
                         last_progress: Instant::now(),
                         warned: false,
                         inflight: VecDeque::new(),
+                        received: self.app.inner.monitor.counter(
+                            "faustus_messages_received_total",
+                            crate::monitor::topic_labels(&tp.topic),
+                        ),
                     },
                 );
             }
