@@ -12,6 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# CI builds once from a clean checkout: incremental compilation state would
+# only cost disk (it was over a third of the target dir).
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+disk_free() { echo "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free ($1)" >&2; }
+disk_free "start"
+
 # The dashboard test loads the web dashboard in headless Chromium: install
 # it when missing (Debian packages; root, or sudo when available).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -28,6 +34,7 @@ fi
 cargo build --workspace --examples
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+disk_free "after the workspace tests"
 
 if [ -z "${FAUSTUS_TEST_KAFKA:-}" ]; then
   # shellcheck source=scripts/test-broker.sh
