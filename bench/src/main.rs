@@ -609,6 +609,10 @@ fn usage() -> ! {
 
 #[tokio::main]
 async fn main() {
+    // Quiet unless RUST_LOG asks for the workers' logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        faustus::cli::init_logging("info");
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first().cloned() else {
         usage();

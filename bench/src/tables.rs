@@ -100,8 +100,10 @@ pub(crate) async fn redb_updates(n: u64) -> BenchResult<Row> {
                 .await;
         }
     }
+    let processed = t0.elapsed();
     // The final commit sends the changelog and writes every key to redb.
     worker.stop().await?;
+    println!("  faustus: every update processed and committed after {processed:.2?}");
     let ours = t0.elapsed();
     println!("  faustus: {ours:.2?} from start to stopped (every key in redb)");
     drop(counts);
@@ -140,6 +142,34 @@ pub(crate) async fn redb_updates(n: u64) -> BenchResult<Row> {
         baseline: rate(n, base),
         target: 0.5,
     })
+}
+
+/// How long a bare group-less consumer takes to read the `n` records of
+/// every partition of `changelog`.
+async fn bare_read(
+    transport: &std::sync::Arc<dyn faustus::transport::Transport>,
+    changelog: &str,
+    n: u64,
+) -> BenchResult<Duration> {
+    let t0 = Instant::now();
+    let mut consumer = transport
+        .consumer(&ConsumerConfig::groupless("bench-bare"))
+        .await?;
+    let tps: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(changelog, p))
+        .collect();
+    consumer.assign(&tps).await?;
+    for tp in &tps {
+        consumer.seek(tp, 0).await?;
+    }
+    let mut read = 0u64;
+    while read < n {
+        if let ConsumerEvent::Messages(m) = consumer.poll(Duration::from_millis(200)).await? {
+            read += m.len() as u64;
+        }
+    }
+    consumer.close().await?;
+    Ok(t0.elapsed())
 }
 
 /// How long the recovery of the `counts` table took, from the monitor (from
@@ -205,26 +235,7 @@ pub(crate) async fn recovery(n: u64, brokers: Option<&str>) -> BenchResult<Vec<R
     }
     println!("  produced the changelog in {:.2?}", t0.elapsed());
 
-    // Bare consumer.
-    let t0 = Instant::now();
-    let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless("bench-bare"))
-        .await?;
-    let tps: Vec<TopicPartition> = (0..PARTITIONS)
-        .map(|p| TopicPartition::new(changelog, p))
-        .collect();
-    consumer.assign(&tps).await?;
-    for tp in &tps {
-        consumer.seek(tp, 0).await?;
-    }
-    let mut read = 0u64;
-    while read < n {
-        if let ConsumerEvent::Messages(m) = consumer.poll(Duration::from_millis(200)).await? {
-            read += m.len() as u64;
-        }
-    }
-    consumer.close().await?;
-    let bare = t0.elapsed();
+    let bare = bare_read(&transport, changelog, n).await?;
     println!("  bare consumer: {bare:.2?}");
 
     // Cold recovery into the memory store: the recovery path without redb.
@@ -305,6 +316,10 @@ pub(crate) async fn recovery(n: u64, brokers: Option<&str>) -> BenchResult<Vec<R
     if counts.get(&key(0)).await? != Some(1) {
         return Err("the restarted table lacks a key".into());
     }
+    // The same read while a worker runs (on a real broker, the worker's
+    // other clients share it): how much the figures move with the broker.
+    let busy = bare_read(&transport, changelog, n).await?;
+    println!("  bare consumer while the worker runs: {busy:.2?}");
     worker.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -46,6 +46,39 @@ struct PartState {
 /// Batches remembered per partition for the processing-time figure.
 const INFLIGHT_KEEP: usize = 1024;
 
+/// A periodic commit whose flush (producer, then tables) runs while the
+/// conductor keeps delivering; its offsets are committed once it is done.
+struct PendingCommit {
+    /// Offsets fully processed when the flush began.
+    offsets: Vec<(TopicPartition, i64)>,
+    began: Instant,
+    flush: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Flush the producer and then every table (tables with changes only when
+/// there is no offset to commit).
+async fn flush_effects(app: App, tables: Vec<Arc<dyn TableOps>>, offsets: bool) -> Result<()> {
+    if offsets {
+        app.inner.producer().await?.flush().await?;
+    }
+    for t in &tables {
+        if offsets || t.has_changes() {
+            t.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// The end of the pending commit's flush; never, without one.
+async fn pending_flush(pending: &mut Option<PendingCommit>) -> Result<()> {
+    match pending {
+        Some(p) => (&mut p.flush)
+            .await
+            .map_err(|e| crate::Error::State(format!("commit flush task: {e}")))?,
+        None => std::future::pending().await,
+    }
+}
+
 pub(crate) struct Conductor {
     app: App,
     consumer: Box<dyn Consumer>,
@@ -58,6 +91,8 @@ pub(crate) struct Conductor {
     subscribed: BTreeSet<String>,
     tables: Vec<Arc<dyn TableOps>>,
     next_commit: Instant,
+    /// The periodic commit under way, if any.
+    pending: Option<PendingCommit>,
     ready: Option<tokio::sync::oneshot::Sender<Result<()>>>,
 }
 
@@ -79,6 +114,7 @@ impl Conductor {
             subscribed: BTreeSet::new(),
             tables,
             next_commit: Instant::now() + interval,
+            pending: None,
             ready: Some(ready),
         }
     }
@@ -125,7 +161,15 @@ impl Conductor {
                     .saturating_duration_since(Instant::now())
                     .min(Duration::from_millis(200))
             };
+            // Biased: the same order every time (the simulator replays runs
+            // exactly); the loop's `commit_if_due` keeps a busy consumer
+            // from starving the flush branch.
             let event = tokio::select! {
+                biased;
+                flushed = pending_flush(&mut self.pending) => {
+                    self.finish_pending(flushed).await;
+                    continue;
+                }
                 ev = self.consumer.poll(timeout) => ev,
                 _ = stop.wait() => return Ok(()),
             };
@@ -269,26 +313,57 @@ impl Conductor {
         self.update_pauses().await
     }
 
-    /// The periodic commit, when `broker_commit_interval` has passed.
+    /// The periodic commit, when `broker_commit_interval` has passed: its
+    /// flush runs in the background while events keep flowing (one at a
+    /// time; an interval that finds the last one still running skips).
     async fn commit_if_due(&mut self) {
+        if self.pending.as_ref().is_some_and(|p| p.flush.is_finished()) {
+            let flushed = pending_flush(&mut self.pending).await;
+            self.finish_pending(flushed).await;
+        }
         let now = Instant::now();
-        if now >= self.next_commit {
-            if let Err(e) = self.commit(false).await {
-                tracing::error!(error = %e, "commit failed; will retry at the next interval");
-            }
-            self.next_commit = now + self.app.inner.settings().broker_commit_interval;
+        if now < self.next_commit {
+            return;
+        }
+        self.next_commit = now + self.app.inner.settings().broker_commit_interval;
+        if self.pending.is_some() {
+            return;
+        }
+        let offsets = self.committable(now);
+        let flush = tokio::spawn(flush_effects(
+            self.app.clone(),
+            self.tables.clone(),
+            !offsets.is_empty(),
+        ));
+        self.pending = Some(PendingCommit {
+            offsets,
+            began: now,
+            flush,
+        });
+    }
+
+    /// The pending commit's flush ended: commit its offsets (asynchronously).
+    async fn finish_pending(&mut self, flushed: Result<()>) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let result = match flushed {
+            Ok(()) => self.commit_offsets(p.offsets, p.began, false).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "commit failed; will retry at the next interval");
         }
     }
 
-    /// Commit every partition's fully processed offset, after the effects of
-    /// those messages (sends, changelog writes) are acknowledged and stored.
-    async fn commit(&mut self, wait: bool) -> Result<()> {
+    /// Every partition's offset that is fully processed and not committed
+    /// yet (and the livelock warning for partitions that stay stuck).
+    fn committable(&mut self, now: Instant) -> Vec<(TopicPartition, i64)> {
         let soft = self
             .app
             .inner
             .settings()
             .broker_commit_livelock_soft_timeout;
-        let now = Instant::now();
         let mut offsets = Vec::new();
         for (tp, st) in self.parts.iter_mut() {
             match st.acks.committable() {
@@ -305,21 +380,41 @@ impl Conductor {
                 }
             }
         }
+        offsets
+    }
+
+    /// Commit every partition's fully processed offset, after the effects of
+    /// those messages (sends, changelog writes) are acknowledged and stored,
+    /// now (rebalance, shutdown): after the pending commit, if any.
+    async fn commit(&mut self, wait: bool) -> Result<()> {
+        if self.pending.is_some() {
+            let flushed = pending_flush(&mut self.pending).await;
+            self.finish_pending(flushed).await;
+        }
+        let now = Instant::now();
+        let offsets = self.committable(now);
+        flush_effects(self.app.clone(), self.tables.clone(), !offsets.is_empty()).await?;
+        self.commit_offsets(offsets, now, wait).await
+    }
+
+    /// Commit `offsets`, whose effects are flushed (a flush that began at
+    /// `began`).
+    async fn commit_offsets(
+        &mut self,
+        offsets: Vec<(TopicPartition, i64)>,
+        began: Instant,
+        wait: bool,
+    ) -> Result<()> {
         if offsets.is_empty() {
-            // Writes made outside streams (tasks, timers) still reach the
-            // changelog and the store.
-            for t in &self.tables {
-                if t.has_changes() {
-                    t.flush().await?;
-                }
-            }
             return Ok(());
         }
-        let began = Instant::now();
-        let producer = self.app.inner.producer().await?;
-        producer.flush().await?;
-        for t in &self.tables {
-            t.flush().await?;
+        // A partition revoked while the flush ran is not ours to commit.
+        let offsets: Vec<_> = offsets
+            .into_iter()
+            .filter(|(tp, _)| self.parts.contains_key(tp))
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
         }
         if wait {
             self.consumer.commit(&offsets).await?;
@@ -336,6 +431,7 @@ impl Conductor {
                 *c as f64,
             );
         }
+        let now = Instant::now();
         for (tp, c) in offsets {
             if let Some(st) = self.parts.get_mut(&tp) {
                 st.last_committed = Some(c);

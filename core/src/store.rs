@@ -144,6 +144,19 @@ pub trait TableStore: Send + Sync + fmt::Debug + 'static {
     /// it before source offsets are committed.
     async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()>;
 
+    /// Apply several partitions' batches (each partition at most once), as
+    /// [`apply`](Self::apply) does one. Table flushes write every changed
+    /// partition with one call. Each partition's batch is atomic with its
+    /// offset; a store may also make the whole call one atomic, durable
+    /// write (redb: one transaction, one fsync). Defaults to one `apply` per
+    /// partition, in order.
+    async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
+        for (partition, batch) in batches {
+            self.apply(partition, batch).await?;
+        }
+        Ok(())
+    }
+
     /// Apply a batch replayed from the changelog (table recovery): atomic
     /// like [`apply`](Self::apply), but it need not be durable when this
     /// returns. It becomes durable with the next [`sync`](Self::sync) or the

@@ -953,7 +953,7 @@ where
         let _stored = self.inner.store_order.lock().await;
         self.inner.flushing.store(true, Ordering::Release);
         let _flushing = ClearOnDrop(&self.inner.flushing);
-        let batches: Vec<(u32, Vec<Op>)> = {
+        let batches: Vec<(u32, WriteBatch)> = {
             let mut parts = self.inner.parts.lock();
             let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {
@@ -966,13 +966,13 @@ where
                     }
                 }
                 if !ops.is_empty() {
-                    out.push((*n, ops));
+                    out.push((*n, WriteBatch { ops, offset: None }));
                 }
             }
             out
         };
-        for (p, ops) in batches {
-            rt.store.apply(p, WriteBatch { ops, offset: None }).await?;
+        if !batches.is_empty() {
+            rt.store.apply_partitions(batches).await?;
         }
         for (_, part) in self.inner.parts.lock().iter_mut() {
             part.store_epoch += 1;
@@ -1348,23 +1348,31 @@ where
                 }
             }
         }
-        for mut w in work {
-            let p = w.partition;
-            let mut failed = None;
-            for (k, v) in &w.ops {
-                if !w.keys.is_empty() {
+        // Send every partition's changes to the changelog first, then await
+        // the deliveries, then store every partition in one store write (one
+        // durable commit per flush, not one per partition).
+        let mut failed: Vec<Option<Error>> = Vec::with_capacity(work.len());
+        for w in &mut work {
+            let mut f = None;
+            if !w.keys.is_empty() {
+                for (k, v) in &w.ops {
                     let mut record =
                         Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
-                    record.partition = Some(p);
+                    record.partition = Some(w.partition);
                     match rt.producer.send(record).await {
                         Ok(d) => w.deliveries.push(d),
                         Err(e) => {
-                            failed = Some(e);
+                            f = Some(e);
                             break;
                         }
                     }
                 }
             }
+            failed.push(f);
+        }
+        let mut batches = Vec::with_capacity(work.len());
+        for (w, mut failed) in work.into_iter().zip(failed) {
+            let p = w.partition;
             let mut offset = None;
             for d in w.deliveries {
                 match d.await {
@@ -1391,22 +1399,16 @@ where
                 }
                 first_error.get_or_insert(e);
                 // Data ahead of its offset is safe; the offset waits for the changelog.
-                rt.store
-                    .apply(
-                        p,
-                        WriteBatch {
-                            ops: w.ops,
-                            offset: None,
-                        },
-                    )
-                    .await?;
-                continue;
+                offset = None;
             }
             // A global table's offsets belong to its changelog reader: other
             // workers write to the same partitions, and their records below
             // ours may not be read yet.
             let offset = if self.global { None } else { offset };
-            rt.store.apply(p, WriteBatch { ops: w.ops, offset }).await?;
+            batches.push((p, WriteBatch { ops: w.ops, offset }));
+        }
+        if !batches.is_empty() {
+            rt.store.apply_partitions(batches).await?;
         }
         // What was stored is clean: evict down to the capacity.
         drop(_flushing);

@@ -4,8 +4,11 @@
 //!   `redb:///abs/path` picks the directory.
 //! - Options: `cache_mb` (redb's page cache per table file, default 64) and
 //!   `durability` (`immediate`, the default: every write batch is on disk when
-//!   it returns; `eventual`: redb may lose the last batches on power loss, never
-//!   consistency between data and offsets).
+//!   it returns; `eventual`: batches are committed without a flush to disk and
+//!   made durable together at least once a second, so a crash or power loss
+//!   may lose up to the last second of batches, never the consistency between
+//!   data and offsets — recovery replays the changelog after the stored
+//!   offset).
 //! - A write batch and the changelog offset it brings its partition to are
 //!   committed in one redb write transaction, so after a crash data and offset
 //!   never disagree.
@@ -20,13 +23,14 @@ use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use faustus_core::store::{Store, StoreContext, StoreFactory, TableSpec, TableStore, WriteBatch};
 use faustus_core::{DriverUrl, Error, Registry, Result};
 use parking_lot::Mutex;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// The URL scheme.
 pub const SCHEME: &str = "redb";
@@ -34,6 +38,10 @@ pub const SCHEME: &str = "redb";
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 const OFFSETS: TableDefinition<u32, i64> = TableDefinition::new("offsets");
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+
+/// With `durability=eventual`, the longest a committed batch stays
+/// non-durable (the next write after it is made durable).
+const EVENTUAL_FLUSH: Duration = Duration::from_secs(1);
 
 /// Register the `redb://` store.
 pub fn register(registry: &Registry) {
@@ -49,7 +57,8 @@ pub fn register(registry: &Registry) {
 pub enum WriteDurability {
     /// Each batch is durable when `apply` returns.
     Immediate,
-    /// Batches become durable with a later one (faster; consistent after a crash).
+    /// Batches become durable together with a later one, at least once a
+    /// second (faster; consistent after a crash).
     Eventual,
 }
 
@@ -195,6 +204,7 @@ impl Store for RedbStore {
             partitions: table.partitions,
             db: Arc::new(db),
             durability: self.config.durability,
+            last_durable: Arc::new(Mutex::new(Instant::now())),
         });
         self.open
             .lock()
@@ -249,6 +259,9 @@ pub struct RedbTable {
     partitions: u32,
     db: Arc<Database>,
     durability: WriteDurability,
+    /// When a durable commit last ended (`durability=eventual` makes a write
+    /// durable once this is [`EVENTUAL_FLUSH`] old).
+    last_durable: Arc<Mutex<Instant>>,
 }
 
 impl fmt::Debug for RedbTable {
@@ -285,11 +298,13 @@ impl RedbTable {
         format!("table {:?}", self.name)
     }
 
-    /// The redb durability of ordinary writes, from the settings.
-    fn durability(&self) -> Durability {
+    /// The redb durability of ordinary writes: from the settings, `None`
+    /// for `eventual` unless the last durable commit is [`EVENTUAL_FLUSH`] old
+    /// (decided when the transaction runs).
+    fn durability(&self) -> Option<Durability> {
         match self.durability {
-            WriteDurability::Immediate => Durability::Immediate,
-            WriteDurability::Eventual => Durability::Eventual,
+            WriteDurability::Immediate => Some(Durability::Immediate),
+            WriteDurability::Eventual => None,
         }
     }
 
@@ -297,7 +312,7 @@ impl RedbTable {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        self.write_with(self.durability(), f)
+        self.write_as(self.durability(), f)
     }
 
     fn write_with(
@@ -305,13 +320,39 @@ impl RedbTable {
         durability: Durability,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let db = self.db.clone();
+        self.write_as(Some(durability), f)
+    }
+
+    /// One write transaction of `durability` (`None`: eventual, see
+    /// [`durability`](Self::durability)) on the blocking pool.
+    fn write_as(
+        &self,
+        durability: Option<Durability>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let (db, last_durable) = (self.db.clone(), self.last_durable.clone());
         let ctx = self.ctx();
         blocking(move || {
             let mut txn = db.begin_write().map_err(|e| backend(&ctx, e))?;
-            txn.set_durability(durability);
+            // Only one write transaction runs at a time, so reading and
+            // resetting `last_durable` around it does not race.
+            let durable = match durability {
+                Some(d) => matches!(d, Durability::Immediate),
+                None => last_durable.lock().elapsed() >= EVENTUAL_FLUSH,
+            };
+            let durability = if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            txn.set_durability(durability)
+                .map_err(|e| backend(&ctx, e))?;
             f(&txn)?;
-            txn.commit().map_err(|e| backend(&ctx, e))
+            txn.commit().map_err(|e| backend(&ctx, e))?;
+            if durable {
+                *last_durable.lock() = Instant::now();
+            }
+            Ok(())
         })
     }
 
@@ -319,35 +360,53 @@ impl RedbTable {
     /// transaction of `durability`.
     async fn apply_with(
         &self,
-        durability: Durability,
+        durability: Option<Durability>,
         partition: u32,
-        mut batch: WriteBatch,
+        batch: WriteBatch,
         compact: bool,
     ) -> Result<()> {
-        self.check(partition)?;
+        self.apply_all(durability, vec![(partition, batch)], compact)
+            .await
+    }
+
+    /// Write every batch (each compacted first if `compact`) and its
+    /// partition's offset in one transaction of `durability`.
+    async fn apply_all(
+        &self,
+        durability: Option<Durability>,
+        mut batches: Vec<(u32, WriteBatch)>,
+        compact: bool,
+    ) -> Result<()> {
+        for (partition, _) in &batches {
+            self.check(*partition)?;
+        }
         let ctx = self.ctx();
-        self.write_with(durability, move |txn| {
-            if compact {
-                batch.compact();
-            }
+        self.write_as(durability, move |txn| {
             let mut data = txn.open_table(DATA).map_err(|e| backend(&ctx, e))?;
+            let mut offsets = txn.open_table(OFFSETS).map_err(|e| backend(&ctx, e))?;
             let mut k = Vec::new();
-            for (key, v) in &batch.ops {
-                k.clear();
-                k.extend_from_slice(&partition.to_be_bytes());
-                k.extend_from_slice(key);
-                match v {
-                    Some(v) => {
-                        data.insert(&k[..], &v[..]).map_err(|e| backend(&ctx, e))?;
-                    }
-                    None => {
-                        data.remove(&k[..]).map_err(|e| backend(&ctx, e))?;
+            for (partition, batch) in &mut batches {
+                if compact {
+                    batch.compact();
+                }
+                for (key, v) in &batch.ops {
+                    k.clear();
+                    k.extend_from_slice(&partition.to_be_bytes());
+                    k.extend_from_slice(key);
+                    match v {
+                        Some(v) => {
+                            data.insert(&k[..], &v[..]).map_err(|e| backend(&ctx, e))?;
+                        }
+                        None => {
+                            data.remove(&k[..]).map_err(|e| backend(&ctx, e))?;
+                        }
                     }
                 }
-            }
-            if let Some(o) = batch.offset {
-                let mut offsets = txn.open_table(OFFSETS).map_err(|e| backend(&ctx, e))?;
-                offsets.insert(partition, o).map_err(|e| backend(&ctx, e))?;
+                if let Some(o) = batch.offset {
+                    offsets
+                        .insert(*partition, o)
+                        .map_err(|e| backend(&ctx, e))?;
+                }
             }
             Ok(())
         })
@@ -403,13 +462,18 @@ impl TableStore for RedbTable {
             .await
     }
 
+    /// Every partition's batch and offset in one transaction (one fsync).
+    async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
+        self.apply_all(self.durability(), batches, false).await
+    }
+
     /// One transaction with redb's `Durability::None`: no fsync; the next
     /// durable commit (a `sync`, any `apply`) persists it with everything
     /// before it, and a crash falls back to the last durable commit.
     /// The batch is compacted first ([`WriteBatch::compact`]): each key
     /// written once, in key order.
     async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-        self.apply_with(Durability::None, partition, batch, true)
+        self.apply_with(Some(Durability::None), partition, batch, true)
             .await
     }
 

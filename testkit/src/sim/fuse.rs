@@ -225,6 +225,12 @@ impl TableStore for FusedTableStore {
         self.fuse.guard(self.inner.apply(partition, batch)).await
     }
 
+    async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
+        self.fuse
+            .guard(self.inner.apply_partitions(batches))
+            .await
+    }
+
     async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
         self.fuse
             .guard(self.inner.apply_replayed(partition, batch))
