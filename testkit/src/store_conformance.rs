@@ -25,6 +25,8 @@
 //!   value is a value, not an absence.
 //! - [`batch_order`]: a batch applies its ops in order, later ops on the
 //!   same key win; an empty batch changes nothing.
+//! - [`apply_partitions_applies_each`]: one call with several partitions'
+//!   batches applies each (ops and offset), and no other partition.
 //! - [`offsets`]: a partition's offset is `None` until a batch carrying one
 //!   is applied, is then exactly that batch's offset, and batches without an
 //!   offset leave it alone.
@@ -54,7 +56,7 @@ mod checks;
 mod model;
 
 pub use checks::{
-    batch_order, drop_partition_clears_one, durability, get_put_delete, len_counts_keys, offsets,
+    apply_partitions_applies_each, batch_order, drop_partition_clears_one, durability, get_put_delete, len_counts_keys, offsets,
     out_of_range_partition_is_error, partitions_are_isolated, reopen_returns_same_state,
     reset_clears_all, scan_order_and_pagination, tables_are_isolated,
 };
@@ -102,6 +104,7 @@ macro_rules! store_conformance {
             @checks $make;
             get_put_delete,
             batch_order,
+            apply_partitions_applies_each,
             offsets,
             scan_order_and_pagination,
             len_counts_keys,

@@ -179,6 +179,44 @@ pub async fn get_put_delete(store: Arc<dyn Store>) {
     );
 }
 
+/// `apply_partitions` applies each partition's batch (ops in order, its
+/// offset) and leaves the partitions it does not name alone.
+pub async fn apply_partitions_applies_each(store: Arc<dyn Store>) {
+    let t = T::open(&*store, "apply-partitions", 3).await;
+    t.put(2, b"untouched", b"x").await;
+    let batches = vec![
+        (
+            0,
+            batch(&[(b"a", Some(b"1")), (b"a", Some(b"2")), (b"b", Some(b"3"))], Some(7)),
+        ),
+        (1, batch(&[(b"a", Some(b"9")), (b"a", None)], None)),
+    ];
+    ok(
+        t.store,
+        format!("{} apply_partitions of partitions 0 and 1", t.name),
+        t.table.apply_partitions(batches).await,
+    );
+    assert_eq!(
+        t.all(0).await,
+        entries(&[(b"a", b"2"), (b"b", b"3")]),
+        "partition 0: its batch, later ops winning"
+    );
+    assert_eq!(t.offset(0).await, Some(7), "partition 0: its batch's offset");
+    assert_eq!(t.all(1).await, entries(&[]), "partition 1: put then delete");
+    assert_eq!(t.offset(1).await, None, "partition 1: a batch without offset");
+    assert_eq!(
+        t.all(2).await,
+        entries(&[(b"untouched", b"x")]),
+        "partition 2 is not in the call"
+    );
+    ok(
+        t.store,
+        format!("{} apply_partitions of nothing", t.name),
+        t.table.apply_partitions(Vec::new()).await,
+    );
+    assert_eq!(t.offset(0).await, Some(7), "an empty call changes nothing");
+}
+
 /// Ops in one batch apply in order; later ops on a key win.
 pub async fn batch_order(store: Arc<dyn Store>) {
     let t = T::open(&*store, "batch-order", 1).await;
