@@ -186,10 +186,8 @@ fn an_eventually_durable_writer_killed_mid_writes_reopens_consistent() {
 /// Start, kill and check a child writer (writing in `mode`) several times on
 /// one directory.
 fn kill_rounds(mode: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "faustus-redb-crash-{mode}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("faustus-redb-crash-{mode}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let exe = std::env::current_exe().unwrap();
     let mut previous = 0;

@@ -56,9 +56,10 @@ mod checks;
 mod model;
 
 pub use checks::{
-    apply_partitions_applies_each, batch_order, drop_partition_clears_one, durability, get_put_delete, len_counts_keys, offsets,
-    out_of_range_partition_is_error, partitions_are_isolated, reopen_returns_same_state,
-    reset_clears_all, scan_order_and_pagination, tables_are_isolated,
+    apply_partitions_applies_each, batch_order, drop_partition_clears_one, durability,
+    get_put_delete, len_counts_keys, offsets, out_of_range_partition_is_error,
+    partitions_are_isolated, reopen_returns_same_state, reset_clears_all,
+    scan_order_and_pagination, tables_are_isolated,
 };
 pub use model::store_model_check;
 

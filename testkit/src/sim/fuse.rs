@@ -226,9 +226,7 @@ impl TableStore for FusedTableStore {
     }
 
     async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
-        self.fuse
-            .guard(self.inner.apply_partitions(batches))
-            .await
+        self.fuse.guard(self.inner.apply_partitions(batches)).await
     }
 
     async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {

@@ -187,7 +187,10 @@ pub async fn apply_partitions_applies_each(store: Arc<dyn Store>) {
     let batches = vec![
         (
             0,
-            batch(&[(b"a", Some(b"1")), (b"a", Some(b"2")), (b"b", Some(b"3"))], Some(7)),
+            batch(
+                &[(b"a", Some(b"1")), (b"a", Some(b"2")), (b"b", Some(b"3"))],
+                Some(7),
+            ),
         ),
         (1, batch(&[(b"a", Some(b"9")), (b"a", None)], None)),
     ];
@@ -201,9 +204,17 @@ pub async fn apply_partitions_applies_each(store: Arc<dyn Store>) {
         entries(&[(b"a", b"2"), (b"b", b"3")]),
         "partition 0: its batch, later ops winning"
     );
-    assert_eq!(t.offset(0).await, Some(7), "partition 0: its batch's offset");
+    assert_eq!(
+        t.offset(0).await,
+        Some(7),
+        "partition 0: its batch's offset"
+    );
     assert_eq!(t.all(1).await, entries(&[]), "partition 1: put then delete");
-    assert_eq!(t.offset(1).await, None, "partition 1: a batch without offset");
+    assert_eq!(
+        t.offset(1).await,
+        None,
+        "partition 1: a batch without offset"
+    );
     assert_eq!(
         t.all(2).await,
         entries(&[(b"untouched", b"x")]),
