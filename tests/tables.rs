@@ -388,3 +388,169 @@ async fn bounded_cache(per_write: bool) {
     assert_eq!(items, expected);
     w.stop().await.unwrap();
 }
+
+mod gated {
+    //! A memory store whose ordinary writes wait while a gate is closed.
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use faustus::store::{Store, TableSpec, TableStore, WriteBatch};
+    use faustus::Result;
+    use tokio::sync::watch;
+
+    #[derive(Debug)]
+    pub(super) struct Gated {
+        pub(super) inner: faustus_store_memory::MemoryStore,
+        pub(super) open: watch::Receiver<bool>,
+        /// Writes that reached the gate.
+        pub(super) writes: Arc<AtomicUsize>,
+    }
+
+    #[derive(Debug)]
+    struct GatedTable {
+        inner: Arc<dyn TableStore>,
+        open: watch::Receiver<bool>,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl GatedTable {
+        async fn gate(&self) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.open.clone();
+            let _ = open.wait_for(|o| *o).await;
+        }
+    }
+
+    #[async_trait]
+    impl Store for Gated {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        async fn open(&self, table: &TableSpec) -> Result<Arc<dyn TableStore>> {
+            Ok(Arc::new(GatedTable {
+                inner: self.inner.open(table).await?,
+                open: self.open.clone(),
+                writes: self.writes.clone(),
+            }))
+        }
+    }
+
+    #[async_trait]
+    impl TableStore for GatedTable {
+        async fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Bytes>> {
+            self.inner.get(partition, key).await
+        }
+        async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+            self.gate().await;
+            self.inner.apply(partition, batch).await
+        }
+        async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
+            self.gate().await;
+            self.inner.apply_partitions(batches).await
+        }
+        async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+            self.inner.apply_replayed(partition, batch).await
+        }
+        async fn scan(
+            &self,
+            partition: u32,
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<(Bytes, Bytes)>> {
+            self.inner.scan(partition, after, limit).await
+        }
+        async fn len(&self, partition: u32) -> Result<u64> {
+            self.inner.len(partition).await
+        }
+        async fn persisted_offset(&self, partition: u32) -> Result<Option<i64>> {
+            self.inner.persisted_offset(partition).await
+        }
+        async fn drop_partition(&self, partition: u32) -> Result<()> {
+            self.inner.drop_partition(partition).await
+        }
+        async fn reset(&self) -> Result<()> {
+            self.inner.reset().await
+        }
+    }
+}
+
+/// A table flush that waits on its store write holds the commit of the
+/// offsets it covers, but events keep flowing meanwhile; once the write
+/// ends, the offsets follow.
+#[tokio::test(start_paused = true)]
+async fn a_slow_store_write_holds_the_commit_but_not_the_events() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let name = unique("gated");
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let registry = faustus::Registry::new();
+    faustus::register_default_drivers(&registry);
+    {
+        let (gate, writes) = (gate.clone(), writes.clone());
+        registry.register_store(
+            "gated",
+            Arc::new(move |_url, _ctx| {
+                Ok(Arc::new(gated::Gated {
+                    inner: faustus_store_memory::MemoryStore::new(),
+                    open: gate.clone(),
+                    writes: writes.clone(),
+                }))
+            }),
+        );
+    }
+    let app = app_with(
+        &registry,
+        "counting",
+        &format!("memory://{name}"),
+        "gated://",
+    )
+    .topic_partitions(4u32)
+    .build()
+    .unwrap();
+    let (events, counts) = counting(&app);
+    let w = start(&app).await;
+    let b = broker(&name);
+    let mut expected = BTreeMap::new();
+    send_round(&app, &events, &keys(), 1, &mut expected).await;
+    eventually("a flush to wait on the store", || {
+        writes.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // The flush waits: events still flow and are processed.
+    let mut last = BTreeMap::new();
+    for k in keys() {
+        let md = events.send(k.clone(), 2).await.unwrap();
+        *expected.entry(k).or_default() += 2;
+        last.insert(md.partition, md.offset);
+    }
+    for (p, o) in &last {
+        let tp = TopicPartition::new("events", *p);
+        tokio::time::timeout(Duration::from_secs(10), app.processed(&tp, *o))
+            .await
+            .unwrap_or_else(|_| panic!("{tp}@{o} was not processed while the table write waited"));
+    }
+    for k in keys() {
+        assert_eq!(counts.get(&k).await.unwrap(), expected.get(&k).copied());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in 0..4 {
+        assert_eq!(
+            b.committed("counting", &TopicPartition::new("events", p)),
+            None,
+            "partition {p}: nothing is committed while its table write waits"
+        );
+    }
+    // The store write ends: the offsets follow, up to the last event.
+    open.send(true).unwrap();
+    eventually("every offset to be committed", || {
+        last.iter().all(|(p, o)| {
+            b.committed("counting", &TopicPartition::new("events", *p)) == Some(o + 1)
+        })
+    })
+    .await;
+    w.stop().await.unwrap();
+}
