@@ -240,13 +240,8 @@ async fn the_agent_on_another_worker_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kafka broker: run by scripts/test.sh"]
 async fn kafka_the_agent_on_another_worker_answers() {
-    let Ok(addr) = std::env::var("FAUSTUS_TEST_KAFKA") else {
+    let Some(url) = kafka_url_from_env() else {
         panic!("set FAUSTUS_TEST_KAFKA=host:port (scripts/test.sh does)");
-    };
-    let url = if addr.contains("://") {
-        addr
-    } else {
-        format!("kafka://{addr}")
     };
     let id = unique("rpc-kafka");
     let topic = format!("{id}-numbers");

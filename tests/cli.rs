@@ -195,18 +195,8 @@ fn clean_versions_removes_older_data_directories() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// Kills the child when dropped (a failing assertion must not leak it).
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start the demo worker on a random web port; its banner and web URL.
-fn spawn_worker_with_banner(datadir: &std::path::Path) -> (Guard, String, String) {
+fn spawn_worker_with_banner(datadir: &std::path::Path) -> (ChildGuard, String, String) {
     let child = Command::new(example_binary("word_count"))
         .args(["worker", "--web-port", "0", "--web-host", "127.0.0.1"])
         .env("FAUSTUS_DATADIR", datadir)
@@ -217,18 +207,18 @@ fn spawn_worker_with_banner(datadir: &std::path::Path) -> (Guard, String, String
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut child = Guard(child);
+    let mut child = ChildGuard(child);
     let (banner, url) = banner_and_url(child.0.stdout.take().unwrap());
     (child, banner, url)
 }
 
-fn spawn_worker(datadir: &std::path::Path) -> (Guard, String) {
+fn spawn_worker(datadir: &std::path::Path) -> (ChildGuard, String) {
     let (child, _, url) = spawn_worker_with_banner(datadir);
     (child, url)
 }
 
 /// Ctrl-C the worker; it exits 0.
-fn interrupt(child: &mut Guard) {
+fn interrupt(child: &mut ChildGuard) {
     let pid = child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])

@@ -11,18 +11,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use support::ChildGuard;
+
 fn example(name: &str) -> PathBuf {
     support::example_binary(name)
-}
-
-/// Kills the child if the test fails before it exits.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -38,7 +30,7 @@ fn the_demo_counts_words_and_stops_cleanly_on_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = Guard(child);
+    let mut child = ChildGuard(child);
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -15,20 +15,6 @@ use faustus_core::DriverUrl;
 use faustus_transport_kafka::KafkaTransport;
 use support::*;
 
-fn broker_url() -> Option<String> {
-    match std::env::var("FAUSTUS_TEST_KAFKA") {
-        Ok(a) if !a.trim().is_empty() => Some(if a.contains("://") {
-            a
-        } else {
-            format!("kafka://{a}")
-        }),
-        _ => {
-            eprintln!("SKIPPED: set FAUSTUS_TEST_KAFKA=host:port (scripts/test.sh does)");
-            None
-        }
-    }
-}
-
 /// Every message of `topic` (partitions `0..partitions`), reading until
 /// `want` arrived (at most 60 s).
 async fn read(t: &Arc<dyn Transport>, topic: &str, partitions: u32, want: usize) -> Vec<Message> {
@@ -57,7 +43,7 @@ async fn read(t: &Arc<dyn Transport>, topic: &str, partitions: u32, want: usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kafka broker: run by scripts/test.sh"]
 async fn send_from_another_process_reaches_kafka() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = kafka_url() else { return };
     let app_id = unique("kcli");
     let posts = format!("{app_id}-posts");
     let transport: Arc<dyn Transport> =
@@ -109,20 +95,10 @@ async fn send_from_another_process_reaches_kafka() {
     assert_eq!(got[0].value.as_deref(), Some(&br#"{"word":"fox"}"#[..]));
 }
 
-/// Kills the worker when dropped (a failing assertion must not leak it).
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kafka broker: run by scripts/test.sh"]
 async fn count_page_routes_between_two_worker_processes() {
-    let Some(url) = broker_url() else { return };
+    let Some(url) = kafka_url() else { return };
     let app_id = unique("kroute");
     let posts = format!("{app_id}-posts");
     let dir = std::env::temp_dir().join(&app_id);
@@ -156,7 +132,7 @@ async fn count_page_routes_between_two_worker_processes() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        (Worker(child), stdout)
+        (ChildGuard(child), stdout)
     };
     let (wa, out_a) = spawn("a");
     let (_, url_a) = tokio::task::spawn_blocking(move || banner_and_url(out_a))

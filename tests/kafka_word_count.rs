@@ -43,7 +43,7 @@ mod word_count;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -64,25 +64,6 @@ const STALL: Duration = Duration::from_secs(90);
 type Counts = BTreeMap<String, u64>;
 
 // ------------------------------------------------------------------ plumbing
-
-/// The broker under test, from `FAUSTUS_TEST_KAFKA` (`host:port` or a
-/// `kafka://` URL); `None` (and a loud message) when it is not set.
-fn broker_url() -> Option<String> {
-    match std::env::var("FAUSTUS_TEST_KAFKA") {
-        Ok(a) if !a.trim().is_empty() => Some(if a.contains("://") {
-            a
-        } else {
-            format!("kafka://{a}")
-        }),
-        _ => {
-            eprintln!(
-                "SKIPPED: set FAUSTUS_TEST_KAFKA=host:port (scripts/test.sh starts a tansu broker \
-                 and sets it) to run the word-count scenarios against a real Kafka broker"
-            );
-            None
-        }
-    }
-}
 
 /// The word_count example binary (see `support::example_binary`).
 fn example_binary() -> PathBuf {
@@ -130,13 +111,13 @@ fn missing(got: &Counts, want: &Counts) -> Vec<(String, u64, u64)> {
 /// A process of the example; killed (SIGKILL) when dropped.
 struct Proc {
     name: String,
-    child: Child,
+    child: support::ChildGuard,
     log: PathBuf,
 }
 
 impl Proc {
     fn pid(&self) -> String {
-        self.child.id().to_string()
+        self.child.0.id().to_string()
     }
 
     fn signal(&self, sig: &str) {
@@ -156,7 +137,7 @@ impl Proc {
     fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait for a child") {
+            if let Some(status) = self.child.0.try_wait().expect("wait for a child") {
                 return status;
             }
             assert!(
@@ -170,18 +151,11 @@ impl Proc {
     }
 
     fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        matches!(self.child.0.try_wait(), Ok(None))
     }
 
     fn log_text(&self) -> String {
         strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -226,7 +200,7 @@ struct Scenario {
 
 impl Scenario {
     async fn new(name: &str) -> Option<Scenario> {
-        let url = broker_url()?;
+        let url = support::kafka_url()?;
         let bin = example_binary();
         let app_id = unique(&format!("kwc-{name}"));
         let posts = format!("{app_id}-posts");
@@ -308,7 +282,7 @@ impl Scenario {
         self.note(&format!("started {name} (pid {})", child.id()));
         Proc {
             name: name.to_string(),
-            child,
+            child: support::ChildGuard(child),
             log,
         }
     }

@@ -389,93 +389,6 @@ async fn bounded_cache(per_write: bool) {
     w.stop().await.unwrap();
 }
 
-mod gated {
-    //! A memory store whose ordinary writes wait while a gate is closed.
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use async_trait::async_trait;
-    use bytes::Bytes;
-    use faustus::store::{Store, TableSpec, TableStore, WriteBatch};
-    use faustus::Result;
-    use tokio::sync::watch;
-
-    #[derive(Debug)]
-    pub(super) struct Gated {
-        pub(super) inner: faustus_store_memory::MemoryStore,
-        pub(super) open: watch::Receiver<bool>,
-        /// Writes that reached the gate.
-        pub(super) writes: Arc<AtomicUsize>,
-    }
-
-    #[derive(Debug)]
-    struct GatedTable {
-        inner: Arc<dyn TableStore>,
-        open: watch::Receiver<bool>,
-        writes: Arc<AtomicUsize>,
-    }
-
-    impl GatedTable {
-        async fn gate(&self) {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-            let mut open = self.open.clone();
-            let _ = open.wait_for(|o| *o).await;
-        }
-    }
-
-    #[async_trait]
-    impl Store for Gated {
-        fn name(&self) -> &str {
-            "gated"
-        }
-        async fn open(&self, table: &TableSpec) -> Result<Arc<dyn TableStore>> {
-            Ok(Arc::new(GatedTable {
-                inner: self.inner.open(table).await?,
-                open: self.open.clone(),
-                writes: self.writes.clone(),
-            }))
-        }
-    }
-
-    #[async_trait]
-    impl TableStore for GatedTable {
-        async fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Bytes>> {
-            self.inner.get(partition, key).await
-        }
-        async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-            self.gate().await;
-            self.inner.apply(partition, batch).await
-        }
-        async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
-            self.gate().await;
-            self.inner.apply_partitions(batches).await
-        }
-        async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-            self.inner.apply_replayed(partition, batch).await
-        }
-        async fn scan(
-            &self,
-            partition: u32,
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<(Bytes, Bytes)>> {
-            self.inner.scan(partition, after, limit).await
-        }
-        async fn len(&self, partition: u32) -> Result<u64> {
-            self.inner.len(partition).await
-        }
-        async fn persisted_offset(&self, partition: u32) -> Result<Option<i64>> {
-            self.inner.persisted_offset(partition).await
-        }
-        async fn drop_partition(&self, partition: u32) -> Result<()> {
-            self.inner.drop_partition(partition).await
-        }
-        async fn reset(&self) -> Result<()> {
-            self.inner.reset().await
-        }
-    }
-}
-
 /// A table flush that waits on its store write holds the commit of the
 /// offsets it covers, but events keep flowing meanwhile; once the write
 /// ends, the offsets follow.
@@ -494,11 +407,10 @@ async fn a_slow_store_write_holds_the_commit_but_not_the_events() {
         registry.register_store(
             "gated",
             Arc::new(move |_url, _ctx| {
-                Ok(Arc::new(gated::Gated {
-                    inner: faustus_store_memory::MemoryStore::new(),
-                    open: gate.clone(),
-                    writes: writes.clone(),
-                }))
+                Ok(Arc::new(slow::RecordingStore::gated(
+                    gate.clone(),
+                    writes.clone(),
+                )))
             }),
         );
     }

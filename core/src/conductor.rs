@@ -330,6 +330,9 @@ impl Conductor {
             return;
         }
         let offsets = self.committable(now);
+        if offsets.is_empty() && !self.tables.iter().any(|t| t.has_changes()) {
+            return;
+        }
         let flush = tokio::spawn(flush_effects(
             self.app.clone(),
             self.tables.clone(),
@@ -385,8 +388,9 @@ impl Conductor {
 
     /// Commit every partition's fully processed offset, after the effects of
     /// those messages (sends, changelog writes) are acknowledged and stored,
-    /// now (rebalance, shutdown): after the pending commit, if any.
-    async fn commit(&mut self, wait: bool) -> Result<()> {
+    /// now and synchronously (rebalance, shutdown): after the pending commit,
+    /// if any.
+    async fn commit(&mut self) -> Result<()> {
         if self.pending.is_some() {
             let flushed = pending_flush(&mut self.pending).await;
             self.finish_pending(flushed).await;
@@ -394,7 +398,7 @@ impl Conductor {
         let now = Instant::now();
         let offsets = self.committable(now);
         flush_effects(self.app.clone(), self.tables.clone(), !offsets.is_empty()).await?;
-        self.commit_offsets(offsets, now, wait).await
+        self.commit_offsets(offsets, now, true).await
     }
 
     /// Commit `offsets`, whose effects are flushed (a flush that began at
@@ -508,7 +512,7 @@ impl Conductor {
         if drained.is_err() {
             tracing::warn!(timeout = ?DRAIN_TIMEOUT, "events in hand did not finish in time; committing what is done");
         }
-        if let Err(e) = self.commit(true).await {
+        if let Err(e) = self.commit().await {
             tracing::error!(error = %e, "commit on revocation failed");
         }
         let mut assigned = self.app.inner.assigned.lock();

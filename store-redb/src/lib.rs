@@ -253,6 +253,18 @@ fn open_db(dir: &Path, path: &Path, cache: usize, name: &str, partitions: u32) -
     Ok(db)
 }
 
+/// How a write transaction commits.
+#[derive(Debug, Clone, Copy)]
+enum Commit {
+    /// Durable when it returns (`Durability::Immediate`).
+    Durable,
+    /// Not durable until a later durable commit (recovery's writes).
+    Deferred,
+    /// `durability=eventual`: deferred, but durable when the last durable
+    /// commit is [`EVENTUAL_FLUSH`] old.
+    Eventual,
+}
+
 /// One table's file.
 pub struct RedbTable {
     name: String,
@@ -298,36 +310,18 @@ impl RedbTable {
         format!("table {:?}", self.name)
     }
 
-    /// The redb durability of ordinary writes: from the settings, `None`
-    /// for `eventual` unless the last durable commit is [`EVENTUAL_FLUSH`] old
-    /// (decided when the transaction runs).
-    fn durability(&self) -> Option<Durability> {
+    /// How ordinary writes commit, from the settings.
+    fn commit_mode(&self) -> Commit {
         match self.durability {
-            WriteDurability::Immediate => Some(Durability::Immediate),
-            WriteDurability::Eventual => None,
+            WriteDurability::Immediate => Commit::Durable,
+            WriteDurability::Eventual => Commit::Eventual,
         }
     }
 
+    /// One write transaction committed as `mode`, on the blocking pool.
     fn write(
         &self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        self.write_as(self.durability(), f)
-    }
-
-    fn write_with(
-        &self,
-        durability: Durability,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
-    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        self.write_as(Some(durability), f)
-    }
-
-    /// One write transaction of `durability` (`None`: eventual, see
-    /// [`durability`](Self::durability)) on the blocking pool.
-    fn write_as(
-        &self,
-        durability: Option<Durability>,
+        mode: Commit,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<()> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let (db, last_durable) = (self.db.clone(), self.last_durable.clone());
@@ -336,9 +330,10 @@ impl RedbTable {
             let mut txn = db.begin_write().map_err(|e| backend(&ctx, e))?;
             // Only one write transaction runs at a time, so reading and
             // resetting `last_durable` around it does not race.
-            let durable = match durability {
-                Some(d) => matches!(d, Durability::Immediate),
-                None => last_durable.lock().elapsed() >= EVENTUAL_FLUSH,
+            let durable = match mode {
+                Commit::Durable => true,
+                Commit::Deferred => false,
+                Commit::Eventual => last_durable.lock().elapsed() >= EVENTUAL_FLUSH,
             };
             let durability = if durable {
                 Durability::Immediate
@@ -356,24 +351,11 @@ impl RedbTable {
         })
     }
 
-    /// Write `batch` (compacted first if `compact`) and its offset in one
-    /// transaction of `durability`.
-    async fn apply_with(
-        &self,
-        durability: Option<Durability>,
-        partition: u32,
-        batch: WriteBatch,
-        compact: bool,
-    ) -> Result<()> {
-        self.apply_all(durability, vec![(partition, batch)], compact)
-            .await
-    }
-
     /// Write every batch (each compacted first if `compact`) and its
-    /// partition's offset in one transaction of `durability`.
+    /// partition's offset in one transaction committed as `mode`.
     async fn apply_all(
         &self,
-        durability: Option<Durability>,
+        mode: Commit,
         mut batches: Vec<(u32, WriteBatch)>,
         compact: bool,
     ) -> Result<()> {
@@ -381,7 +363,7 @@ impl RedbTable {
             self.check(*partition)?;
         }
         let ctx = self.ctx();
-        self.write_as(durability, move |txn| {
+        self.write(mode, move |txn| {
             let mut data = txn.open_table(DATA).map_err(|e| backend(&ctx, e))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(|e| backend(&ctx, e))?;
             let mut k = Vec::new();
@@ -458,13 +440,13 @@ impl TableStore for RedbTable {
     }
 
     async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-        self.apply_with(self.durability(), partition, batch, false)
+        self.apply_all(self.commit_mode(), vec![(partition, batch)], false)
             .await
     }
 
     /// Every partition's batch and offset in one transaction (one fsync).
     async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
-        self.apply_all(self.durability(), batches, false).await
+        self.apply_all(self.commit_mode(), batches, false).await
     }
 
     /// One transaction with redb's `Durability::None`: no fsync; the next
@@ -473,7 +455,7 @@ impl TableStore for RedbTable {
     /// The batch is compacted first ([`WriteBatch::compact`]): each key
     /// written once, in key order.
     async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
-        self.apply_with(Some(Durability::None), partition, batch, true)
+        self.apply_all(Commit::Deferred, vec![(partition, batch)], true)
             .await
     }
 
@@ -561,19 +543,21 @@ impl TableStore for RedbTable {
     async fn drop_partition(&self, partition: u32) -> Result<()> {
         self.check(partition)?;
         let ctx = self.ctx();
-        self.write(move |txn| RedbTable::clear(txn, partition, &ctx))
-            .await
+        self.write(self.commit_mode(), move |txn| {
+            RedbTable::clear(txn, partition, &ctx)
+        })
+        .await
     }
 
     /// An empty transaction with `Durability::Immediate`: redb writes and
     /// fsyncs every commit before it.
     async fn sync(&self) -> Result<()> {
-        self.write_with(Durability::Immediate, |_| Ok(())).await
+        self.write(Commit::Durable, |_| Ok(())).await
     }
 
     async fn reset(&self) -> Result<()> {
         let (ctx, partitions) = (self.ctx(), self.partitions);
-        self.write(move |txn| {
+        self.write(self.commit_mode(), move |txn| {
             for p in 0..partitions {
                 RedbTable::clear(txn, p, &ctx)?;
             }

@@ -199,3 +199,38 @@ pub fn banner_and_url(stdout: impl std::io::Read) -> (String, String) {
         .to_string();
     (banner, url)
 }
+
+/// Kills the child process when dropped (a failing assertion must not leak it).
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real broker under test, from `FAUSTUS_TEST_KAFKA` (`host:port` or a
+/// `kafka://` URL), if set.
+pub fn kafka_url_from_env() -> Option<String> {
+    match std::env::var("FAUSTUS_TEST_KAFKA") {
+        Ok(a) if !a.trim().is_empty() => Some(if a.contains("://") {
+            a
+        } else {
+            format!("kafka://{a}")
+        }),
+        _ => None,
+    }
+}
+
+/// [`kafka_url_from_env`], saying loudly that the test is skipped when unset.
+pub fn kafka_url() -> Option<String> {
+    let url = kafka_url_from_env();
+    if url.is_none() {
+        eprintln!(
+            "SKIPPED: set FAUSTUS_TEST_KAFKA=host:port (scripts/test.sh starts a tansu broker \
+             and sets it) to run this test against a real Kafka-protocol broker"
+        );
+    }
+    url
+}

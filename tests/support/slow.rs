@@ -1,6 +1,8 @@
 //! Test drivers: a memory transport whose group-less consumers (recovery,
-//! standbys) read slowly, and a memory store that records every batch applied.
+//! standbys) read slowly, and a memory store that records every batch applied
+//! (and can hold its writes at a gate).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +105,38 @@ pub struct RecordingStore {
     inner: faustus_store_memory::MemoryStore,
     /// (table, partition, ops, offset) in the order applied.
     pub log: Arc<Mutex<Vec<(String, Applied)>>>,
+    gate: Gate,
+}
+
+/// Holds writes while closed (no gate: always open).
+#[derive(Debug, Clone, Default)]
+struct Gate {
+    open: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Writes that reached the gate.
+    reached: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        if let Some(open) = &self.open {
+            self.reached.fetch_add(1, Ordering::SeqCst);
+            let _ = open.clone().wait_for(|o| *o).await;
+        }
+    }
+}
+
+impl RecordingStore {
+    /// A recording store whose writes (`apply`) wait while `open` is false;
+    /// `reached` counts the writes that came to the gate.
+    pub fn gated(open: tokio::sync::watch::Receiver<bool>, reached: Arc<AtomicUsize>) -> Self {
+        RecordingStore {
+            gate: Gate {
+                open: Some(open),
+                reached,
+            },
+            ..RecordingStore::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -110,6 +144,7 @@ struct RecordingTable {
     name: String,
     inner: Arc<dyn TableStore>,
     log: Arc<Mutex<Vec<(String, Applied)>>>,
+    gate: Gate,
 }
 
 #[async_trait]
@@ -122,6 +157,7 @@ impl Store for RecordingStore {
             name: table.name.clone(),
             inner: self.inner.open(table).await?,
             log: self.log.clone(),
+            gate: self.gate.clone(),
         }))
     }
 }
@@ -136,6 +172,7 @@ impl TableStore for RecordingTable {
             self.name.clone(),
             (partition, batch.ops.len(), batch.offset),
         );
+        self.gate.pass().await;
         self.inner.apply(partition, batch).await?;
         self.log.lock().push(entry);
         Ok(())
