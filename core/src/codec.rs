@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -108,6 +108,29 @@ impl CodecChain {
             bytes = t.encode(bytes)?;
         }
         Ok(bytes)
+    }
+
+    /// [`encode`](Self::encode) into the free capacity of `buf`: many small
+    /// values encoded one after another share one allocation.
+    pub fn encode_in<T: Serialize + 'static>(
+        &self,
+        value: &T,
+        buf: &mut BytesMut,
+    ) -> Result<Bytes, String> {
+        if self.format != Format::Json || !self.transforms.is_empty() {
+            return self.encode(value);
+        }
+        if buf.capacity() - buf.len() < 64 {
+            buf.reserve(16 * 1024);
+        }
+        let mut writer = buf.writer();
+        match serde_json::to_writer(&mut writer, value) {
+            Ok(()) => Ok(writer.into_inner().split().freeze()),
+            Err(e) => {
+                writer.into_inner().clear();
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Decode a typed value.

@@ -266,8 +266,15 @@ impl Conductor {
         let mut waiting: std::collections::HashSet<(&Arc<str>, u32)> =
             std::collections::HashSet::new();
         for o in &self.overflow {
+            // Items come in runs of one partition: one set insert per run.
+            let mut last: Option<(&Arc<str>, u32)> = None;
             for d in &o.items {
-                waiting.insert((&d.msg.topic, d.msg.partition));
+                let tp = (&d.msg.topic, d.msg.partition);
+                if last.is_some_and(|(t, p)| p == tp.1 && Arc::ptr_eq(t, tp.0)) {
+                    continue;
+                }
+                last = Some(tp);
+                waiting.insert(tp);
             }
         }
         let mut to_pause = Vec::new();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -825,6 +825,25 @@ where
                 }
                 return Ok(out);
             }
+            // A miss the partition's key filter rules out is a new key: no
+            // store read, so no await and no second lock.
+            let hash = self.inner.key_hash(key);
+            if let Known::Filter(filter) = &part.known {
+                if !filter.may_contain(hash) {
+                    let mut v = match &self.inner.default {
+                        Some(d) => d(),
+                        None => return Err(self.no_default()),
+                    };
+                    f(&mut v);
+                    let out = v.clone();
+                    part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
+                    part.note_stored(hash);
+                    let owned = key.to_owned();
+                    part.cache.insert(owned.clone(), Slot::new(Some(v), true));
+                    part.dirty.push(owned);
+                    return Ok(out);
+                }
+            }
         }
         let default = self.inner.default.clone();
         let mut out = Err(self.no_default());
@@ -1121,33 +1140,49 @@ where
 
     /// Encode `key` (the table's key, or what windowed and set tables build it from).
     fn encode_key<Q: Serialize + 'static>(&self, key: &Q) -> Result<Bytes> {
-        self.key_codec.encode(key).map_err(|message| Error::Encode {
-            field: Field::Key,
-            topic: self.changelog.name.to_string(),
-            codec: self.key_codec.name().to_string(),
-            message,
-        })
-    }
-
-    fn encode_value(&self, value: &V) -> Result<Bytes> {
-        self.value_codec
-            .encode(value)
-            .map_err(|message| Error::Encode {
-                field: Field::Value,
-                topic: self.changelog.name.to_string(),
-                codec: self.value_codec.name().to_string(),
-                message,
-            })
+        self.key_codec
+            .encode(key)
+            .map_err(|message| self.encode_error(Field::Key, message))
     }
 
     fn encode_op(&self, key: &K, value: Option<&V>) -> Result<(Bytes, Option<Bytes>)> {
-        Ok((
-            self.encode_key(key)?,
-            match value {
-                Some(v) => Some(self.encode_value(v)?),
-                None => None,
-            },
-        ))
+        self.encode_op_in(key, value, &mut BytesMut::new())
+    }
+
+    /// [`encode_op`](Self::encode_op) into the free capacity of `buf` (a
+    /// flush encodes its ops into a few shared allocations).
+    fn encode_op_in(
+        &self,
+        key: &K,
+        value: Option<&V>,
+        buf: &mut BytesMut,
+    ) -> Result<(Bytes, Option<Bytes>)> {
+        let key = self
+            .key_codec
+            .encode_in(key, buf)
+            .map_err(|message| self.encode_error(Field::Key, message))?;
+        let value = match value {
+            Some(v) => Some(
+                self.value_codec
+                    .encode_in(v, buf)
+                    .map_err(|message| self.encode_error(Field::Value, message))?,
+            ),
+            None => None,
+        };
+        Ok((key, value))
+    }
+
+    fn encode_error(&self, field: Field, message: String) -> Error {
+        let codec = match field {
+            Field::Key => &self.key_codec,
+            Field::Value => &self.value_codec,
+        };
+        Error::Encode {
+            field,
+            topic: self.changelog.name.to_string(),
+            codec: codec.name().to_string(),
+            message,
+        }
     }
 
     fn decode_value(&self, bytes: Bytes, partition: u32) -> Result<V> {
@@ -1307,6 +1342,7 @@ where
         let mut work: Vec<FlushWork<K>> = Vec::new();
         let mut first_error = None;
         {
+            let mut buf = BytesMut::new();
             let mut parts = self.parts.lock();
             for (n, part) in parts.iter_mut() {
                 part.store_epoch += 1;
@@ -1318,7 +1354,7 @@ where
                         let Some(slot) = part.cache.get_mut(&k) else {
                             continue;
                         };
-                        match self.encode_op(&k, slot.value.as_ref()) {
+                        match self.encode_op_in(&k, slot.value.as_ref(), &mut buf) {
                             Ok(op) => {
                                 slot.dirty = false;
                                 ops.push(op);
@@ -1355,17 +1391,19 @@ where
         for w in &mut work {
             let mut f = None;
             if !w.keys.is_empty() {
-                for (k, v) in &w.ops {
-                    let mut record =
-                        Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
-                    record.partition = Some(w.partition);
-                    match rt.producer.send(record).await {
-                        Ok(d) => w.deliveries.push(d),
-                        Err(e) => {
-                            f = Some(e);
-                            break;
-                        }
-                    }
+                let records = w
+                    .ops
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut record =
+                            Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
+                        record.partition = Some(w.partition);
+                        record
+                    })
+                    .collect();
+                match rt.producer.send_batch(records).await {
+                    Ok(d) => w.deliveries = d,
+                    Err(e) => f = Some(e),
                 }
             }
             failed.push(f);

@@ -371,6 +371,19 @@ pub trait Producer: Send + Sync + fmt::Debug + 'static {
     /// transport has acknowledged it.
     async fn send(&self, record: Record) -> Result<Delivery>;
 
+    /// Enqueue `records` in order, as [`send`](Producer::send) does each:
+    /// one delivery per record, in the same order. Transports that can take
+    /// several records in one step override it (the memory broker appends a
+    /// partition's run under one lock). On an error the records before the
+    /// failing one may have been sent; none after it were.
+    async fn send_batch(&self, records: Vec<Record>) -> Result<Vec<Delivery>> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(self.send(r).await?);
+        }
+        Ok(out)
+    }
+
     /// Wait until every record enqueued before this call is acknowledged or failed.
     async fn flush(&self) -> Result<()>;
 }

@@ -55,6 +55,9 @@
 //!   assignment, and `high_watermark` is the next offset to be written.
 //! - [`check_flush`]: after `flush`, every delivery of an earlier send has
 //!   resolved successfully.
+//! - [`check_send_batch`]: `send_batch` keeps the batch's order (deliveries,
+//!   offsets and what is read back); a record for a missing partition fails
+//!   and the records before it are sent.
 //!
 //! A driver must not commit on its own (no auto-commit), and a group
 //! consumer with no committed offset starts at the beginning of a partition
@@ -806,6 +809,83 @@ pub async fn check_groupless_assign_seek(t: Arc<dyn Transport>) {
     must(c.close().await, "close");
 }
 
+/// `send_batch` sends in order: one delivery per record, in the batch's
+/// order, each partition's records at consecutive offsets and read back in
+/// that order. A record for a missing partition fails (the call or its
+/// delivery); the records before it are sent.
+pub async fn check_send_batch(t: Arc<dyn Transport>) {
+    let name = topic(&t, "batch", 3).await;
+    let p = producer(&t).await;
+    let plan: [(u32, &str); 7] = [
+        (0, "a"),
+        (0, "b"),
+        (2, "c"),
+        (0, "d"),
+        (2, "e"),
+        (1, "f"),
+        (1, "g"),
+    ];
+    let records = plan
+        .iter()
+        .map(|(partition, v)| {
+            let mut r = Record::new(name.as_str(), None, Some(Bytes::from(*v)));
+            r.partition = Some(*partition);
+            r
+        })
+        .collect();
+    let deliveries = must(p.send_batch(records).await, "send_batch");
+    assert_eq!(deliveries.len(), plan.len(), "one delivery per record");
+    let mut next = [0i64; 3];
+    for (d, (partition, v)) in deliveries.into_iter().zip(plan) {
+        let md = must(within("batch delivery", d).await, "batch delivery");
+        assert_eq!(
+            (md.partition, md.offset),
+            (partition, next[partition as usize]),
+            "delivery of {v:?}"
+        );
+        next[partition as usize] += 1;
+    }
+    let mut c = groupless_consumer(&t).await;
+    must(c.assign(&tps(&name, 3)).await, "assign");
+    let got = read(&mut c, plan.len(), "the batch").await;
+    for partition in 0..3u32 {
+        let values: Vec<&[u8]> = got
+            .iter()
+            .filter(|m| m.partition == partition)
+            .map(|m| m.value.as_deref().unwrap_or_default())
+            .collect();
+        let want: Vec<&[u8]> = plan
+            .iter()
+            .filter(|(q, _)| *q == partition)
+            .map(|(_, v)| v.as_bytes())
+            .collect();
+        assert_eq!(values, want, "partition {partition} in batch order");
+    }
+
+    let mut ok = Record::new(name.as_str(), None, Some(Bytes::from_static(b"before")));
+    ok.partition = Some(1);
+    let mut bad = Record::new(name.as_str(), None, Some(Bytes::from_static(b"bad")));
+    bad.partition = Some(3);
+    let failed = match p.send_batch(vec![ok, bad]).await {
+        Err(_) => true,
+        Ok(deliveries) => {
+            let mut failed = false;
+            for d in deliveries {
+                failed |= within("delivery to a missing partition", d).await.is_err();
+            }
+            failed
+        }
+    };
+    assert!(failed, "a batch sending to partition 3 of 3 must fail");
+    let p1 = TopicPartition::new(name.as_str(), 1);
+    assert_eq!(
+        must(c.high_watermark(&p1).await, "high_watermark"),
+        3,
+        "the record before the failing one is sent"
+    );
+    must(c.close().await, "close");
+}
+
 /// After `flush`, every earlier delivery has succeeded.
 pub async fn check_flush(t: Arc<dyn Transport>) {
     let name = topic(&t, "flush", 1).await;
@@ -893,6 +973,7 @@ macro_rules! transport_conformance {
             check_pause_resume,
             check_groupless_assign_seek,
             check_flush,
+            check_send_batch,
         );
     };
 }

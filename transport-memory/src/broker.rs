@@ -37,6 +37,24 @@ impl Topic {
         self.partitions.len() as u32
     }
 
+    /// The partition `record` goes to: its own, else by key, else the next
+    /// in turn.
+    fn partition_of(&self, record: &Record) -> Result<u32> {
+        let n = self.partition_count();
+        match (record.partition, &record.key) {
+            (Some(p), _) if p >= n => Err(Error::NotFound {
+                what: "partition",
+                name: format!(
+                    "{}[{p}] (topic {:?} has {n} partitions)",
+                    self.name, self.name
+                ),
+            }),
+            (Some(p), _) => Ok(p),
+            (None, Some(key)) => Ok(partition_for_key(key, n)),
+            (None, None) => Ok(self.next.fetch_add(1, Ordering::Relaxed) % n),
+        }
+    }
+
     /// The log end offset of `partition` (`None` when out of range).
     pub(crate) fn end_offset(&self, partition: u32) -> Option<i64> {
         self.partitions
@@ -72,7 +90,7 @@ impl Topic {
 /// The broker every transport of one name (or one private transport) shares.
 pub(crate) struct Broker {
     name: Option<String>,
-    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>, ahash::RandomState>>,
     pub(crate) groups: Mutex<HashMap<String, Group>>,
     notify: Notify,
     waiters: AtomicUsize,
@@ -108,7 +126,7 @@ impl Broker {
     pub(crate) fn new(name: Option<String>) -> Self {
         Broker {
             name,
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(HashMap::default()),
             groups: Mutex::new(HashMap::new()),
             notify: Notify::new(),
             waiters: AtomicUsize::new(0),
@@ -191,56 +209,79 @@ impl Broker {
 
     /// Append a record; creates the topic with `default_partitions` when missing.
     pub(crate) fn append(&self, record: Record, default_partitions: u32) -> Result<RecordMetadata> {
-        let topic = self.topic_or_create(&record.topic, default_partitions);
-        let n = topic.partition_count();
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => {
-                if p >= n {
-                    return Err(Error::NotFound {
-                        what: "partition",
-                        name: format!(
-                            "{}[{p}] (topic {:?} has {n} partitions)",
-                            topic.name, topic.name
-                        ),
-                    });
+        let mut out = self.append_all(vec![record], default_partitions)?;
+        out.pop()
+            .ok_or_else(|| Error::State("memory broker: an append returned nothing".into()))
+    }
+
+    /// Append records in order, each partition's run of records under one
+    /// lock, and wake waiting consumers once. A record naming a partition
+    /// the topic lacks fails the call; the records before it stay appended.
+    pub(crate) fn append_all(
+        &self,
+        records: Vec<Record>,
+        default_partitions: u32,
+    ) -> Result<Vec<RecordMetadata>> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut topic: Option<Arc<Topic>> = None;
+        let mut records = records.into_iter().peekable();
+        let now = now_ms();
+        let result = loop {
+            let Some(first) = records.next() else {
+                break Ok(());
+            };
+            let t = match &topic {
+                Some(t) if t.name == first.topic => t.clone(),
+                _ => {
+                    let t = self.topic_or_create(&first.topic, default_partitions);
+                    topic = Some(t.clone());
+                    t
                 }
-                p
-            }
-            (None, Some(key)) => partition_for_key(key, n),
-            (None, None) => topic.next.fetch_add(1, Ordering::Relaxed) % n,
-        };
-        let timestamp_ms = Some(record.timestamp_ms.unwrap_or_else(now_ms));
-        let Some(log) = topic.partitions.get(partition as usize) else {
-            return Err(Error::State(format!(
-                "memory broker: partition {partition} of {:?} vanished",
-                topic.name
-            )));
-        };
-        let offset = {
+            };
+            let partition = match t.partition_of(&first) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            let Some(log) = t.partitions.get(partition as usize) else {
+                break Err(Error::State(format!(
+                    "memory broker: partition {partition} of {:?} vanished",
+                    t.name
+                )));
+            };
             let mut log = log.lock();
-            let offset = log.len() as i64;
-            log.push(Message {
-                topic: topic.name.clone(),
-                partition,
-                offset,
-                timestamp_ms,
-                key: record.key,
-                value: record.value,
-                headers: record.headers,
-            });
-            offset
+            let mut push = |record: Record, log: &mut Vec<Message>| {
+                let offset = log.len() as i64;
+                let timestamp_ms = Some(record.timestamp_ms.unwrap_or(now));
+                log.push(Message {
+                    topic: t.name.clone(),
+                    partition,
+                    offset,
+                    timestamp_ms,
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                });
+                out.push(RecordMetadata {
+                    topic: t.name.clone(),
+                    partition,
+                    offset,
+                    timestamp_ms,
+                });
+            };
+            push(first, &mut log);
+            // The same partition, named explicitly: under the same lock.
+            while let Some(next) =
+                records.next_if(|r| r.partition == Some(partition) && r.topic == t.name)
+            {
+                push(next, &mut log);
+            }
         };
         // Pairs with `waiter()`: a consumer registers before it checks the
-        // logs, so either it sees this message or we see it waiting.
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        // logs, so either it sees these messages or we see it waiting.
+        if !out.is_empty() && self.waiters.load(Ordering::SeqCst) > 0 {
             self.notify.notify_waiters();
         }
-        Ok(RecordMetadata {
-            topic: topic.name.clone(),
-            partition,
-            offset,
-            timestamp_ms,
-        })
+        result.map(|()| out)
     }
 
     /// Wake every waiting consumer (group state changed).

@@ -31,6 +31,14 @@ impl Producer for MemoryProducer {
         Ok(Delivery::ready(Ok(metadata)))
     }
 
+    async fn send_batch(&self, records: Vec<Record>) -> Result<Vec<Delivery>> {
+        let metadata = self.broker.append_all(records, self.default_partitions)?;
+        Ok(metadata
+            .into_iter()
+            .map(|m| Delivery::ready(Ok(m)))
+            .collect())
+    }
+
     async fn flush(&self) -> Result<()> {
         Ok(())
     }
