@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use faustus::prelude::*;
 use faustus::TopicPartition;
+use serde::{Deserialize, Serialize};
 use support::*;
 
 /// A multiple of every window size below.
@@ -377,5 +378,270 @@ async fn sessions_grow_merge_when_bridged_and_close_with_the_merged_value() {
     })
     .await;
     assert!(sessions.windows(&u).await.unwrap().is_empty());
+    w.stop().await.unwrap();
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Order {
+    page: String,
+    created_ms: i64,
+}
+
+/// (page, value(), current()) read in the agent after each update.
+type FieldSeen = Arc<Mutex<Vec<(String, Option<u64>, Option<u64>)>>>;
+
+struct OrdersApp {
+    app: App,
+    orders: Topic<String, Order>,
+    views: WindowedTable<String, u64>,
+    closed: Closed,
+    seen: FieldSeen,
+}
+
+/// Orders counted per page in 10 s tumbling windows (expiring 30 s after
+/// their end) of the order's `created_ms`, not of the message timestamp.
+fn orders_app(broker_name: &str) -> OrdersApp {
+    let app = app_on(broker_name, "orders")
+        .topic_partitions(1u32)
+        .table_cleanup_interval(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let orders = app.topic::<String, Order>("orders").build().unwrap();
+    let closed: Closed = Arc::default();
+    let views = app
+        .table::<String, u64>("views")
+        .with_default()
+        .tumbling(Duration::from_secs(10), Duration::from_secs(30))
+        .relative_to_field(|o: &Order| o.created_ms)
+        .on_window_close({
+            let closed = closed.clone();
+            move |k: &String, r, v: &u64| closed.lock().unwrap().push((k.clone(), r, *v))
+        })
+        .build()
+        .unwrap();
+    let seen: FieldSeen = Arc::default();
+    app.agent::<String, Order>("count")
+        .on(&orders)
+        .build({
+            let (views, seen) = (views.clone(), seen.clone());
+            move |s| {
+                let (views, seen) = (views.clone(), seen.clone());
+                async move {
+                    let mut orders = s;
+                    while let Some(order) = orders.next().await {
+                        views.update(&order.page, |n| *n += 1).await?;
+                        let w = views.get(&order.page);
+                        let value = w.value().await?;
+                        let current = w.current().await?;
+                        seen.lock().unwrap().push((order.page, value, current));
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    OrdersApp {
+        app,
+        orders,
+        views,
+        closed,
+        seen,
+    }
+}
+
+/// Send an order created at `created_ms` in a message stamped `message_ms`
+/// and wait until it is processed.
+async fn order_at(o: &OrdersApp, page: &str, created_ms: i64, message_ms: i64) {
+    let order = Order {
+        page: page.into(),
+        created_ms,
+    };
+    let md = o
+        .orders
+        .send_with(
+            Some(page.to_string()),
+            order,
+            SendOptions::new().timestamp_ms(message_ms),
+        )
+        .await
+        .unwrap();
+    o.app
+        .processed(&TopicPartition::new("orders", md.partition), md.offset)
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn relative_to_field_updates_and_reads_the_windows_of_the_value_field_not_the_message_timestamp(
+) {
+    let name = unique("windows-field");
+    let o = orders_app(&name);
+    let w = start(&o.app).await;
+    // Every message is stamped much later than its order was created.
+    let stamped = T0 + 500 * SEC;
+    order_at(&o, "a", T0 + SEC, stamped).await;
+    order_at(&o, "a", T0 + 2 * SEC, stamped).await;
+    order_at(&o, "b", T0 + 3 * SEC, stamped).await;
+    order_at(&o, "a", T0 + 12 * SEC, stamped).await;
+
+    let a = "a".to_string();
+    assert_eq!(
+        o.views.windows(&a).await.unwrap(),
+        vec![
+            (range(T0, T0 + 10 * SEC), 2),
+            (range(T0 + 10 * SEC, T0 + 20 * SEC), 1)
+        ]
+    );
+    assert_eq!(
+        o.views.windows(&"b".to_string()).await.unwrap(),
+        vec![(range(T0, T0 + 10 * SEC), 1)]
+    );
+    let set = o.views.get(&a);
+    assert_eq!(set.at(T0 + 5 * SEC).await.unwrap(), Some(2));
+    assert_eq!(set.at(stamped).await.unwrap(), None);
+    // value() in the agent read the window of the order's time; current()
+    // the window of the message timestamp, where nothing was counted.
+    assert_eq!(
+        o.seen.lock().unwrap().clone(),
+        vec![
+            ("a".into(), Some(1), None),
+            ("a".into(), Some(2), None),
+            ("b".into(), Some(1), None),
+            ("a".into(), Some(1), None),
+        ]
+    );
+    // Nothing expired: the latest time seen is the latest order's, T0 + 12 s
+    // (the message timestamps would have expired every window).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(o.closed.lock().unwrap().is_empty());
+    assert_eq!(o.views.windows(&a).await.unwrap().len(), 2);
+
+    // Outside a stream there is no value: the wall clock is used.
+    let z = "z".to_string();
+    o.views.update(&z, |n| *n += 1).await.unwrap();
+    assert_eq!(o.views.get(&z).now().await.unwrap(), Some(1));
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn relative_to_field_windows_expire_by_the_field_time_and_close_with_their_value() {
+    let name = unique("windows-field-expiry");
+    let o = orders_app(&name);
+    let w = start(&o.app).await;
+    // Every message is stamped at T0: only the field time moves on.
+    order_at(&o, "a", T0 + SEC, T0).await;
+    order_at(&o, "a", T0 + 2 * SEC, T0).await;
+    order_at(&o, "a", T0 + 12 * SEC, T0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(o.closed.lock().unwrap().is_empty());
+
+    // An order created at T0 + 45 s: windows ending by T0 + 15 s expire.
+    order_at(&o, "b", T0 + 45 * SEC, T0).await;
+    eventually("the first window to close", || {
+        !o.closed.lock().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(
+        o.closed.lock().unwrap().clone(),
+        vec![("a".into(), range(T0, T0 + 10 * SEC), 2)]
+    );
+    let a = "a".to_string();
+    assert_eq!(
+        o.views.windows(&a).await.unwrap(),
+        vec![(range(T0 + 10 * SEC, T0 + 20 * SEC), 1)]
+    );
+    // A late order (by its field time) changes nothing.
+    order_at(&o, "a", T0 + 3 * SEC, T0 + 1000 * SEC).await;
+    assert_eq!(o.views.get(&a).at(T0 + 3 * SEC).await.unwrap(), None);
+    w.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_without_the_time_field_fails_the_update_naming_table_and_message_and_the_agent_goes_on(
+) {
+    let name = unique("windows-field-bad");
+    let app = app_on(&name, "orders-bad")
+        .topic_partitions(1u32)
+        .build()
+        .unwrap();
+    // The stream takes any JSON; the table wants an `Order`'s `created_ms`.
+    let orders = app
+        .topic::<String, serde_json::Value>("orders")
+        .build()
+        .unwrap();
+    let views = app
+        .table::<String, u64>("views")
+        .with_default()
+        .tumbling(Duration::from_secs(10), Duration::from_secs(30))
+        .relative_to_field(|o: &Order| o.created_ms)
+        .build()
+        .unwrap();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    app.agent::<String, serde_json::Value>("count")
+        .on(&orders)
+        .build({
+            let (views, errors) = (views.clone(), errors.clone());
+            move |s| {
+                let (views, errors) = (views.clone(), errors.clone());
+                async move {
+                    let mut items = s.items();
+                    while let Some((page, _)) = items.next().await {
+                        let page = page.unwrap_or_default();
+                        if let Err(e) = views.update(&page, |n| *n += 1).await {
+                            let kind = if matches!(e, Error::EventTime { .. }) {
+                                "EventTime"
+                            } else {
+                                "other"
+                            };
+                            errors.lock().unwrap().push(format!("{kind}: {e}"));
+                            return Err(e);
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let w = start(&app).await;
+    let mut last = None;
+    for (i, value) in [
+        serde_json::json!({"page": "a", "created_ms": T0 + SEC}),
+        serde_json::json!({"page": "a", "created_at": "yesterday"}),
+        serde_json::json!({"page": "a", "created_ms": T0 + 2 * SEC}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let md = orders
+            .send_with(
+                Some("a".to_string()),
+                value,
+                SendOptions::new().timestamp_ms(T0 + 500 * SEC + i as i64),
+            )
+            .await
+            .unwrap();
+        last = Some(md);
+    }
+    let last = last.unwrap();
+    app.processed(&TopicPartition::new("orders", 0), last.offset)
+        .await;
+
+    let errors = errors.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    for part in ["EventTime: ", "\"views\"", "orders[0]@1", "created_ms"] {
+        assert!(errors[0].contains(part), "{part} in {}", errors[0]);
+    }
+    let failures = app.monitor().failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].event, "orders[0]@1");
+    assert!(
+        failures[0].message.contains("created_ms"),
+        "{}",
+        failures[0].message
+    );
+    // The agent was restarted and counted the orders around the bad one.
+    assert_eq!(
+        views.windows(&"a".to_string()).await.unwrap(),
+        vec![(range(T0, T0 + 10 * SEC), 2)]
+    );
     w.stop().await.unwrap();
 }

@@ -134,6 +134,10 @@ pub(crate) struct AppInner {
     pub(crate) cluster: crate::cluster::ClusterState,
     /// Agent RPC: the reply consumer and the requests waiting for replies.
     pub(crate) replies: crate::rpc::Replies,
+    /// Set when a windowed table takes its time from a field of the event's
+    /// value (`relative_to_field`): streams then record each topic event's
+    /// raw value and codec in the current-event cell. Unset, they skip it.
+    event_values: std::sync::atomic::AtomicBool,
 }
 
 impl AppInner {
@@ -149,6 +153,17 @@ impl AppInner {
             )));
         }
         Ok(())
+    }
+
+    /// Make streams record each topic event's raw value (see `event_values`).
+    pub(crate) fn record_event_values(&self) {
+        self.event_values
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether streams record each topic event's raw value.
+    pub(crate) fn records_event_values(&self) -> bool {
+        self.event_values.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn is_started(&self) -> bool {
@@ -731,6 +746,7 @@ impl AppBuilder {
                 signals: Default::default(),
                 cluster: Default::default(),
                 replies: Default::default(),
+                event_values: Default::default(),
             }),
         })
     }

@@ -115,6 +115,17 @@ pub enum Error {
         /// What the codec said.
         message: String,
     },
+    /// A windowed table built with `relative_to_field` could not read its
+    /// time from the value of the event being processed.
+    #[error("windowed table {table:?} cannot take its time from the value of message at {at}: {message}")]
+    EventTime {
+        /// Table name.
+        table: String,
+        /// Topic, partition and offset of the message.
+        at: Coordinates,
+        /// What went wrong (the decode error, with the type and codec).
+        message: String,
+    },
     /// A key or value could not be encoded for sending.
     #[error("cannot encode {field} for topic {topic:?} with codec {codec:?}: {message}")]
     Encode {

@@ -4,11 +4,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::acks::AckToken;
+use crate::codec::CodecChain;
 use crate::error::Coordinates;
 use crate::transport::Message;
 
@@ -57,7 +59,13 @@ pub struct CurrentEvent {
     timestamp_ms: AtomicI64,
     topic_ptr: AtomicUsize,
     topic: Mutex<Option<Arc<str>>>,
-    set: std::sync::atomic::AtomicBool,
+    set: AtomicBool,
+    /// The raw value of the topic event and its stream's value codec: held
+    /// only when the app has a windowed table that takes its time from a
+    /// field of the value (`relative_to_field`), else always empty.
+    raw_value: Mutex<Option<(Bytes, CodecChain)>>,
+    /// Whether `raw_value` holds something (so clearing it costs a load).
+    has_raw_value: AtomicBool,
     /// The agent running with this cell and its concurrency, when > 1 (table
     /// writes are refused there).
     concurrent_agent: Option<(Arc<str>, usize)>,
@@ -71,7 +79,9 @@ impl Default for CurrentEvent {
             timestamp_ms: AtomicI64::new(i64::MIN),
             topic_ptr: AtomicUsize::new(0),
             topic: Mutex::new(None),
-            set: std::sync::atomic::AtomicBool::new(false),
+            set: AtomicBool::new(false),
+            raw_value: Mutex::new(None),
+            has_raw_value: AtomicBool::new(false),
             concurrent_agent: None,
         }
     }
@@ -99,6 +109,37 @@ impl CurrentEvent {
         offset: i64,
         timestamp_ms: Option<i64>,
     ) {
+        self.set_coordinates(topic, partition, offset, timestamp_ms);
+        self.clear_raw_value();
+    }
+
+    /// Record the event now being processed with its raw value and the codec
+    /// its stream decodes values with (for `relative_to_field` windowed tables).
+    pub(crate) fn set_message_with_value(
+        &self,
+        topic: &Arc<str>,
+        partition: u32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        value: Option<(Bytes, CodecChain)>,
+    ) {
+        self.set_coordinates(topic, partition, offset, timestamp_ms);
+        match value {
+            Some(v) => {
+                *self.raw_value.lock() = Some(v);
+                self.has_raw_value.store(true, Ordering::Relaxed);
+            }
+            None => self.clear_raw_value(),
+        }
+    }
+
+    fn set_coordinates(
+        &self,
+        topic: &Arc<str>,
+        partition: u32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+    ) {
         let ptr = Arc::as_ptr(topic) as *const u8 as usize;
         if self.topic_ptr.load(Ordering::Relaxed) != ptr {
             *self.topic.lock() = Some(topic.clone());
@@ -112,6 +153,13 @@ impl CurrentEvent {
         self.set.store(true, Ordering::Relaxed);
     }
 
+    fn clear_raw_value(&self) {
+        if self.has_raw_value.load(Ordering::Relaxed) {
+            *self.raw_value.lock() = None;
+            self.has_raw_value.store(false, Ordering::Relaxed);
+        }
+    }
+
     /// Record an event that came from no topic (channel, iterator).
     pub fn set_local(&self) {
         *self.topic.lock() = None;
@@ -120,6 +168,16 @@ impl CurrentEvent {
         self.offset.store(-1, Ordering::Relaxed);
         self.timestamp_ms.store(i64::MIN, Ordering::Relaxed);
         self.set.store(true, Ordering::Relaxed);
+        self.clear_raw_value();
+    }
+
+    /// The raw value of the topic event now being processed and its stream's
+    /// value codec, when recorded (see [`set_message_with_value`](Self::set_message_with_value)).
+    pub(crate) fn raw_value(&self) -> Option<(Bytes, CodecChain)> {
+        if !self.has_raw_value.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.raw_value.lock().clone()
     }
 
     /// The event now being processed, if any.
@@ -250,5 +308,49 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for Event<K, V> {
 impl<K, V> Drop for Event<K, V> {
     fn drop(&mut self) {
         self.ack.ack();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_value_is_kept_only_for_the_message_it_came_with() {
+        let cell = CurrentEvent::new();
+        let topic: Arc<str> = Arc::from("orders");
+        assert!(cell.raw_value().is_none());
+        cell.set_message_with_value(
+            &topic,
+            1,
+            7,
+            Some(5),
+            Some((Bytes::from_static(b"{}"), CodecChain::json())),
+        );
+        let Some((raw, codec)) = cell.raw_value() else {
+            panic!("the raw value was recorded");
+        };
+        assert_eq!(&raw[..], b"{}");
+        assert_eq!(codec.name(), "json");
+        assert_eq!(
+            cell.get()
+                .and_then(|i| i.coordinates())
+                .map(|c| c.to_string()),
+            Some("orders[1]@7".into())
+        );
+        // The next message without a value, or a channel event, drops it.
+        cell.set_message(&topic, 1, 8, None);
+        assert!(cell.raw_value().is_none());
+        cell.set_message_with_value(
+            &topic,
+            1,
+            9,
+            None,
+            Some((Bytes::from_static(b"1"), CodecChain::json())),
+        );
+        assert!(cell.raw_value().is_some());
+        cell.set_local();
+        assert!(cell.raw_value().is_none());
+        assert_eq!(cell.get().map(|i| i.topic), Some(None));
     }
 }

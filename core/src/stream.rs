@@ -86,6 +86,9 @@ pub(crate) struct Pulled<K, V> {
     pub(crate) value: V,
     pub(crate) message: Option<Message>,
     pub(crate) token: AckToken,
+    /// The value codec of the topic the message came from, when the app
+    /// records event values (see [`AppInner::records_event_values`]).
+    pub(crate) value_codec: Option<CodecChain>,
 }
 
 struct Next<K, V> {
@@ -189,7 +192,8 @@ where
             _ => POP_BATCH,
         };
         'events: loop {
-            let (key, value, message, token) = match &mut self.source {
+            let with_values = self.app.records_event_values();
+            let (key, value, message, token, codec) = match &mut self.source {
                 Source::Topic {
                     queue,
                     key_codec,
@@ -222,7 +226,13 @@ where
                         continue;
                     }
                     match decode(&d.msg, key_codec, value_codec) {
-                        Ok((k, v)) => (k, v, Some(d.msg), d.token),
+                        Ok((k, v)) => (
+                            k,
+                            v,
+                            Some(d.msg),
+                            d.token,
+                            with_values.then(|| value_codec.clone()),
+                        ),
                         Err(e) => {
                             self.app.report_decode_error(&e);
                             d.token.ack();
@@ -235,20 +245,27 @@ where
                         Some(i) => i,
                         None => q.pop().await?,
                     };
-                    (item.key, item.value, None, AckToken::none())
+                    (item.key, item.value, None, AckToken::none(), None)
                 }
-                Source::Iter(s) => (None, s.next().await?, None, AckToken::none()),
+                Source::Iter(s) => (None, s.next().await?, None, AckToken::none(), None),
                 Source::Merged(s) => {
                     let p = s.next().await?;
-                    (p.key, p.value, p.message, p.token)
+                    (p.key, p.value, p.message, p.token, p.value_codec)
                 }
             };
-            match &message {
-                Some(m) => {
+            match (&message, &codec) {
+                (Some(m), Some(c)) => self.current.set_message_with_value(
+                    &m.topic,
+                    m.partition,
+                    m.offset,
+                    m.timestamp_ms,
+                    m.value.clone().map(|v| (v, c.clone())),
+                ),
+                (Some(m), None) => {
                     self.current
                         .set_message(&m.topic, m.partition, m.offset, m.timestamp_ms)
                 }
-                None => self.current.set_local(),
+                (None, _) => self.current.set_local(),
             }
             let mut value = value;
             for p in &self.processors {
@@ -271,6 +288,7 @@ where
                 value,
                 message,
                 token,
+                value_codec: codec,
             });
         }
     }

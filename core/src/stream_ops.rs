@@ -488,6 +488,7 @@ where
                 value: p.value,
                 message: p.message,
                 token,
+                value_codec: p.value_codec,
             });
         };
         let app = match topics.first() {
@@ -608,6 +609,7 @@ async fn run_forwarder<K, V>(
             value,
             message,
             token,
+            ..
         }) = pulled
         else {
             break;

@@ -6,21 +6,35 @@
 //! sliding windows, `size / step` for hopping ones). Session windows
 //! ([`TableBuilder::session`]) are per key: an event within `gap` of a
 //! session extends it, one within `gap` of two merges them (with the
-//! table's merge function), otherwise it starts a new one. Which time an update or
-//! a read uses is the table's *relative-to* setting: the current event's
-//! timestamp ([`relative_to_stream`](WindowedTableBuilder::relative_to_stream),
-//! the default) or the wall clock
-//! ([`relative_to_now`](WindowedTableBuilder::relative_to_now)); the `*_at`
-//! methods take the time explicitly (Faust's `relative_to_field`: pass the
-//! field of your event's value).
+//! table's merge function), otherwise it starts a new one.
+//!
+//! Which time [`update`](WindowedTable::update), [`set`](WindowedTable::set),
+//! [`WindowSet::value`] and [`WindowSet::delta`] use is the table's
+//! *relative-to* setting, one of three:
+//!
+//! - [`relative_to_stream`](WindowedTableBuilder::relative_to_stream) (the
+//!   default): the current event's message timestamp;
+//! - [`relative_to_now`](WindowedTableBuilder::relative_to_now): the wall
+//!   clock;
+//! - [`relative_to_field`](WindowedTableBuilder::relative_to_field): a time
+//!   taken from the current event's *value* (e.g. an order's `created_ms`),
+//!   decoded from the message with its topic's value codec.
+//!
+//! Outside a stream, or for an event from a channel or an iterator (no
+//! message), the event-time settings fall back to the event's timestamp,
+//! else the wall clock. The `*_at` methods ([`update_at`](WindowedTable::update_at),
+//! [`set_at`](WindowedTable::set_at), [`WindowSet::at`]) take the time
+//! explicitly; [`WindowSet::current`] is always the window of the event's
+//! message timestamp and [`WindowSet::now`] that of the wall clock.
 //!
 //! Windows expire `expires` after their end, measured against the latest
-//! event time seen in their partition (or the wall clock with
-//! `relative_to_now`). Every `table_cleanup_interval` expired windows are
-//! deleted (from the table, its store and, by a tombstone, its changelog),
-//! after the [`on_window_close`](WindowedTableBuilder::on_window_close)
-//! callback received the key, the window and its final value. The
-//! changelog is `compact,delete` with `retention.ms = expires`.
+//! event time (message timestamp or field time) seen in their partition (or
+//! the wall clock with `relative_to_now`). Every `table_cleanup_interval`
+//! expired windows are deleted (from the table, its store and, by a
+//! tombstone, its changelog), after the
+//! [`on_window_close`](WindowedTableBuilder::on_window_close) callback
+//! received the key, the window and its final value. The changelog is
+//! `compact,delete` with `retention.ms = expires`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -28,11 +42,13 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Table, TableBuilder};
+use crate::codec::CodecChain;
 use crate::error::{Error, Result};
 use crate::event;
 
@@ -141,11 +157,26 @@ impl Window {
 }
 
 /// Which time updates and [`WindowSet::value`] use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RelativeTo {
+    /// The current event's message timestamp.
     Stream,
+    /// The wall clock.
     Now,
+    /// A field of the current event's value.
+    Field(FieldTime),
 }
+
+impl RelativeTo {
+    /// Whether the time is event time (so it advances the partition's
+    /// latest time, against which windows expire).
+    fn is_event_time(&self) -> bool {
+        !matches!(self, RelativeTo::Now)
+    }
+}
+
+/// Decodes a message value with its codec and returns the time in it
+/// (`relative_to_field`'s extractor, its input type erased).
+type FieldTime = Arc<dyn Fn(&Bytes, &CodecChain) -> Result<i64, String> + Send + Sync>;
 
 /// Called with the key, the window and its final value when a window expires.
 pub type OnWindowClose<K, V> = Arc<dyn Fn(&K, WindowRange, &V) + Send + Sync>;
@@ -288,6 +319,62 @@ where
         self
     }
 
+    /// Updates and `value()` use a time taken from the current event's
+    /// value: `field` gets the value decoded as `E` and returns
+    /// milliseconds since the epoch (Faust's `relative_to_field`).
+    ///
+    /// `E` is decoded from the message bytes with the value codec of the
+    /// topic the event came from; it need not be the stream's value type,
+    /// any type the value decodes as will do (e.g. a struct with just the
+    /// time field); it is decoded again by each call that needs the time.
+    /// The field time is event time: it also advances the latest time of
+    /// the partition, against which windows expire.
+    ///
+    /// A value that does not decode as `E` makes `update`, `set`, `value()`
+    /// and `delta()` fail with [`Error::EventTime`], naming the table and the
+    /// message. Outside a stream, and for channel or iterator events (which
+    /// have no message), the time is the event's timestamp, else the wall
+    /// clock. [`WindowSet::current`] stays the window of the message
+    /// timestamp (as in Faust); read the field time's window with
+    /// [`WindowSet::value`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn demo(app: faustus_core::App) -> faustus_core::Result<()> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Order {
+    ///     page: String,
+    ///     created_ms: i64,
+    /// }
+    /// let views = app
+    ///     .table::<String, u64>("views")
+    ///     .with_default()
+    ///     .tumbling(Duration::from_secs(60), Duration::from_secs(3600))
+    ///     .relative_to_field(|order: &Order| order.created_ms)
+    ///     .build()?;
+    /// // in an agent over a Topic<String, Order>:
+    /// //     views.update(&order.page, |n| *n += 1).await?;  // at order.created_ms
+    /// //     let that_minute = views.get(&order.page).value().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn relative_to_field<E, F>(mut self, field: F) -> Self
+    where
+        E: DeserializeOwned + 'static,
+        F: Fn(&E) -> i64 + Send + Sync + 'static,
+    {
+        self.relative = RelativeTo::Field(Arc::new(move |raw: &Bytes, codec: &CodecChain| {
+            let value = codec.decode::<E>(raw.clone()).map_err(|e| {
+                format!(
+                    "not a {} (codec {}): {e}",
+                    std::any::type_name::<E>(),
+                    codec.name()
+                )
+            })?;
+            Ok(field(&value))
+        }));
+        self
+    }
+
     /// Called with the key, the window and its final value when an expired
     /// window is removed. At least once: a worker that crashes after the
     /// call but before the next commit calls it again after recovery.
@@ -306,6 +393,10 @@ where
             return Err(Error::config(format!("table {name:?} window"), message));
         }
         let app = self.table.app.clone();
+        if let RelativeTo::Field(_) = self.relative {
+            // Streams record the raw value of each event from now on.
+            app.inner.record_event_values();
+        }
         let table = self.table.rekey::<(K, i64, i64)>().build()?;
         let inner = Arc::new(WindowedInner {
             table,
@@ -468,12 +559,33 @@ where
     }
 
     /// The time updates use: the current event's timestamp (relative to the
-    /// stream) or the wall clock.
-    fn relative_ms(&self) -> i64 {
-        match self.inner.relative {
-            RelativeTo::Now => self.inner.clock.now_ms(),
-            RelativeTo::Stream => event_time_ms().unwrap_or_else(|| self.inner.clock.now_ms()),
+    /// stream), the wall clock, or the time in the event's value.
+    fn relative_ms(&self) -> Result<i64> {
+        match &self.inner.relative {
+            RelativeTo::Now => Ok(self.inner.clock.now_ms()),
+            RelativeTo::Stream => Ok(event_time_ms().unwrap_or_else(|| self.inner.clock.now_ms())),
+            RelativeTo::Field(field) => self.field_time_ms(field),
         }
+    }
+
+    /// The time in the current event's value; for an event without a
+    /// message (or outside a stream) its timestamp, else the wall clock.
+    fn field_time_ms(&self, field: &FieldTime) -> Result<i64> {
+        let Some(cell) = event::current() else {
+            return Ok(self.inner.clock.now_ms());
+        };
+        let info = cell.get();
+        let at = info.as_ref().and_then(event::EventInfo::coordinates);
+        if let (Some((raw, codec)), Some(at)) = (cell.raw_value(), at) {
+            return field(&raw, &codec).map_err(|message| Error::EventTime {
+                table: self.inner.table.name().to_string(),
+                at,
+                message,
+            });
+        }
+        Ok(info
+            .and_then(|i| i.timestamp_ms)
+            .unwrap_or_else(|| self.inner.clock.now_ms()))
     }
 
     /// The wall clock (milliseconds since the epoch; tokio's clock, so
@@ -491,7 +603,7 @@ where
     /// Change the value of `key` in every window containing the table's
     /// relative time (see [`update_at`](Self::update_at)).
     pub async fn update(&self, key: &K, f: impl Fn(&mut V)) -> Result<()> {
-        self.update_at(key, self.relative_ms(), f).await
+        self.update_at(key, self.relative_ms()?, f).await
     }
 
     /// Change the value of `key` in every window containing `t_ms`,
@@ -514,7 +626,7 @@ where
 
     /// Set `key` to `value` in every window containing the relative time.
     pub async fn set(&self, key: &K, value: V) -> Result<()> {
-        self.set_at(key, self.relative_ms(), value).await
+        self.set_at(key, self.relative_ms()?, value).await
     }
 
     /// Set `key` to `value` in every window containing `t_ms`.
@@ -550,7 +662,7 @@ where
         let (new, old) = {
             let mut state = self.inner.state.lock();
             let part = state.parts.entry(p).or_default();
-            if self.inner.relative == RelativeTo::Stream {
+            if self.inner.relative.is_event_time() {
                 part.latest_ms = Some(part.latest_ms.map_or(t_ms, |l| l.max(t_ms)));
             }
             if self
@@ -618,7 +730,7 @@ where
     fn track(&self, p: u32, key: &K, t_ms: i64) -> Vec<WindowRange> {
         let mut state = self.inner.state.lock();
         let part = state.parts.entry(p).or_default();
-        if self.inner.relative == RelativeTo::Stream {
+        if self.inner.relative.is_event_time() {
             part.latest_ms = Some(part.latest_ms.map_or(t_ms, |l| l.max(t_ms)));
         }
         let horizon = self.horizon(part.latest_ms);
@@ -634,7 +746,7 @@ where
     fn horizon(&self, latest_ms: Option<i64>) -> Option<i64> {
         let latest = match self.inner.relative {
             RelativeTo::Now => Some(self.inner.clock.now_ms()),
-            RelativeTo::Stream => latest_ms,
+            RelativeTo::Stream | RelativeTo::Field(_) => latest_ms,
         };
         latest.map(|l| l.saturating_sub(self.inner.expires_ms))
     }
@@ -826,8 +938,8 @@ where
     K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    /// The window of the current event's timestamp (wall clock outside a
-    /// stream).
+    /// The window of the current event's message timestamp (wall clock
+    /// outside a stream), whatever the table's relative-to setting.
     pub async fn current(&self) -> Result<Option<V>> {
         let t = event_time_ms().unwrap_or_else(|| self.table.now_ms());
         self.table.value_at(&self.key, t).await
@@ -840,16 +952,15 @@ where
 
     /// The window of the table's relative time minus `d`.
     pub async fn delta(&self, d: Duration) -> Result<Option<V>> {
-        self.table
-            .value_at(&self.key, self.table.relative_ms() - ms(d))
-            .await
+        let t = self.table.relative_ms()?.saturating_sub(ms(d));
+        self.table.value_at(&self.key, t).await
     }
 
-    /// The window of the table's relative time (event time or wall clock).
+    /// The window of the table's relative time (message timestamp, wall
+    /// clock or the time in the event's value).
     pub async fn value(&self) -> Result<Option<V>> {
-        self.table
-            .value_at(&self.key, self.table.relative_ms())
-            .await
+        let t = self.table.relative_ms()?;
+        self.table.value_at(&self.key, t).await
     }
 
     /// The window containing `t_ms`.
