@@ -166,17 +166,24 @@ async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) ->
         let gate = &app.inner.cluster.standby;
         let _applying = gate.applying.lock().await;
         let active = gate.active();
+        // One store write per table per poll (redb: one transaction).
+        let mut per_table: BTreeMap<usize, Vec<(u32, WriteBatch)>> = BTreeMap::new();
         for (tp, batch) in batches {
             if active.contains(&tp.partition) {
                 // The conductor took it over; recovery reads from the stored offset.
                 continue;
             }
-            let Some(store) = current.get(&tp).and_then(|i| tables[*i].table_store()) else {
+            if let Some(i) = current.get(&tp) {
+                per_table.entry(*i).or_default().push((tp.partition, batch));
+            }
+        }
+        for (i, batches) in per_table {
+            let Some(store) = tables[i].table_store() else {
                 continue;
             };
-            let n = batch.ops.len() as u64;
-            store.apply(tp.partition, batch).await?;
-            app.inner.monitor.add_standby_records(n);
+            let n: usize = batches.iter().map(|(_, b)| b.ops.len()).sum();
+            store.apply_partitions(batches).await?;
+            app.inner.monitor.add_standby_records(n as u64);
         }
     }
     consumer.close().await.ok();

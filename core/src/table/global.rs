@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -84,8 +85,15 @@ where
     K: Serialize + DeserializeOwned + Hash + Eq + Clone + Send + Sync + 'static,
     V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    /// Store a polled batch, one write per partition carrying its last offset.
-    async fn apply(&self, store: &Arc<dyn TableStore>, msgs: Vec<Message>) -> Result<()> {
+    /// Store a polled batch, each partition's records with its last offset.
+    /// While catching up (`catching_up`) the writes need not be durable (a
+    /// `sync` ends the catch-up); afterwards each poll is one durable write.
+    async fn apply(
+        &self,
+        store: &Arc<dyn TableStore>,
+        msgs: Vec<Message>,
+        catching_up: bool,
+    ) -> Result<()> {
         let mut by_part: HashMap<u32, WriteBatch> = HashMap::new();
         for m in msgs {
             let batch = by_part.entry(m.partition).or_default();
@@ -94,9 +102,19 @@ where
                 .push((m.key.clone().unwrap_or_default(), m.value.clone()));
             batch.offset = Some(m.offset);
         }
-        for (p, batch) in by_part {
-            let keys: Vec<_> = batch.ops.iter().map(|(k, _)| k.clone()).collect();
-            store.apply(p, batch).await?;
+        let keys: Vec<(u32, Vec<Bytes>)> = by_part
+            .iter()
+            .map(|(p, b)| (*p, b.ops.iter().map(|(k, _)| k.clone()).collect()))
+            .collect();
+        if catching_up {
+            for (p, batch) in by_part {
+                store.apply_replayed(p, batch).await?;
+            }
+        } else {
+            // Every partition of the poll in one store write (redb: one transaction).
+            store.apply_partitions(by_part.into_iter().collect()).await?;
+        }
+        for (p, keys) in keys {
             self.table.forget_clean(p, keys.into_iter());
         }
         Ok(())
@@ -162,7 +180,7 @@ where
                             behind.remove(&m.partition);
                         }
                     }
-                    self.apply(&store, msgs).await?;
+                    self.apply(&store, msgs, true).await?;
                 }
                 ConsumerEvent::Idle => {
                     idle += 1;
@@ -175,6 +193,7 @@ where
                 ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_) => {}
             }
         }
+        store.sync().await?;
         self.table.activate_all();
         *self.consumer.lock().await = Some(consumer);
         Ok(())
@@ -194,7 +213,7 @@ where
             };
             match event {
                 Ok(ConsumerEvent::Messages(msgs)) => {
-                    if let Err(e) = self.apply(&store, msgs).await {
+                    if let Err(e) = self.apply(&store, msgs, false).await {
                         tracing::error!(table = self.table.name(), error = %e, "cannot store changelog records of a global table");
                         return Err(e);
                     }
