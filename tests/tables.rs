@@ -204,6 +204,46 @@ async fn writing_outside_an_event_goes_to_the_keys_partition_when_served_here() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn updating_a_missing_key_without_a_default_fails_and_writes_nothing() {
+    for per_write in [false, true] {
+        let name = unique("nodefault");
+        let app = app_on(&name, "nodefault")
+            .topic_partitions(4u32)
+            .build()
+            .unwrap();
+        let mut b = app.table::<String, u64>("totals");
+        if per_write {
+            b = b.changelog_per_write();
+        }
+        let totals = b.build().unwrap();
+        // An agent over a 4-partition topic: the worker serves the table's partitions.
+        let events = app.topic::<String, u64>("events").build().unwrap();
+        count_agent(&app, &events, &totals);
+        let w = start(&app).await;
+        // Twice: the second miss takes the path of a key the store was checked for.
+        for _ in 0..2 {
+            let err = totals.update("nobody", |n| *n += 1).await.unwrap_err();
+            assert!(
+                matches!(err, Error::NotFound { .. }),
+                "per_write={per_write}: {err}"
+            );
+        }
+        totals.set("somebody".into(), 1).await.unwrap();
+        assert_eq!(totals.update("somebody", |n| *n += 1).await.unwrap(), 2);
+        w.stop().await.unwrap();
+        let changelog = totals.changelog_topic().to_string();
+        let keys: Vec<String> = (0..4)
+            .flat_map(|p| broker(&name).messages(&changelog, p))
+            .map(|m| serde_json::from_slice(m.key.as_deref().unwrap()).unwrap())
+            .collect();
+        assert!(
+            keys.iter().all(|k| k == "somebody") && !keys.is_empty(),
+            "per_write={per_write}: only the existing key is written: {keys:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn writing_outside_an_event_to_a_partition_served_elsewhere_names_it() {
     let name = unique("outside2");
     let (app1, _e1, counts1) = counting_app(&name, false);

@@ -846,6 +846,15 @@ where
             }
         }
         let default = self.inner.default.clone();
+        if default.is_none() {
+            if self.inner.parts.lock().get(&p).is_none() {
+                return Err(self.not_assigned(p));
+            }
+            if self.load(p, &key.to_owned()).await?.is_none() {
+                // Nothing to update and nothing to start from: no write at all.
+                return Err(self.no_default());
+            }
+        }
         let mut out = Err(self.no_default());
         let out_ref = &mut out;
         self.modify(p, key.to_owned(), move |slot| {

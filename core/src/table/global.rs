@@ -112,7 +112,9 @@ where
             }
         } else {
             // Every partition of the poll in one store write (redb: one transaction).
-            store.apply_partitions(by_part.into_iter().collect()).await?;
+            store
+                .apply_partitions(by_part.into_iter().collect())
+                .await?;
         }
         for (p, keys) in keys {
             self.table.forget_clean(p, keys.into_iter());
