@@ -15,6 +15,7 @@ faustus_testkit::transport_conformance!(@each support::MockKafka::start(1).trans
     check_pause_resume,
     check_groupless_assign_seek,
     check_flush,
+    check_send_batch,
 );
 
 // `check_rebalance_revokes_first` is not run on the mock: its group

@@ -60,6 +60,7 @@ real_broker_checks!(
     check_pause_resume,
     check_groupless_assign_seek,
     check_flush,
+    check_send_batch,
 );
 
 /// tansu 0.6 answers ListOffsets(latest) with the last batch's base offset
