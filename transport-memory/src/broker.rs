@@ -37,6 +37,44 @@ impl Topic {
         self.partitions.len() as u32
     }
 
+    /// Append `records` (all for `partition`) in order under one lock of its
+    /// log, handing each one's metadata to `each`.
+    fn append_run(
+        &self,
+        partition: u32,
+        records: impl Iterator<Item = Record>,
+        now: i64,
+        mut each: impl FnMut(RecordMetadata),
+    ) -> Result<()> {
+        let Some(log) = self.partitions.get(partition as usize) else {
+            return Err(Error::State(format!(
+                "memory broker: partition {partition} of {:?} vanished",
+                self.name
+            )));
+        };
+        let mut log = log.lock();
+        for record in records {
+            let offset = log.len() as i64;
+            let timestamp_ms = Some(record.timestamp_ms.unwrap_or(now));
+            log.push(Message {
+                topic: self.name.clone(),
+                partition,
+                offset,
+                timestamp_ms,
+                key: record.key,
+                value: record.value,
+                headers: record.headers,
+            });
+            each(RecordMetadata {
+                topic: self.name.clone(),
+                partition,
+                offset,
+                timestamp_ms,
+            });
+        }
+        Ok(())
+    }
+
     /// The partition `record` goes to: its own, else by key, else the next
     /// in turn.
     fn partition_of(&self, record: &Record) -> Result<u32> {
@@ -209,9 +247,22 @@ impl Broker {
 
     /// Append a record; creates the topic with `default_partitions` when missing.
     pub(crate) fn append(&self, record: Record, default_partitions: u32) -> Result<RecordMetadata> {
-        let mut out = self.append_all(vec![record], default_partitions)?;
-        out.pop()
-            .ok_or_else(|| Error::State("memory broker: an append returned nothing".into()))
+        let topic = self.topic_or_create(&record.topic, default_partitions);
+        let partition = topic.partition_of(&record)?;
+        let mut metadata = None;
+        topic.append_run(partition, std::iter::once(record), now_ms(), |m| {
+            metadata = Some(m)
+        })?;
+        self.wake_waiters();
+        metadata.ok_or_else(|| Error::State("memory broker: an append returned nothing".into()))
+    }
+
+    /// Pairs with `waiter()`: a consumer registers before it checks the
+    /// logs, so either it sees an appended message or we see it waiting.
+    fn wake_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
     }
 
     /// Append records in order, each partition's run of records under one
@@ -242,44 +293,17 @@ impl Broker {
                 Ok(p) => p,
                 Err(e) => break Err(e),
             };
-            let Some(log) = t.partitions.get(partition as usize) else {
-                break Err(Error::State(format!(
-                    "memory broker: partition {partition} of {:?} vanished",
-                    t.name
-                )));
-            };
-            let mut log = log.lock();
-            let mut push = |record: Record, log: &mut Vec<Message>| {
-                let offset = log.len() as i64;
-                let timestamp_ms = Some(record.timestamp_ms.unwrap_or(now));
-                log.push(Message {
-                    topic: t.name.clone(),
-                    partition,
-                    offset,
-                    timestamp_ms,
-                    key: record.key,
-                    value: record.value,
-                    headers: record.headers,
-                });
-                out.push(RecordMetadata {
-                    topic: t.name.clone(),
-                    partition,
-                    offset,
-                    timestamp_ms,
-                });
-            };
-            push(first, &mut log);
             // The same partition, named explicitly: under the same lock.
-            while let Some(next) =
+            let run = std::iter::once(first).chain(std::iter::from_fn(|| {
                 records.next_if(|r| r.partition == Some(partition) && r.topic == t.name)
-            {
-                push(next, &mut log);
+            }));
+            let pushed = t.append_run(partition, run, now, |m| out.push(m));
+            if let Err(e) = pushed {
+                break Err(e);
             }
         };
-        // Pairs with `waiter()`: a consumer registers before it checks the
-        // logs, so either it sees these messages or we see it waiting.
-        if !out.is_empty() && self.waiters.load(Ordering::SeqCst) > 0 {
-            self.notify.notify_waiters();
+        if !out.is_empty() {
+            self.wake_waiters();
         }
         result.map(|()| out)
     }
