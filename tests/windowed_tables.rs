@@ -19,7 +19,14 @@ const T0: i64 = 1_700_000_000_000;
 const SEC: i64 = 1000;
 
 type Closed = Arc<Mutex<Vec<(String, WindowRange, u64)>>>;
+/// (page, and two reads made in the agent after each update).
 type Seen = Arc<Mutex<Vec<(String, Option<u64>, Option<u64>)>>>;
+
+/// An `on_window_close` callback that records every close in `closed`.
+fn record_closes(closed: &Closed) -> impl Fn(&String, WindowRange, &u64) + Send + Sync + 'static {
+    let closed = closed.clone();
+    move |k, r, v| closed.lock().unwrap().push((k.clone(), r, *v))
+}
 
 struct Views {
     app: App,
@@ -44,10 +51,7 @@ fn views_app(broker_name: &str) -> Views {
         .table::<String, u64>("tumbling")
         .with_default()
         .tumbling(Duration::from_secs(10), Duration::from_secs(30))
-        .on_window_close({
-            let closed = closed.clone();
-            move |k: &String, r, v: &u64| closed.lock().unwrap().push((k.clone(), r, *v))
-        })
+        .on_window_close(record_closes(&closed))
         .build()
         .unwrap();
     let hopping = app
@@ -296,10 +300,7 @@ async fn sessions_grow_merge_when_bridged_and_close_with_the_merged_value() {
         .session(Duration::from_secs(10), Duration::from_secs(30), |a, b| {
             a + b
         })
-        .on_window_close({
-            let closed = closed.clone();
-            move |k: &String, r, v: &u64| closed.lock().unwrap().push((k.clone(), r, *v))
-        })
+        .on_window_close(record_closes(&closed))
         .build()
         .unwrap();
     app.agent::<String, u64>("count")
@@ -387,15 +388,13 @@ struct Order {
     created_ms: i64,
 }
 
-/// (page, value(), current()) read in the agent after each update.
-type FieldSeen = Arc<Mutex<Vec<(String, Option<u64>, Option<u64>)>>>;
-
 struct OrdersApp {
     app: App,
     orders: Topic<String, Order>,
     views: WindowedTable<String, u64>,
     closed: Closed,
-    seen: FieldSeen,
+    /// (page, value(), current()) read in the agent after each update.
+    seen: Seen,
 }
 
 /// Orders counted per page in 10 s tumbling windows (expiring 30 s after
@@ -413,13 +412,10 @@ fn orders_app(broker_name: &str) -> OrdersApp {
         .with_default()
         .tumbling(Duration::from_secs(10), Duration::from_secs(30))
         .relative_to_field(|o: &Order| o.created_ms)
-        .on_window_close({
-            let closed = closed.clone();
-            move |k: &String, r, v: &u64| closed.lock().unwrap().push((k.clone(), r, *v))
-        })
+        .on_window_close(record_closes(&closed))
         .build()
         .unwrap();
-    let seen: FieldSeen = Arc::default();
+    let seen: Seen = Arc::default();
     app.agent::<String, Order>("count")
         .on(&orders)
         .build({

@@ -253,19 +253,17 @@ where
                     (p.key, p.value, p.message, p.token, p.value_codec)
                 }
             };
-            match (&message, &codec) {
-                (Some(m), Some(c)) => self.current.set_message_with_value(
+            match &message {
+                Some(m) => self.current.set_message_with_value(
                     &m.topic,
                     m.partition,
                     m.offset,
                     m.timestamp_ms,
-                    m.value.clone().map(|v| (v, c.clone())),
+                    codec
+                        .as_ref()
+                        .and_then(|c| Some((m.value.clone()?, c.clone()))),
                 ),
-                (Some(m), None) => {
-                    self.current
-                        .set_message(&m.topic, m.partition, m.offset, m.timestamp_ms)
-                }
-                (None, _) => self.current.set_local(),
+                None => self.current.set_local(),
             }
             let mut value = value;
             for p in &self.processors {

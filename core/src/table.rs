@@ -180,6 +180,23 @@ impl<K: Hash + Eq, V> Part<K, V> {
         }
     }
 
+    /// Cache a key that was not cached, changed (it goes out at the next flush).
+    fn insert_changed(
+        &mut self,
+        key: K,
+        hash: u64,
+        value: Option<V>,
+        capacity: usize,
+        flushing: bool,
+    ) where
+        K: Clone,
+    {
+        self.make_room(capacity, flushing);
+        self.note_stored(hash);
+        self.cache.insert(key.clone(), Slot::new(value, true));
+        self.dirty.push(key);
+    }
+
     /// Make room for one more key when the cache holds `capacity` keys:
     /// evict about an eighth of the capacity of clean entries, unused ones
     /// first (second chance: a sweep clears the used mark of those it keeps).
@@ -836,11 +853,13 @@ where
                     };
                     f(&mut v);
                     let out = v.clone();
-                    part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
-                    part.note_stored(hash);
-                    let owned = key.to_owned();
-                    part.cache.insert(owned.clone(), Slot::new(Some(v), true));
-                    part.dirty.push(owned);
+                    part.insert_changed(
+                        key.to_owned(),
+                        hash,
+                        Some(v),
+                        self.inner.part_capacity(),
+                        self.inner.is_flushing(),
+                    );
                     return Ok(out);
                 }
             }
@@ -909,10 +928,15 @@ where
                         if let Some(change) = change.take() {
                             change(&mut value);
                         }
-                        part.make_room(self.inner.part_capacity(), self.inner.is_flushing());
-                        part.note_stored(self.inner.key_hash(&key));
-                        part.cache.insert(key.clone(), Slot::new(value, true));
-                        Some(true)
+                        let hash = self.inner.key_hash(&key);
+                        part.insert_changed(
+                            key,
+                            hash,
+                            value,
+                            self.inner.part_capacity(),
+                            self.inner.is_flushing(),
+                        );
+                        return Ok(());
                     }
                     (None, None) => None,
                 };
@@ -1154,8 +1178,19 @@ where
             .map_err(|message| self.encode_error(Field::Key, message))
     }
 
+    /// One op, each part its own allocation (per-write ops; a flush uses
+    /// [`encode_op_in`](Self::encode_op_in)).
     fn encode_op(&self, key: &K, value: Option<&V>) -> Result<(Bytes, Option<Bytes>)> {
-        self.encode_op_in(key, value, &mut BytesMut::new())
+        let key = self.encode_key(key)?;
+        let value = match value {
+            Some(v) => Some(
+                self.value_codec
+                    .encode(v)
+                    .map_err(|message| self.encode_error(Field::Value, message))?,
+            ),
+            None => None,
+        };
+        Ok((key, value))
     }
 
     /// [`encode_op`](Self::encode_op) into the free capacity of `buf` (a
