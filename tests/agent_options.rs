@@ -461,3 +461,68 @@ async fn a_failing_isolated_instance_restarts_the_agent_and_nothing_is_lost() {
     .await;
     worker.stop().await.unwrap();
 }
+
+/// One isolated instance fails while another has an event in hand: the
+/// failing event is the one dead-lettered, and the other instance's event is
+/// given back and processed by the next run (it used to be overwritten in the
+/// run's one slot by the aborted instance's, then released: never processed,
+/// its partition's commit stuck behind it).
+#[tokio::test(start_paused = true)]
+async fn a_failing_isolated_instance_dead_letters_its_own_event_and_gives_the_others_back() {
+    let name = unique("isolated-dlq");
+    let app = app_on(&name, "isod").build().unwrap();
+    let topic = app.topic::<(), u32>("parts").partitions(2).build().unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Default::default();
+    let holding = Arc::new(tokio::sync::Notify::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    app.agent::<(), u32>("iso")
+        .on(&topic)
+        .isolated_partitions(true)
+        .dead_letter(true)
+        .build({
+            let (seen, holding, runs) = (seen.clone(), holding.clone(), runs.clone());
+            move |mut s| {
+                let (seen, holding, runs) = (seen.clone(), holding.clone(), runs.clone());
+                async move {
+                    while let Some(n) = s.next().await {
+                        match n {
+                            // Partition 1's first run holds 1 until partition 0 fails.
+                            1 if runs.fetch_add(1, Ordering::SeqCst) == 0 => {
+                                holding.notify_one();
+                                std::future::pending::<()>().await;
+                            }
+                            0 => {
+                                holding.notified().await;
+                                return Err(faustus::Error::State("zero fails".into()));
+                            }
+                            _ => seen.lock().push(n),
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    topic
+        .send_with(None, 1, SendOptions::new().partition(1))
+        .await
+        .unwrap();
+    topic
+        .send_with(None, 0, SendOptions::new().partition(0))
+        .await
+        .unwrap();
+    eventually("1 processed by the next run", || seen.lock().contains(&1)).await;
+    let dlq = broker(&name).messages("isod-iso-dead-letter", 0);
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].value.as_deref(), Some(&b"0"[..]));
+    let b = broker(&name);
+    eventually("both committed", || {
+        (0..2)
+            .filter_map(|p| b.committed("isod", &TopicPartition::new("parts", p)))
+            .sum::<i64>()
+            == 2
+    })
+    .await;
+    worker.stop().await.unwrap();
+}

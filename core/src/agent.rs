@@ -242,19 +242,104 @@ async fn dead_letter(
     Ok(())
 }
 
-/// The event an agent run failed on, kept for its agent to decide.
-pub(crate) struct Failed {
-    msg: Message,
-    token: AckToken,
-    queue: Option<Arc<StreamQueue<Delivered>>>,
+/// The claim on an event in hand: its own token, or the ack shared with an
+/// [`Event`](crate::Event) the agent iterates (`events()` mode).
+pub(crate) enum Claim {
+    Token(AckToken),
+    Shared(Arc<crate::event::SharedAck>),
+}
+
+impl Claim {
+    /// The token, unless the event was already acked by hand.
+    fn take(self) -> Option<AckToken> {
+        match self {
+            Claim::Token(t) => Some(t),
+            Claim::Shared(s) => s.take(),
+        }
+    }
+}
+
+/// The event a run of an agent that decides on failures (`on_error`, dead
+/// letters) has taken into processing. Its stream hands it to the run when
+/// it takes the event and takes it back, acked, when it advances; when the
+/// run ends, the supervisor settles what is still held (ack, dead-letter,
+/// retry or give back). Dropped unsettled (a run aborted with the worker), it
+/// acks, as a stream does with the event in hand.
+pub(crate) struct HeldEvent(Option<HeldParts>);
+
+/// A held event's message, claim, and the buffer it came from (a retry puts
+/// it back at the front).
+type HeldParts = (Message, Claim, Option<Arc<StreamQueue<Delivered>>>);
+
+impl HeldEvent {
+    pub(crate) fn new(
+        msg: Message,
+        claim: Claim,
+        queue: Option<Arc<StreamQueue<Delivered>>>,
+    ) -> Self {
+        HeldEvent(Some((msg, claim, queue)))
+    }
+
+    /// Ack it now (its stream advanced past it). False if it was acked by hand.
+    pub(crate) fn ack(mut self) -> bool {
+        match self.0.take().and_then(|(_, claim, _)| claim.take()) {
+            Some(t) => {
+                t.ack();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Give it back unprocessed: to the front of its buffer (the next run
+    /// takes it first), or released when it has none.
+    pub(crate) fn give_back(mut self) {
+        if let Some((msg, claim, queue)) = self.0.take() {
+            if let Some(token) = claim.take() {
+                match queue {
+                    Some(q) => q.requeue_front(Delivered { msg, token }),
+                    None => token.release(),
+                }
+            }
+        }
+    }
+
+    /// Message, token and buffer, for the supervisor to settle; `None` when
+    /// the event was already acked by hand.
+    fn settle(mut self) -> Option<(Message, AckToken, Option<Arc<StreamQueue<Delivered>>>)> {
+        let (msg, claim, queue) = self.0.take()?;
+        Some((msg, claim.take()?, queue))
+    }
+}
+
+impl Drop for HeldEvent {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take().and_then(|(_, claim, _)| claim.take()) {
+            t.ack();
+        }
+    }
 }
 
 /// The state of one run of an agent, shared with the stream it iterates.
 #[derive(Default)]
 pub(crate) struct RunState {
-    failed: Mutex<Option<Failed>>,
+    /// The event in hand of an agent that decides on failures.
+    held: Mutex<Option<HeldEvent>>,
     /// Where the reply to the event in hand goes (yielding agents).
     pub(crate) reply: Mutex<Option<ReplyTarget>>,
+}
+
+impl RunState {
+    /// Take what the run holds (to settle it, or hand it to another run).
+    pub(crate) fn take_held(&self) -> Option<HeldEvent> {
+        self.held.lock().take()
+    }
+
+    /// Hold `event` for this run (replacing nothing: the stream took back
+    /// the previous one when it advanced).
+    pub(crate) fn hold(&self, event: HeldEvent) {
+        *self.held.lock() = Some(event);
+    }
 }
 
 /// Ties a stream to the agent run iterating it.
@@ -266,28 +351,24 @@ pub(crate) struct AgentLink {
 
 impl AgentLink {
     /// The stream took `msg` into processing.
-    pub(crate) fn on_event(&self, msg: Option<&Message>, keep: &mut Option<Message>) {
-        if self.ctx.keeps_failed() {
-            *keep = msg.cloned();
-        }
+    pub(crate) fn on_event(&self, msg: Option<&Message>) {
         if self.ctx.replies {
             *self.run.reply.lock() = msg.and_then(ReplyTarget::of);
         }
     }
 
-    /// The stream dropped with `msg` in hand: keep it for the agent to decide
-    /// (returns `None`), or give the token back to be acked.
-    pub(crate) fn keep_failed(
-        &self,
-        msg: Message,
-        token: AckToken,
-        queue: Option<Arc<StreamQueue<Delivered>>>,
-    ) -> Option<AckToken> {
-        if !self.ctx.keeps_failed() {
-            return Some(token);
+    /// Whether the run holds each event in hand for the supervisor to settle
+    /// on a failure (the agent has `on_error` or a dead-letter topic).
+    pub(crate) fn holds_events(&self) -> bool {
+        self.ctx.keeps_failed()
+    }
+
+    /// A link to a new run state of the same agent (an isolated partition's instance).
+    pub(crate) fn fresh_run(&self) -> AgentLink {
+        AgentLink {
+            ctx: self.ctx.clone(),
+            run: Arc::new(RunState::default()),
         }
-        *self.run.failed.lock() = Some(Failed { msg, token, queue });
-        None
     }
 }
 
@@ -352,11 +433,12 @@ impl AgentDef {
             let outcome = AssertUnwindSafe(event::scope(cell.clone(), fut))
                 .catch_unwind()
                 .await;
-            let failed = run.failed.lock().take();
+            // The event the run held when it ended: settled here, explicitly.
+            let failed = run.take_held().and_then(HeldEvent::settle);
             let (message, panicked) = match outcome {
                 Ok(Ok(())) => {
-                    if let Some(f) = failed {
-                        f.token.ack();
+                    if let Some((_, token, _)) = failed {
+                        token.ack();
                     }
                     if !stop.is_set() {
                         tracing::warn!(agent = %self.name, "agent returned before shutdown; its stream is no longer processed");
@@ -367,7 +449,7 @@ impl AgentDef {
                 Err(panic) => (panic_message(&panic), true),
             };
             let at = match &failed {
-                Some(f) => Some(f.msg.coordinates()),
+                Some((msg, _, _)) => Some(msg.coordinates()),
                 None => cell.get().and_then(|i| i.coordinates()),
             };
             let attempts = match (&last_failed, &at) {
@@ -383,15 +465,11 @@ impl AgentDef {
                 attempts,
             };
             match failed {
-                Some(f) => {
-                    match self
-                        .ctx
-                        .handle(&app.inner, error, Some(&f.msg), f.token)
-                        .await
-                    {
+                Some((msg, token, queue)) => {
+                    match self.ctx.handle(&app.inner, error, Some(&msg), token).await {
                         Handled::Done => {}
-                        Handled::Retry(token) => match f.queue {
-                            Some(q) => q.requeue_front(Delivered { msg: f.msg, token }),
+                        Handled::Retry(token) => match queue {
+                            Some(q) => q.requeue_front(Delivered { msg, token }),
                             None => token.ack(),
                         },
                         Handled::Stop => {

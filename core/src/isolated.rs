@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
-use crate::agent::AgentLink;
+use crate::agent::{AgentLink, RunState};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::event::{self, CurrentEvent};
@@ -41,6 +41,8 @@ where
     let mut running: HashMap<u32, Queue> = HashMap::new();
     // Instances stop with this run (failure elsewhere, or shutdown).
     let aborts = AbortAll::default();
+    // The run state of each partition's instance (what it holds in hand).
+    let held_by: parking_lot::Mutex<HashMap<u32, Arc<RunState>>> = Default::default();
     let mut instances: FuturesUnordered<BoxFuture<'static, (u32, Result<()>)>> =
         FuturesUnordered::new();
     let start =
@@ -54,13 +56,29 @@ where
             q.reopen();
             running.insert(p, q.clone());
             let cell = CurrentEvent::for_agent(&link.ctx.name, 1);
-            let run = make(&app, q, cell.clone(), link.clone());
+            // Each instance holds its own event in hand; the one a failing
+            // instance held goes to this run, for the supervisor to settle.
+            let instance = link.fresh_run();
+            let instance_run = instance.run.clone();
+            let run_state = link.run.clone();
+            held_by.lock().insert(p, instance.run.clone());
+            let run = make(&app, q, cell.clone(), instance);
             tracing::debug!(agent = %link.ctx.name, partition = p, "starting agent instance");
             // Its own task: the dispatcher may wait for room in its buffer.
             let handle = tokio::spawn(event::scope(cell, run));
             aborts.lock().push(handle.abort_handle());
             instances.push(Box::pin(async move {
-                let r = match handle.await {
+                let outcome = handle.await;
+                let failed = match &outcome {
+                    Ok(r) => r.is_err(),
+                    Err(e) => e.is_panic(),
+                };
+                if failed {
+                    if let Some(held) = instance_run.take_held() {
+                        run_state.hold(held);
+                    }
+                }
+                let r = match outcome {
                     Ok(r) => r,
                     Err(e) if e.is_panic() => {
                         let panic = e.into_panic();
@@ -138,6 +156,7 @@ where
                                     if let Err(e) = r {
                                         // Give what we hold back to the agent's buffer.
                                         main.unpop(&mut local);
+                                        stop_instances(&aborts, &mut instances, &held_by).await;
                                         return Err(e);
                                     }
                                 }
@@ -148,7 +167,10 @@ where
             }
             Some((p, r)) = instances.next() => {
                 running.remove(&p);
-                r?;
+                if let Err(e) = r {
+                    stop_instances(&aborts, &mut instances, &held_by).await;
+                    return Err(e);
+                }
             }
             _ = &mut changed => {}
         }
@@ -161,6 +183,24 @@ where
         r?;
     }
     Ok(())
+}
+
+/// One instance failed: stop the others, and give back the events they
+/// held (they did not fail on them; the next run processes them first).
+async fn stop_instances(
+    aborts: &AbortAll,
+    instances: &mut FuturesUnordered<BoxFuture<'static, (u32, Result<()>)>>,
+    held_by: &parking_lot::Mutex<HashMap<u32, Arc<RunState>>>,
+) {
+    for h in aborts.lock().drain(..) {
+        h.abort();
+    }
+    while instances.next().await.is_some() {}
+    for (_, run) in held_by.lock().drain() {
+        if let Some(held) = run.take_held() {
+            held.give_back();
+        }
+    }
 }
 
 /// Aborts the tasks it holds when dropped.

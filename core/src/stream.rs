@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::acks::AckToken;
-use crate::agent::AgentLink;
+use crate::agent::{AgentLink, Claim, HeldEvent};
 use crate::app::AppInner;
 use crate::codec::CodecChain;
 use crate::error::{Error, Field};
@@ -78,6 +78,10 @@ enum InHand {
     None,
     Token(AckToken),
     Shared(Arc<SharedAck>),
+    /// The agent run holds it ([`AgentLink::holds_events`]): the stream
+    /// takes it back when it advances; if the run ends first, its
+    /// supervisor settles it.
+    Held,
 }
 
 /// An event taken from the source, with its claim: whoever holds it acks it.
@@ -105,9 +109,6 @@ pub(crate) struct Core<K, V> {
     pub(crate) processors: Vec<Processor<V>>,
     pub(crate) current: Arc<CurrentEvent>,
     in_hand: InHand,
-    /// The in-hand event's message, kept for agents that may dead-letter or
-    /// retry it (see [`AgentLink`]).
-    in_hand_msg: Option<Message>,
     events_mode: bool,
     /// `noack()`: advancing does not ack; the events are acked by hand.
     noack: bool,
@@ -150,7 +151,6 @@ where
             processors: Vec::new(),
             current,
             in_hand: InHand::None,
-            in_hand_msg: None,
             events_mode: false,
             noack: false,
             acked: 0,
@@ -160,9 +160,14 @@ where
     }
 
     fn finish_in_hand(&mut self) {
-        self.in_hand_msg = None;
         match std::mem::replace(&mut self.in_hand, InHand::None) {
             InHand::None => {}
+            InHand::Held => {
+                let held = self.agent.as_ref().and_then(|l| l.run.take_held());
+                if held.is_some_and(HeldEvent::ack) {
+                    self.count_ack();
+                }
+            }
             InHand::Token(t) => {
                 t.ack();
                 self.count_ack();
@@ -295,17 +300,29 @@ where
         self.finish_in_hand();
         let p = self.pull().await?;
         if let Some(link) = &self.agent {
-            link.on_event(p.message.as_ref(), &mut self.in_hand_msg);
+            link.on_event(p.message.as_ref());
         }
-        let ack = if self.events_mode {
+        let (claim, ack) = if self.events_mode {
             let shared = SharedAck::new(p.token);
-            if !self.noack {
-                self.in_hand = InHand::Shared(shared.clone());
-            }
-            Some(shared)
+            let claim = (!self.noack).then(|| Claim::Shared(shared.clone()));
+            (claim, Some(shared))
         } else {
-            self.in_hand = InHand::Token(p.token);
-            None
+            (Some(Claim::Token(p.token)), None)
+        };
+        self.in_hand = match (claim, &self.agent, &p.message) {
+            (None, _, _) => InHand::None,
+            // The run holds the event, so that its supervisor can settle it
+            // if the agent fails on it.
+            (Some(claim), Some(link), Some(msg)) if link.holds_events() => {
+                let queue = match &self.source {
+                    Source::Topic { queue, .. } => Some(queue.clone()),
+                    _ => None,
+                };
+                link.run.hold(HeldEvent::new(msg.clone(), claim, queue));
+                InHand::Held
+            }
+            (Some(Claim::Token(t)), _, _) => InHand::Token(t),
+            (Some(Claim::Shared(s)), _, _) => InHand::Shared(s),
         };
         Some(Next {
             key: p.key,
@@ -318,27 +335,17 @@ where
 
 impl<K, V> Drop for Core<K, V> {
     fn drop(&mut self) {
-        // The agent is done with the event in hand: finished, failed or
-        // panicked. An agent that handles failures itself (dead letters,
-        // on_error) gets it to decide; otherwise it is acked.
+        // Release what the stream itself holds: the event in hand is done
+        // (the agent finished, failed or panicked on it). An event its agent
+        // run holds (`InHand::Held`) is the run's supervisor's to settle.
         let token = match std::mem::replace(&mut self.in_hand, InHand::None) {
-            InHand::None => None,
+            InHand::None | InHand::Held => None,
             InHand::Token(t) => Some(t),
             InHand::Shared(s) => s.take(),
         };
         if let Some(token) = token {
-            let requeue = match &self.source {
-                Source::Topic { queue, .. } => Some(queue.clone()),
-                _ => None,
-            };
-            let kept = match (&self.agent, self.in_hand_msg.take()) {
-                (Some(link), Some(msg)) => link.keep_failed(msg, token, requeue),
-                (_, _) => Some(token),
-            };
-            if let Some(token) = kept {
-                token.ack();
-                self.acked += 1;
-            }
+            token.ack();
+            self.acked += 1;
         }
         publish_acks(&self.app, self.agent.as_ref(), &mut self.acked);
         if let Source::Topic {
