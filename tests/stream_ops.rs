@@ -355,3 +355,52 @@ async fn merged_topic_streams_echo_and_noack() {
     .await;
     worker.stop().await.unwrap();
 }
+
+/// Processors and filters added after iteration started apply from the next
+/// value on (they used to be silently ignored); a value they filter out is
+/// acked like any other, so the commit goes past it. `through` and
+/// `group_by` then fail with an error naming them (they used to panic).
+#[tokio::test(start_paused = true)]
+async fn processors_added_while_iterating_apply_and_through_then_is_an_error() {
+    let name = unique("late-ops");
+    let app = app_on(&name, "late").build().unwrap();
+    let nums = app.topic::<(), u32>("nums").partitions(1).build().unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Default::default();
+    let late_through: Arc<Mutex<Option<String>>> = Default::default();
+    app.agent::<(), u32>("late")
+        .on(&nums)
+        .build({
+            let (seen, late_through) = (seen.clone(), late_through.clone());
+            move |mut stream| {
+                let (seen, late_through) = (seen.clone(), late_through.clone());
+                async move {
+                    let first = stream.next().await;
+                    seen.lock().extend(first);
+                    let mut stream = stream.processor(|n| n * 10).filter(|n| *n != 30);
+                    while let Some(n) = stream.next().await {
+                        seen.lock().push(n);
+                        if n == 40 {
+                            break;
+                        }
+                    }
+                    let err = stream.through("elsewhere").unwrap_err();
+                    *late_through.lock() = Some(err.to_string());
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    for n in 1..=4 {
+        nums.send_value(n).await.unwrap();
+    }
+    eventually("4 processed", || seen.lock().contains(&40)).await;
+    assert_eq!(*seen.lock(), vec![1, 20, 40]);
+    let err = late_through.lock().clone().unwrap();
+    assert!(err.contains("through()"), "{err}");
+    eventually("all committed", || {
+        broker(&name).committed("late", &TopicPartition::new("nums", 0)) == Some(4)
+    })
+    .await;
+    worker.stop().await.unwrap();
+}

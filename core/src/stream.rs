@@ -462,29 +462,66 @@ where
     pub(crate) fn take_core(&mut self) -> Core<K, V> {
         match self.core.take() {
             Some(c) => c,
-            None => panic!("stream operators must be applied before iterating the stream"),
+            None => panic!("stream operators that change what the stream yields (items, events, noack, take, enumerate, echo, merge) must be applied before iterating the stream"),
         }
     }
 
-    /// Add a processor: a function applied to every value, in the order added.
-    pub fn processor(mut self, f: impl Fn(V) -> V + Send + Sync + 'static) -> Self {
-        if let Some(core) = self.core.as_mut() {
-            core.processors.push(Processor::Sync(Box::new(f)));
+    /// The stream's core for operator `op`, or an error naming it once
+    /// iteration started (the core then belongs to the running iteration).
+    pub(crate) fn try_take_core(&mut self, op: &str) -> Result<Core<K, V>, Error> {
+        self.core.take().ok_or_else(|| {
+            Error::State(format!(
+                "{op}() on a stream that is already being iterated: apply it before the first next()"
+            ))
+        })
+    }
+
+    /// Add a processor step: in the core before iteration, on the running
+    /// iteration after (from its next value on, after the steps added before).
+    pub(crate) fn add_step(mut self, step: Processor<V>) -> Self
+    where
+        V: Send,
+    {
+        match (self.core.as_mut(), self.running.take()) {
+            (Some(core), _) => core.processors.push(step),
+            // Iteration started: a value a filter drops is acked when the
+            // iteration advances past it, as any other.
+            (None, Some(running)) => {
+                let step = Arc::new(step);
+                self.running = Some(
+                    running
+                        .filter_map(move |v| {
+                            let step = step.clone();
+                            async move {
+                                match &*step {
+                                    Processor::Sync(f) => Some(f(v)),
+                                    Processor::Async(f) => Some(f(v).await),
+                                    Processor::Filter(f) => f(&v).then_some(v),
+                                }
+                            }
+                        })
+                        .boxed(),
+                );
+            }
+            (None, None) => {}
         }
         self
     }
 
+    /// Add a processor: a function applied to every value, in the order added
+    /// (Faust's `add_processor`). Added after iteration started, it applies
+    /// from the next value on.
+    pub fn processor(self, f: impl Fn(V) -> V + Send + Sync + 'static) -> Self {
+        self.add_step(Processor::Sync(Box::new(f)))
+    }
+
     /// Add an async processor, applied in order with the others.
-    pub fn async_processor<F, Fut>(mut self, f: F) -> Self
+    pub fn async_processor<F, Fut>(self, f: F) -> Self
     where
         F: Fn(V) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
-        if let Some(core) = self.core.as_mut() {
-            core.processors
-                .push(Processor::Async(Box::new(move |v| Box::pin(f(v)))));
-        }
-        self
+        self.add_step(Processor::Async(Box::new(move |v| Box::pin(f(v)))))
     }
 
     /// Iterate over `(key, value)` pairs; the key is `None` when the message had none.

@@ -148,11 +148,8 @@ where
     /// assert_eq!(evens, vec![2, 4, 6]);
     /// # }
     /// ```
-    pub fn filter(mut self, f: impl Fn(&V) -> bool + Send + Sync + 'static) -> Self {
-        if let Some(core) = self.core_mut() {
-            core.processors.push(Processor::Filter(Box::new(f)));
-        }
-        self
+    pub fn filter(self, f: impl Fn(&V) -> bool + Send + Sync + 'static) -> Self {
+        self.add_step(Processor::Filter(Box::new(f)))
     }
 
     /// Number the values, starting at `start` (Faust's `enumerate(start)`).
@@ -231,10 +228,6 @@ where
         .boxed()
     }
 
-    fn core_mut(&mut self) -> Option<&mut Core<K, V>> {
-        self.core.as_mut()
-    }
-
     /// Repeat every value to each of `topics` (waiting for the
     /// acknowledgements) before the stream yields it (Faust's `echo`). A
     /// failed send is a failure on that event: the agent's error policy
@@ -300,7 +293,7 @@ where
     /// with a stream over that topic (Faust's `through`). Each event is
     /// acknowledged once its copy is acknowledged by the transport.
     pub fn through(mut self, dest: impl Into<Through<K, V>>) -> Result<Stream<K, V>> {
-        let core = self.take_core();
+        let core = self.try_take_core("through")?;
         let app = crate::App {
             inner: core.app.clone(),
         };
@@ -338,7 +331,7 @@ where
     where
         K2: Serialize + DeserializeOwned + Send + 'static,
     {
-        let core = self.take_core();
+        let core = self.try_take_core("group_by")?;
         if let Some(link) = &core.agent {
             if link.ctx.concurrency > 1 {
                 return Err(Error::config(
