@@ -31,7 +31,7 @@ impl<V> Slot<V> {
     }
 }
 
-/// Keys a table caches by default (see [`TableBuilder::cache_capacity`]).
+/// Keys a table caches by default (see [`TableBuilder::cache_capacity`](super::TableBuilder::cache_capacity)).
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
 pub(super) struct Part<K, V> {
