@@ -3,9 +3,17 @@
 
 pub use faustus_core::*;
 
+pub mod cli;
+
+pub use cli::AppCommand;
+
+/// [clap](https://docs.rs/clap), which describes the arguments of the app's
+/// own commands ([`AppCommand::command`]).
+pub use clap;
+
 /// Everything an app module usually needs.
 pub mod prelude {
-    pub use crate::AppMain;
+    pub use crate::{AppCommand, AppMain};
     pub use faustus_core::{
         Agent, App, Channel, Error, Event, Result, SendOptions, Stream, Table, Topic, WindowRange,
         WindowedTable,
@@ -42,17 +50,18 @@ pub fn register_default_drivers(registry: &Registry) {
     let _ = registry;
 }
 
-/// `app.main()`: Faust's command line for this app.
+/// `app.main()`: Faust's command line for this app (see [`cli`]).
 pub trait AppMain {
     /// Register the built-in drivers, parse the command line (`worker -l info`,
-    /// `agents`, `tables` …) and run it; returns the process exit code.
+    /// `agents`, `tables` …) and run it; returns the process exit code. With
+    /// a registry of your own, call [`cli::run`] instead.
     fn main(&self) -> std::process::ExitCode;
 }
 
 impl AppMain for App {
     fn main(&self) -> std::process::ExitCode {
         install_default_drivers();
-        self.main_with_registered_drivers()
+        cli::run(self, std::env::args_os())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The [`App`]: settings, drivers, and everything an app defines.
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
@@ -40,19 +41,14 @@ pub struct TableInfo {
     pub changelog: String,
     /// Help text.
     pub help: String,
+    /// Its number of partitions.
+    pub partitions: u32,
 }
 
 /// A one-shot task started when the worker is ready.
 pub(crate) struct TaskDef {
     pub(crate) name: String,
     pub(crate) run: TaskFn,
-}
-
-/// A custom command-line command.
-pub(crate) struct CommandDef {
-    pub(crate) command: clap::Command,
-    pub(crate) run:
-        Arc<dyn Fn(App, clap::ArgMatches) -> BoxFuture<'static, Result<()>> + Send + Sync>,
 }
 
 /// A periodic task.
@@ -95,7 +91,8 @@ pub(crate) struct Defs {
     pub(crate) tasks: Vec<TaskDef>,
     pub(crate) timers: Vec<TimerDef>,
     pub(crate) services: Vec<Arc<dyn Service>>,
-    pub(crate) commands: Vec<CommandDef>,
+    /// Values other crates keep with the app, one per type (`App::extension`).
+    pub(crate) extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 /// A stream buffer fed by the conductor.
@@ -423,35 +420,35 @@ impl App {
         });
     }
 
-    /// Add a command to the app's command line (`app.main()`), like Faust's
-    /// `@app.command`: `command` describes its name, help, arguments and
-    /// options (clap), `run` gets the app and the parsed arguments. It runs in
-    /// its own process, without a worker: it can send to topics and agents.
+    /// The value of type `T` kept with this app, created with `T::default()`
+    /// on first use; every clone of the app shares it.
+    ///
+    /// For crates that build on the core and need per-app state of their
+    /// own: the `faustus` facade keeps the app's command-line commands
+    /// (`app.command(..)`) here. Use a type private to your crate, so no one
+    /// else's code shares the slot; put interior mutability inside `T`.
+    /// `T::default()` runs under the app's definitions lock, so it must not
+    /// call back into the app.
     ///
     /// ```
-    /// use faustus_core::{App, clap::{Arg, Command}};
-    /// # fn demo(app: App) {
-    /// app.command(
-    ///     Command::new("hello")
-    ///         .about("Say hello")
-    ///         .arg(Arg::new("name").default_value("world")),
-    ///     |_app, args| async move {
-    ///         let name = args.get_one::<String>("name").cloned().unwrap_or_default();
-    ///         println!("hello {name}");
-    ///         Ok(())
-    ///     },
-    /// );
-    /// # }
+    /// use faustus_core::App;
+    /// #[derive(Default)]
+    /// struct Greetings(std::sync::Mutex<Vec<String>>);
+    ///
+    /// let app = App::builder("ext-demo").broker("memory://").build().unwrap();
+    /// app.extension::<Greetings>().0.lock().unwrap().push("hello".into());
+    /// assert_eq!(app.clone().extension::<Greetings>().0.lock().unwrap().len(), 1);
     /// ```
-    pub fn command<F, Fut>(&self, command: clap::Command, run: F)
-    where
-        F: Fn(App, clap::ArgMatches) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-    {
-        self.inner.defs.lock().commands.push(CommandDef {
-            command,
-            run: Arc::new(move |app, m| Box::pin(run(app, m))),
-        });
+    pub fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.inner
+            .defs
+            .lock()
+            .extensions
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone()
+            .downcast::<T>()
+            .expect("extensions are keyed by their TypeId")
     }
 
     /// Start `service` with the worker and stop it with it.
@@ -481,20 +478,33 @@ impl App {
                 name: t.name().to_string(),
                 changelog: t.changelog().name.to_string(),
                 help: t.help().to_string(),
+                partitions: t.partitions(),
             })
             .collect()
-    }
-
-    /// Parse this process's command line and run the command (`worker`,
-    /// `agents`, `tables`, `topics`); returns the process exit code. Drivers
-    /// must be registered first (the `faustus` facade's `main` does that).
-    pub fn main_with_registered_drivers(&self) -> std::process::ExitCode {
-        crate::cli::run(self, std::env::args_os())
     }
 
     /// Names of the topics the app declared.
     pub fn topics(&self) -> Vec<String> {
         self.inner.defs.lock().topics.keys().cloned().collect()
+    }
+
+    /// A handle to the topic named `name` if the app declared it (a topic,
+    /// an agent's topic, a changelog …), with the options and codecs it was
+    /// declared with; `K` and `V` are the caller's to choose, as with
+    /// [`App::topic`]. Sending through it creates the topic on the broker
+    /// first, as the app would.
+    ///
+    /// ```
+    /// use faustus_core::App;
+    /// let app = App::builder("declared").broker("memory://").build().unwrap();
+    /// app.topic::<String, u64>("counts").partitions(4).build().unwrap();
+    /// let counts = app.declared_topic::<String, u64>("counts").unwrap();
+    /// assert_eq!(counts.partitions(), 4);
+    /// assert!(app.declared_topic::<String, u64>("other").is_none());
+    /// ```
+    pub fn declared_topic<K, V>(&self, name: &str) -> Option<crate::topic::Topic<K, V>> {
+        let def = self.inner.defs.lock().topics.get(name).cloned()?;
+        Some(crate::topic::Topic::from_def(self.clone(), def))
     }
 
     /// Wait until the message at `offset` of `tp` has been processed by every
@@ -541,6 +551,11 @@ impl App {
     /// The shared producer (created on first use).
     pub async fn producer(&self) -> Result<Arc<dyn Producer>> {
         self.inner.producer().await
+    }
+
+    /// The table store (created on first use).
+    pub async fn store(&self) -> Result<Arc<dyn Store>> {
+        self.inner.store().await
     }
 }
 

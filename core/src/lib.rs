@@ -5,7 +5,6 @@
 pub mod acks;
 pub mod agent;
 pub mod app;
-pub mod cli;
 pub mod cluster;
 pub mod codec;
 mod conductor;
@@ -36,7 +35,6 @@ pub mod worker;
 
 pub use agent::{Agent, AgentBuilder, AgentError, AgentInfo, OnError, YieldingAgentBuilder};
 pub use app::{App, AppBuilder, Service, TableInfo};
-pub use clap;
 pub use cluster::{ClusterMap, WorkerInfo};
 pub use error::{Error, Result};
 pub use event::{Event, EventInfo};

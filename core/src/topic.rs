@@ -340,6 +340,17 @@ impl<K, V> Clone for Topic<K, V> {
     }
 }
 
+impl<K, V> Topic<K, V> {
+    /// A typed handle over a registered definition.
+    pub(crate) fn from_def(app: App, def: Arc<TopicDef>) -> Self {
+        Topic {
+            app,
+            def,
+            _types: PhantomData,
+        }
+    }
+}
+
 impl<K, V> fmt::Debug for Topic<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Topic({:?})", self.def.name)

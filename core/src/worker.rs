@@ -172,7 +172,9 @@ impl App {
     }
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what [`App::run`] and
+/// the `worker` command stop on.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
