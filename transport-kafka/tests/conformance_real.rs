@@ -58,7 +58,8 @@ real_broker_checks!(
     check_commit_resume,
     check_rebalance_revokes_first,
     check_pause_resume,
-    check_groupless_assign_seek,
+    check_reader_assign_seek,
+    check_reader_outside_group,
     check_flush,
     check_send_batch,
 );
