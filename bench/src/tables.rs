@@ -7,7 +7,7 @@ use bytes::Bytes;
 use faustus::prelude::*;
 use faustus::store::{Store, StoreContext, TableSpec, WriteBatch};
 use faustus::transport::{
-    ConsumerConfig, ConsumerEvent, ProducerConfig, Record, TopicPartition, TopicSpec,
+    ProducerConfig, ReaderConfig, Record, TopicPartition, TopicSpec,
 };
 use faustus_store_redb::{RedbConfig, RedbStore};
 
@@ -153,7 +153,7 @@ async fn bare_read(
 ) -> BenchResult<Duration> {
     let t0 = Instant::now();
     let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless("bench-bare"))
+        .reader(&ReaderConfig::new("bench-bare"))
         .await?;
     let tps: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(changelog, p))
@@ -164,9 +164,7 @@ async fn bare_read(
     }
     let mut read = 0u64;
     while read < n {
-        if let ConsumerEvent::Messages(m) = consumer.poll(Duration::from_millis(200)).await? {
-            read += m.len() as u64;
-        }
+        read += consumer.poll(Duration::from_millis(200)).await?.len() as u64;
     }
     consumer.close().await?;
     Ok(t0.elapsed())
