@@ -7,7 +7,7 @@
 //! compacted topic `{app_id}-__cluster` (one partition, keyed by worker id),
 //! after every change of its assignment or URL and every
 //! [`HEARTBEAT`]. A graceful stop writes a tombstone. Every worker reads the
-//! topic from the start with a group-less consumer and folds it into the same
+//! topic from the start with a partition reader (no group) and folds it into the same
 //! [`ClusterMap`] (the fold depends only on the records read, so workers that
 //! read the same prefix agree).
 //!
@@ -37,7 +37,8 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::transport::{
-    PartitionReader, PartitionReaderExt, ProducerExt, ReaderConfig, Record, TopicPartition, TopicSpec,
+    PartitionReader, PartitionReaderExt, ProducerExt, ReaderConfig, Record, TopicPartition,
+    TopicSpec,
 };
 use crate::worker::ShutdownSignal;
 
@@ -565,7 +566,9 @@ async fn read_loop(app: App, topic: String, stop: ShutdownSignal) {
 
 async fn read_cluster_topic(app: &App, topic: &str, stop: &ShutdownSignal) -> Result<()> {
     let mut consumer = partition_reader(app, "cluster").await?;
-    consumer.assign_at(&[(TopicPartition::new(topic, 0), 0)]).await?;
+    consumer
+        .assign_at(&[(TopicPartition::new(topic, 0), 0)])
+        .await?;
     let mut log = ClusterLog::default();
     while !stop.is_set() {
         let msgs = consumer.poll(Duration::from_millis(200)).await?;

@@ -51,7 +51,7 @@ pub(crate) struct WebState {
 }
 
 /// Consumer lag for `/metrics` and `/stats`: high watermarks read by a
-/// group-less consumer of its own, off the conductor, at most every
+/// partition reader (no group) of its own, off the conductor, at most every
 /// [`LAG_EVERY`], and only while someone asks for the figures.
 #[derive(Default)]
 struct LagSampler {

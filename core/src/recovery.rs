@@ -1,6 +1,6 @@
 //! Table recovery: replay each table partition's changelog from the offset
 //! its store last applied up to the changelog's end, before the partition's
-//! events are processed. Reads with a group-less consumer so the group is
+//! events are processed. Reads with a partition reader (no group) so the group is
 //! never disturbed.
 //!
 //! Every batch goes to the store together with the offset of its last record,
@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
+use crate::store::TableStoreExt;
 use crate::store::WriteBatch;
 use crate::table::TableOps;
-use crate::store::TableStoreExt;
 use crate::transport::{PartitionReaderExt, TopicPartition};
 use crate::worker::ShutdownSignal;
 

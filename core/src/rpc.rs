@@ -5,7 +5,7 @@
 //! `{reply_to_prefix}{uuid}`) and a correlation id ([`CORRELATION_ID`]). A
 //! yielding agent (see [`AgentBuilder::yields`](crate::AgentBuilder::yields))
 //! sends the value it yields for that event to the reply topic with the same
-//! correlation id. Each app reads its reply topic with a group-less consumer
+//! correlation id. Each app reads its reply topic with a partition reader (no group)
 //! started on the first request (creating the topic when
 //! `reply_create_topic`), and hands each reply to the request waiting for it;
 //! replies older than `reply_expires` or for no waiting request are dropped.

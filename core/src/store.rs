@@ -268,10 +268,7 @@ pub trait TableStoreExt: TableStore {
     /// The changelog offset to replay `partition` from: one past the
     /// [`persisted_offset`](TableStore::persisted_offset), 0 when none.
     async fn replay_from(&self, partition: u32) -> Result<i64> {
-        Ok(self
-            .persisted_offset(partition)
-            .await?
-            .map_or(0, |o| o + 1))
+        Ok(self.persisted_offset(partition).await?.map_or(0, |o| o + 1))
     }
 }
 

@@ -128,8 +128,16 @@ where
 pub fn check_round_trip(chain: CodecChain) {
     match chain.format() {
         Format::Json => {
-            round_trip(&chain, "a struct of every kind of field", Sample::representative());
-            round_trip(&chain, "a list of structs", vec![Sample::representative(); 3]);
+            round_trip(
+                &chain,
+                "a struct of every kind of field",
+                Sample::representative(),
+            );
+            round_trip(
+                &chain,
+                "a list of structs",
+                vec![Sample::representative(); 3],
+            );
             round_trip(&chain, "a number", 42u32);
             round_trip(&chain, "a negative number", -7i64);
             round_trip(&chain, "a string", "Grüße, 世界 🎉".to_string());
@@ -173,7 +181,9 @@ fn rejects<T: DeserializeOwned + Debug + 'static>(chain: &CodecChain, input: &By
     let name = chain.name();
     let outcome = catch_unwind(AssertUnwindSafe(|| chain.decode_named::<T>(input.clone())));
     match outcome {
-        Err(_) => panic!("codec {name} panicked decoding garbage {input:?}; it must return an error"),
+        Err(_) => {
+            panic!("codec {name} panicked decoding garbage {input:?}; it must return an error")
+        }
         Ok(Ok(v)) => panic!("codec {name} decoded garbage {input:?} into {v:?}; it must fail"),
         Ok(Err(e)) => assert!(
             e.contains(name),

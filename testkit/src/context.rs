@@ -197,15 +197,13 @@ impl TestContext {
                 for m in msgs {
                     next = m.offset + 1;
                     let key = match &m.key {
-                        Some(k) => {
-                            Some(key_codec.decode::<K>(k.clone()).map_err(|message| {
-                                Error::Decode {
-                                    field: faustus_core::error::Field::Key,
-                                    at: m.coordinates(),
-                                    message,
-                                }
-                            })?)
-                        }
+                        Some(k) => Some(key_codec.decode::<K>(k.clone()).map_err(|message| {
+                            Error::Decode {
+                                field: faustus_core::error::Field::Key,
+                                at: m.coordinates(),
+                                message,
+                            }
+                        })?),
                         None => None,
                     };
                     let value = value_codec

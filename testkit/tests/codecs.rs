@@ -103,10 +103,7 @@ fn chain_with(codec: Arc<dyn Codec>, name: &str) -> CodecChain {
 #[test]
 #[should_panic(expected = "round trip")]
 fn a_lossy_codec_fails_the_round_trip() {
-    faustus_testkit::codec_conformance::check_round_trip(chain_with(
-        Arc::new(Lossy),
-        "raw|broken",
-    ));
+    faustus_testkit::codec_conformance::check_round_trip(chain_with(Arc::new(Lossy), "raw|broken"));
 }
 
 #[test]

@@ -212,10 +212,7 @@ async fn records_are_sent_with_the_acks_their_topic_asks_for() {
         }
     }
     // Every record reached the partition, whatever its acks.
-    let mut c = t
-        .reader(&ReaderConfig::new("reader"))
-        .await
-        .unwrap();
+    let mut c = t.reader(&ReaderConfig::new("reader")).await.unwrap();
     let tp = TopicPartition::new("acks", 0);
     c.assign_at(&[(tp, 0)]).await.unwrap();
     let mut values = Vec::new();

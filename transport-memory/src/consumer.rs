@@ -421,7 +421,7 @@ impl PartitionReader for MemoryConsumer {
         if let Mode::Subscribed { .. } = self.mode {
             return Err(Error::State(format!(
                 "consumer {:?} is subscribed to group {:?}; it cannot also assign partitions \
-                 manually (use a group-less consumer for that)",
+                 manually (use a partition reader for that)",
                 self.client_id,
                 self.group.as_deref().unwrap_or_default()
             )));

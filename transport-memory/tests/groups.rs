@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Message, Producer, ProducerConfig, ReaderConfig, Record,
-    TopicPartition, TopicSpec, Transport,
+    Consumer, ConsumerConfig, ConsumerEvent, Message, Producer, ProducerConfig, ReaderConfig,
+    Record, TopicPartition, TopicSpec, Transport,
 };
 use faustus_core::DriverUrl;
 use faustus_transport_memory::MemoryTransport;

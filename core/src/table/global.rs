@@ -30,7 +30,9 @@ use super::{Table, TableBuilder};
 use crate::app::{App, Service};
 use crate::error::Result;
 use crate::store::{TableStore, TableStoreExt, WriteBatch};
-use crate::transport::{Message, PartitionReader, PartitionReaderExt, ReaderConfig, TopicPartition};
+use crate::transport::{
+    Message, PartitionReader, PartitionReaderExt, ReaderConfig, TopicPartition,
+};
 use crate::worker::ShutdownSignal;
 
 /// Quiet polls (200 ms each) after which missing offsets below the end
