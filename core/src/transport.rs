@@ -41,9 +41,7 @@ impl TopicPartition {
             partition,
         }
     }
-}
 
-impl TopicPartition {
     /// Partitions `0..partitions` of `topic`, in order.
     pub fn all(topic: impl Into<Arc<str>>, partitions: u32) -> Vec<TopicPartition> {
         let topic: Arc<str> = topic.into();
@@ -471,9 +469,10 @@ pub trait Consumer: Send + fmt::Debug + 'static {
 /// Helpers built on these methods are on [`PartitionReaderExt`].
 #[async_trait]
 pub trait PartitionReader: Send + fmt::Debug + 'static {
-    /// Read these partitions (replaces an earlier assignment). A partition
-    /// newly assigned is read from its beginning until [`seek`](Self::seek)
-    /// moves it; one assigned before keeps its position.
+    /// Read these partitions (replaces an earlier assignment), from their
+    /// beginning unless [`seek`](Self::seek) moves them. (Whether a
+    /// partition that was assigned before keeps its position is the
+    /// driver's choice: seek after assigning.)
     async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()>;
 
     /// Next read of the assigned `tp` starts at `offset`.
