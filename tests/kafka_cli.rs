@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use faustus_core::transport::{
-    ConsumerConfig, ConsumerEvent, Message, TopicPartition, TopicSpec, Transport,
+    Message, PartitionReaderExt, ReaderConfig, TopicPartition, TopicSpec, Transport,
 };
 use faustus_core::DriverUrl;
 use faustus_transport_kafka::KafkaTransport;
@@ -19,22 +19,18 @@ use support::*;
 /// `want` arrived (at most 60 s).
 async fn read(t: &Arc<dyn Transport>, topic: &str, partitions: u32, want: usize) -> Vec<Message> {
     let mut c = t
-        .consumer(&ConsumerConfig::groupless(unique("kcli-reader")))
+        .reader(&ReaderConfig::new(unique("kcli-reader")))
         .await
         .unwrap();
     let tps: Vec<TopicPartition> = (0..partitions)
         .map(|p| TopicPartition::new(topic, p))
         .collect();
-    c.assign(&tps).await.unwrap();
-    for tp in &tps {
-        c.seek(tp, 0).await.unwrap();
-    }
+    let starts: Vec<(TopicPartition, i64)> = tps.into_iter().map(|tp| (tp, 0)).collect();
+    c.assign_at(&starts).await.unwrap();
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < want && Instant::now() < deadline {
-        if let ConsumerEvent::Messages(batch) = c.poll(Duration::from_millis(500)).await.unwrap() {
-            got.extend(batch);
-        }
+        got.extend(c.poll(Duration::from_millis(500)).await.unwrap());
     }
     let _ = c.close().await;
     got

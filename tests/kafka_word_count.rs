@@ -49,7 +49,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Message, TopicPartition, TopicSpec, Transport,
+    Consumer, ConsumerConfig, Message, PartitionReader, ReaderConfig, TopicPartition, TopicSpec,
+    Transport,
 };
 use faustus_core::DriverUrl;
 use faustus_transport_kafka::KafkaTransport;
@@ -527,7 +528,7 @@ fn tps(topic: &str) -> Vec<TopicPartition> {
 
 /// A group-less reader of all partitions of a topic, from the beginning.
 struct Reader {
-    consumer: Box<dyn Consumer>,
+    consumer: Box<dyn PartitionReader>,
     topic: String,
     next: HashMap<u32, i64>,
     messages: Vec<Message>,
@@ -536,9 +537,9 @@ struct Reader {
 impl Reader {
     async fn new(t: Arc<dyn Transport>, topic: &str) -> Reader {
         let mut consumer = t
-            .consumer(&ConsumerConfig::groupless(unique("kwc-reader")))
+            .reader(&ReaderConfig::new(unique("kwc-reader")))
             .await
-            .expect("a group-less consumer");
+            .expect("a partition reader");
         let tps = tps(topic);
         consumer.assign(&tps).await.expect("assign");
         for tp in &tps {
@@ -557,21 +558,18 @@ impl Reader {
         let deadline = Instant::now() + within;
         let mut got = 0;
         while Instant::now() < deadline {
-            match self
+            let batch = self
                 .consumer
                 .poll(Duration::from_millis(200))
                 .await
-                .expect("poll")
-            {
-                ConsumerEvent::Messages(batch) => {
-                    for m in batch {
-                        self.next.insert(m.partition, m.offset + 1);
-                        self.messages.push(m);
-                        got += 1;
-                    }
-                }
-                ConsumerEvent::Idle => break,
-                _ => {}
+                .expect("poll");
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                self.next.insert(m.partition, m.offset + 1);
+                self.messages.push(m);
+                got += 1;
             }
         }
         got

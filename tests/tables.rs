@@ -277,7 +277,8 @@ mod flaky {
 
     use async_trait::async_trait;
     use faustus::transport::{
-        Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, Record, TopicSpec, Transport,
+        Consumer, ConsumerConfig, Delivery, PartitionReader, Producer, ProducerConfig,
+        ReaderConfig, Record, TopicSpec, Transport,
     };
     use faustus::{Error, Result};
 
@@ -312,6 +313,9 @@ mod flaky {
         }
         async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
             self.inner.consumer(config).await
+        }
+        async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+            self.inner.reader(config).await
         }
     }
 

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use faustus::prelude::*;
 use faustus::store::{Store, StoreContext, TableSpec, WriteBatch};
-use faustus::transport::{
-    ConsumerConfig, ConsumerEvent, ProducerConfig, Record, TopicPartition, TopicSpec,
-};
+use faustus::transport::{ProducerConfig, ReaderConfig, Record, TopicPartition, TopicSpec};
 use faustus_store_redb::{RedbConfig, RedbStore};
 
 use crate::{encode, produce, rate, rss_mib, BenchResult, Row, COMMIT_INTERVAL, PARTITIONS};
@@ -152,9 +150,7 @@ async fn bare_read(
     n: u64,
 ) -> BenchResult<Duration> {
     let t0 = Instant::now();
-    let mut consumer = transport
-        .consumer(&ConsumerConfig::groupless("bench-bare"))
-        .await?;
+    let mut consumer = transport.reader(&ReaderConfig::new("bench-bare")).await?;
     let tps: Vec<TopicPartition> = (0..PARTITIONS)
         .map(|p| TopicPartition::new(changelog, p))
         .collect();
@@ -164,9 +160,7 @@ async fn bare_read(
     }
     let mut read = 0u64;
     while read < n {
-        if let ConsumerEvent::Messages(m) = consumer.poll(Duration::from_millis(200)).await? {
-            read += m.len() as u64;
-        }
+        read += consumer.poll(Duration::from_millis(200)).await?.len() as u64;
     }
     consumer.close().await?;
     Ok(t0.elapsed())

@@ -7,7 +7,7 @@
 //! compacted topic `{app_id}-__cluster` (one partition, keyed by worker id),
 //! after every change of its assignment or URL and every
 //! [`HEARTBEAT`]. A graceful stop writes a tombstone. Every worker reads the
-//! topic from the start with a group-less consumer and folds it into the same
+//! topic from the start with a partition reader (no group) and folds it into the same
 //! [`ClusterMap`] (the fold depends only on the records read, so workers that
 //! read the same prefix agree).
 //!
@@ -37,7 +37,8 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Record, TopicPartition, TopicSpec,
+    PartitionReader, PartitionReaderExt, ProducerExt, ReaderConfig, Record, TopicPartition,
+    TopicSpec,
 };
 use crate::worker::ShutdownSignal;
 
@@ -347,11 +348,11 @@ impl Default for ClusterState {
     }
 }
 
-/// A group-less consumer of the app's transport, client id `{client_id}-{what}`.
-pub(crate) async fn groupless_consumer(app: &App, what: &str) -> Result<Box<dyn Consumer>> {
+/// A partition reader (no group) of the app's transport, client id `{client_id}-{what}`.
+pub(crate) async fn partition_reader(app: &App, what: &str) -> Result<Box<dyn PartitionReader>> {
     let transport = app.inner.transport().await?;
     transport
-        .consumer(&ConsumerConfig::groupless(format!(
+        .reader(&ReaderConfig::new(format!(
             "{}-{what}",
             app.inner.settings().broker_client_id
         )))
@@ -564,16 +565,16 @@ async fn read_loop(app: App, topic: String, stop: ShutdownSignal) {
 }
 
 async fn read_cluster_topic(app: &App, topic: &str, stop: &ShutdownSignal) -> Result<()> {
-    let mut consumer = groupless_consumer(app, "cluster").await?;
-    let tp = TopicPartition::new(topic, 0);
-    consumer.assign(std::slice::from_ref(&tp)).await?;
-    consumer.seek(&tp, 0).await?;
+    let mut consumer = partition_reader(app, "cluster").await?;
+    consumer
+        .assign_at(&[(TopicPartition::new(topic, 0), 0)])
+        .await?;
     let mut log = ClusterLog::default();
     while !stop.is_set() {
-        let msgs = match consumer.poll(Duration::from_millis(200)).await? {
-            ConsumerEvent::Messages(m) => m,
-            _ => continue,
-        };
+        let msgs = consumer.poll(Duration::from_millis(200)).await?;
+        if msgs.is_empty() {
+            continue;
+        }
         for m in msgs {
             let Some(id) = m.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
                 tracing::warn!(at = %m.coordinates(), "cluster record without a UTF-8 worker id key; skipped");
@@ -661,7 +662,7 @@ async fn publish(app: &App, topic: &str, record: Option<&WorkerRecord>) -> bool 
     r.partition = Some(0);
     let sent = async {
         let producer = app.inner.producer().await?;
-        producer.send(r).await?.await
+        producer.send_and_wait(r).await
     };
     // Never hold up a shutdown on an unreachable broker.
     let sent = match tokio::time::timeout(PUBLISH_TIMEOUT, sent).await {

@@ -144,6 +144,13 @@ impl CodecChain {
             Format::Raw => raw_decode(bytes),
         }
     }
+
+    /// [`decode`](Self::decode), with the error naming this chain as the app
+    /// reports an undecodable message: `"{the codec's message} (codec {name})"`.
+    pub fn decode_named<T: DeserializeOwned + 'static>(&self, bytes: Bytes) -> Result<T, String> {
+        self.decode(bytes)
+            .map_err(|message| format!("{message} (codec {})", self.name))
+    }
 }
 
 fn raw_encode<T: Serialize + 'static>(value: &T) -> Result<Bytes, String> {

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::monitor::Figure;
-use crate::transport::{Consumer, ConsumerConfig};
+use crate::transport::{PartitionReader, ReaderConfig};
 use crate::url::DriverUrl;
 use crate::web::{
     self, percent_decode, HttpRequest, HttpResponse, Request, WebDriver, WebError, WebHandler,
@@ -51,13 +51,13 @@ pub(crate) struct WebState {
 }
 
 /// Consumer lag for `/metrics` and `/stats`: high watermarks read by a
-/// group-less consumer of its own, off the conductor, at most every
+/// partition reader (no group) of its own, off the conductor, at most every
 /// [`LAG_EVERY`], and only while someone asks for the figures.
 #[derive(Default)]
 struct LagSampler {
     running: AtomicBool,
     last: Mutex<Option<std::time::Instant>>,
-    consumer: tokio::sync::Mutex<Option<Box<dyn Consumer>>>,
+    consumer: tokio::sync::Mutex<Option<Box<dyn PartitionReader>>>,
 }
 
 /// How often consumer lag is sampled (when asked for).
@@ -89,8 +89,8 @@ async fn refresh_lag(app: &App) -> Result<()> {
     let mut guard = app.inner.web.lag.consumer.lock().await;
     if guard.is_none() {
         let transport = app.transport().await?;
-        let config = ConsumerConfig::groupless(format!("{}-lag", app.settings().broker_client_id));
-        *guard = Some(transport.consumer(&config).await?);
+        let config = ReaderConfig::new(format!("{}-lag", app.settings().broker_client_id));
+        *guard = Some(transport.reader(&config).await?);
     }
     let Some(consumer) = guard.as_mut() else {
         return Ok(());

@@ -1,6 +1,6 @@
 //! Table recovery: replay each table partition's changelog from the offset
 //! its store last applied up to the changelog's end, before the partition's
-//! events are processed. Reads with a group-less consumer so the group is
+//! events are processed. Reads with a partition reader (no group) so the group is
 //! never disturbed.
 //!
 //! Every batch goes to the store together with the offset of its last record,
@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
+use crate::store::TableStoreExt;
 use crate::store::WriteBatch;
 use crate::table::TableOps;
-use crate::transport::{ConsumerEvent, TopicPartition};
+use crate::transport::{PartitionReaderExt, TopicPartition};
 use crate::worker::ShutdownSignal;
 
 /// Records per batch applied to a store, at most.
@@ -168,7 +169,7 @@ pub(crate) async fn recover(
     partitions: BTreeSet<u32>,
     cancel: ShutdownSignal,
 ) -> Result<Outcome> {
-    let mut consumer = crate::cluster::groupless_consumer(&app, "recovery").await?;
+    let mut consumer = crate::cluster::partition_reader(&app, "recovery").await?;
     // tp -> (table index, end offset)
     let mut todo: HashMap<TopicPartition, (usize, i64)> = HashMap::new();
     let mut starts = Vec::new();
@@ -183,7 +184,7 @@ pub(crate) async fn recover(
         for &p in partitions.iter().filter(|p| **p < table.partitions()) {
             let tp = TopicPartition::new(table.changelog().name.clone(), p);
             let end = consumer.high_watermark(&tp).await?;
-            let mut start = store.persisted_offset(p).await?.map(|o| o + 1).unwrap_or(0);
+            let mut start = store.replay_from(p).await?;
             if start > end {
                 tracing::warn!(table = table.name(), partition = p, stored = start - 1, changelog_end = end,
                     "the store has applied changelog offsets the changelog does not have (topic recreated or another broker?): wiping the partition and replaying it in full");
@@ -220,11 +221,7 @@ pub(crate) async fn recover(
             open: true,
         });
     }
-    let tps: Vec<TopicPartition> = parts.iter().map(|p| p.tp.clone()).collect();
-    consumer.assign(&tps).await?;
-    for (tp, start) in &starts {
-        consumer.seek(tp, *start).await?;
-    }
+    consumer.assign_at(&starts).await?;
     let mut writer = Writer::new(&tables);
     let mut open = parts.len();
     let mut last_log = Instant::now();
@@ -238,8 +235,8 @@ pub(crate) async fn recover(
             break;
         }
         let msgs = match consumer.poll(Duration::from_millis(200)).await {
-            Ok(ConsumerEvent::Messages(msgs)) => msgs,
-            Ok(ConsumerEvent::Idle) => {
+            Ok(msgs) if !msgs.is_empty() => msgs,
+            Ok(_) => {
                 // Offsets below the end can be missing (compaction, transaction
                 // markers). After a long quiet spell, treat what is left as read.
                 idle += 1;
@@ -259,7 +256,6 @@ pub(crate) async fn recover(
                 }
                 continue;
             }
-            Ok(ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_)) => continue,
             Err(e) => {
                 result = Err(e);
                 break;

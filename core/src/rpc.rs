@@ -5,7 +5,7 @@
 //! `{reply_to_prefix}{uuid}`) and a correlation id ([`CORRELATION_ID`]). A
 //! yielding agent (see [`AgentBuilder::yields`](crate::AgentBuilder::yields))
 //! sends the value it yields for that event to the reply topic with the same
-//! correlation id. Each app reads its reply topic with a group-less consumer
+//! correlation id. Each app reads its reply topic with a partition reader (no group)
 //! started on the first request (creating the topic when
 //! `reply_create_topic`), and hands each reply to the request waiting for it;
 //! replies older than `reply_expires` or for no waiting request are dropped.
@@ -28,7 +28,9 @@ use crate::app::AppInner;
 use crate::codec::CodecChain;
 use crate::error::{Error, Field, Result};
 use crate::topic::SendOptions;
-use crate::transport::{ConsumerConfig, ConsumerEvent, Message, Record, TopicPartition, TopicSpec};
+use crate::transport::{
+    Message, PartitionReaderExt, ReaderConfig, Record, TopicSpec, TransportExt,
+};
 
 /// Header naming the topic a reply goes to.
 pub const REPLY_TO: &str = "faustus-reply-to";
@@ -131,26 +133,19 @@ async fn ensure_started(app: &Arc<AppInner>) -> Result<()> {
                 spec.replicas = settings.topic_replication_factor;
                 transport.create_topic(&spec).await?;
             }
-            let partitions = transport.partition_count(&topic).await?.ok_or_else(|| {
+            let tps = transport.topic_partitions(&topic).await?.ok_or_else(|| {
                 Error::config(
                     "reply_to",
                     format!("the reply topic {topic:?} does not exist: create it, or set reply_create_topic so the app creates it"),
                 )
             })?;
             let mut consumer = transport
-                .consumer(&ConsumerConfig::groupless(format!(
+                .reader(&ReaderConfig::new(format!(
                     "{}-replies",
                     settings.broker_client_id
                 )))
                 .await?;
-            let tps: Vec<TopicPartition> = (0..partitions)
-                .map(|p| TopicPartition::new(topic.clone(), p))
-                .collect();
-            consumer.assign(&tps).await?;
-            for tp in &tps {
-                let end = consumer.high_watermark(tp).await?;
-                consumer.seek(tp, end).await?;
-            }
+            consumer.assign_at_end(&tps).await?;
             tokio::spawn(read_replies(
                 Arc::downgrade(app),
                 consumer,
@@ -164,7 +159,7 @@ async fn ensure_started(app: &Arc<AppInner>) -> Result<()> {
 
 async fn read_replies(
     app: Weak<AppInner>,
-    mut consumer: Box<dyn crate::transport::Consumer>,
+    mut consumer: Box<dyn crate::transport::PartitionReader>,
     expires: Duration,
 ) {
     loop {
@@ -173,7 +168,7 @@ async fn read_replies(
             break;
         };
         match polled {
-            Ok(ConsumerEvent::Messages(msgs)) => {
+            Ok(msgs) => {
                 for msg in msgs {
                     let Some(id) = header(&msg, CORRELATION_ID).cloned() else {
                         tracing::warn!(at = %msg.coordinates(), "reply without a correlation id; dropped");
@@ -197,7 +192,6 @@ async fn read_replies(
                     }
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "reading replies failed; retrying");
                 drop(app);

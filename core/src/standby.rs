@@ -23,9 +23,9 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::error::Result;
-use crate::store::WriteBatch;
+use crate::store::{TableStoreExt, WriteBatch};
 use crate::table::TableOps;
-use crate::transport::{Consumer, ConsumerEvent, TopicPartition};
+use crate::transport::{PartitionReader, TopicPartition};
 use crate::worker::ShutdownSignal;
 
 /// Which partition numbers the conductor holds (or is recovering).
@@ -119,7 +119,7 @@ fn wanted(app: &App, tables: &[Arc<dyn TableOps>]) -> BTreeMap<TopicPartition, u
 }
 
 async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) -> Result<()> {
-    let mut consumer = crate::cluster::groupless_consumer(app, "standby").await?;
+    let mut consumer = crate::cluster::partition_reader(app, "standby").await?;
     let mut map_rx = app.cluster_watch();
     let mut gate_rx = app.inner.cluster.standby.version.subscribe();
     let mut current: BTreeMap<TopicPartition, usize> = BTreeMap::new();
@@ -148,10 +148,10 @@ async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) ->
             map_rx.mark_changed();
             continue;
         }
-        let msgs = match consumer.poll(Duration::from_millis(200)).await? {
-            ConsumerEvent::Messages(m) => m,
-            _ => continue,
-        };
+        let msgs = consumer.poll(Duration::from_millis(200)).await?;
+        if msgs.is_empty() {
+            continue;
+        }
         let mut batches: HashMap<TopicPartition, WriteBatch> = HashMap::new();
         for m in msgs {
             let tp = m.tp();
@@ -192,7 +192,7 @@ async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) ->
 
 /// Read `want`, each partition from its stored offset + 1.
 async fn reassign(
-    consumer: &mut Box<dyn Consumer>,
+    consumer: &mut Box<dyn PartitionReader>,
     tables: &[Arc<dyn TableOps>],
     want: &BTreeMap<TopicPartition, usize>,
 ) -> Result<()> {
@@ -202,11 +202,7 @@ async fn reassign(
         let Some(store) = tables[*i].table_store() else {
             continue;
         };
-        let start = store
-            .persisted_offset(tp.partition)
-            .await?
-            .map(|o| o + 1)
-            .unwrap_or(0);
+        let start = store.replay_from(tp.partition).await?;
         let end = consumer.high_watermark(tp).await?;
         if start > end {
             tracing::warn!(changelog = %tp, stored = start - 1, changelog_end = end,

@@ -123,6 +123,8 @@ impl WriteBatch {
 }
 
 /// A table store backend (one per app).
+///
+/// Helpers over the tables it opens are on [`TableStoreExt`].
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Driver name for logs and errors, e.g. `"memory"`, `"redb"`.
@@ -196,6 +198,81 @@ pub trait TableStore: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 }
+
+// Forwarding impls, so `Arc<dyn Store>` / `Arc<dyn TableStore>` (and
+// `Arc<MyStore>`) can be passed wherever `impl Store` is asked for. Every
+// method forwards, provided ones too, so a driver's override is kept.
+
+#[async_trait]
+impl<T: Store + ?Sized> Store for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn open(&self, table: &TableSpec) -> Result<Arc<dyn TableStore>> {
+        (**self).open(table).await
+    }
+}
+
+#[async_trait]
+impl<T: TableStore + ?Sized> TableStore for Arc<T> {
+    async fn get(&self, partition: u32, key: &[u8]) -> Result<Option<Bytes>> {
+        (**self).get(partition, key).await
+    }
+
+    async fn apply(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+        (**self).apply(partition, batch).await
+    }
+
+    async fn apply_partitions(&self, batches: Vec<(u32, WriteBatch)>) -> Result<()> {
+        (**self).apply_partitions(batches).await
+    }
+
+    async fn apply_replayed(&self, partition: u32, batch: WriteBatch) -> Result<()> {
+        (**self).apply_replayed(partition, batch).await
+    }
+
+    async fn scan(
+        &self,
+        partition: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        (**self).scan(partition, after, limit).await
+    }
+
+    async fn len(&self, partition: u32) -> Result<u64> {
+        (**self).len(partition).await
+    }
+
+    async fn persisted_offset(&self, partition: u32) -> Result<Option<i64>> {
+        (**self).persisted_offset(partition).await
+    }
+
+    async fn drop_partition(&self, partition: u32) -> Result<()> {
+        (**self).drop_partition(partition).await
+    }
+
+    async fn reset(&self) -> Result<()> {
+        (**self).reset().await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        (**self).sync().await
+    }
+}
+
+/// Helpers over any [`TableStore`] (blanket-implemented).
+#[async_trait]
+pub trait TableStoreExt: TableStore {
+    /// The changelog offset to replay `partition` from: one past the
+    /// [`persisted_offset`](TableStore::persisted_offset), 0 when none.
+    async fn replay_from(&self, partition: u32) -> Result<i64> {
+        Ok(self.persisted_offset(partition).await?.map_or(0, |o| o + 1))
+    }
+}
+
+impl<T: TableStore + ?Sized> TableStoreExt for T {}
 
 /// Builds a store from its URL and the app's directories.
 pub type StoreFactory =

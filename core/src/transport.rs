@@ -1,9 +1,13 @@
 //! The `Transport` driver trait: topics, producing and consuming.
 //!
-//! A transport hands out one [`Producer`] and [`Consumer`]s per worker. The
-//! group consumer joins the group named by the app id and reports rebalances
-//! as [`ConsumerEvent::Revoked`] then [`ConsumerEvent::Assigned`]; a group-less
-//! consumer is used with [`Consumer::assign`] for changelog recovery.
+//! A transport hands out one [`Producer`], a group [`Consumer`] per worker and
+//! [`PartitionReader`]s. The group consumer joins the group named by the app
+//! id and reports rebalances as [`ConsumerEvent::Revoked`] then
+//! [`ConsumerEvent::Assigned`]; a partition reader reads the partitions it is
+//! [`assign`](PartitionReader::assign)ed outside any group (changelog
+//! recovery, standbys, global tables, RPC replies).
+//! Helpers built on the traits are on the `…Ext` traits ([`TransportExt`],
+//! [`ProducerExt`], [`PartitionReaderExt`]), implemented for every driver.
 //! Every transport must pass `faustus_testkit::transport_conformance`.
 
 use std::collections::BTreeMap;
@@ -36,6 +40,14 @@ impl TopicPartition {
             topic: topic.into(),
             partition,
         }
+    }
+
+    /// Partitions `0..partitions` of `topic`, in order.
+    pub fn all(topic: impl Into<Arc<str>>, partitions: u32) -> Vec<TopicPartition> {
+        let topic: Arc<str> = topic.into();
+        (0..partitions)
+            .map(|p| TopicPartition::new(topic.clone(), p))
+            .collect()
     }
 }
 
@@ -278,12 +290,12 @@ impl TopicSpec {
     }
 }
 
-/// How a consumer should behave.
+/// How a group consumer ([`Consumer`]) should behave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConsumerConfig {
-    /// Consumer group; `None` for a group-less consumer (manual assignment only).
-    pub group_id: Option<String>,
+    /// Consumer group to join (the app id for the worker's consumer).
+    pub group_id: String,
     /// Client id to report to the broker.
     pub client_id: String,
     /// At most this many messages per [`Consumer::poll`].
@@ -294,16 +306,27 @@ impl ConsumerConfig {
     /// Group consumer config.
     pub fn group(group_id: impl Into<String>, client_id: impl Into<String>) -> Self {
         ConsumerConfig {
-            group_id: Some(group_id.into()),
+            group_id: group_id.into(),
             client_id: client_id.into(),
             max_poll_records: 512,
         }
     }
+}
 
-    /// Group-less consumer config.
-    pub fn groupless(client_id: impl Into<String>) -> Self {
-        ConsumerConfig {
-            group_id: None,
+/// How a group-less [`PartitionReader`] should behave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReaderConfig {
+    /// Client id to report to the broker.
+    pub client_id: String,
+    /// At most this many messages per [`PartitionReader::poll`].
+    pub max_poll_records: usize,
+}
+
+impl ReaderConfig {
+    /// Reader config with a client id.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        ReaderConfig {
             client_id: client_id.into(),
             max_poll_records: 512,
         }
@@ -327,7 +350,7 @@ impl ProducerConfig {
     }
 }
 
-/// What a consumer poll returns.
+/// What a group consumer's poll returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConsumerEvent {
     /// Messages, in offset order within each partition.
@@ -343,7 +366,10 @@ pub enum ConsumerEvent {
     Idle,
 }
 
-/// A message transport: admin, producer and consumers.
+/// A message transport: admin, a producer, group consumers and partition
+/// readers.
+///
+/// Helpers built on these methods are on [`TransportExt`].
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// Driver name for logs and errors, e.g. `"memory"`, `"kafka"`.
@@ -359,11 +385,17 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// A producer. Callers share it (`Arc`).
     async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>>;
 
-    /// A consumer (group or group-less, per `config`).
+    /// A member of the consumer group `config.group_id` (the conductor's).
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>>;
+
+    /// A reader of assigned partitions outside any group (table recovery,
+    /// standbys, global tables, RPC replies, the cluster map).
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>>;
 }
 
 /// Sends records.
+///
+/// Helpers built on these methods are on [`ProducerExt`].
 #[async_trait]
 pub trait Producer: Send + Sync + fmt::Debug + 'static {
     /// Enqueue a record. Returns once it is accepted for sending (waiting when
@@ -388,17 +420,17 @@ pub trait Producer: Send + Sync + fmt::Debug + 'static {
     async fn flush(&self) -> Result<()>;
 }
 
-/// Reads messages. Owned by one task at a time (`&mut self`).
+/// A member of a consumer group: the worker's one consumer, owned by the
+/// conductor task (`&mut self`).
+///
+/// The group decides its partitions: [`subscribe`](Consumer::subscribe),
+/// then [`poll`](Consumer::poll) reports rebalances as
+/// [`ConsumerEvent::Revoked`] then [`ConsumerEvent::Assigned`] between
+/// batches of messages. Reading starts at the group's committed offsets.
 #[async_trait]
 pub trait Consumer: Send + fmt::Debug + 'static {
     /// Join the group and subscribe to `topics` (replaces an earlier subscription).
     async fn subscribe(&mut self, topics: &[String]) -> Result<()>;
-
-    /// Read these partitions outside any group (replaces an earlier assignment).
-    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()>;
-
-    /// Next read of `tp` starts at `offset`.
-    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()>;
 
     /// Wait up to `timeout` for messages or a rebalance.
     async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent>;
@@ -423,15 +455,214 @@ pub trait Consumer: Send + fmt::Debug + 'static {
     /// The group's committed offsets for `partitions` (`None`: nothing committed).
     async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>>;
 
-    /// The offset the next produced record of `tp` will get (the end).
-    async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64>;
-
-    /// The current assignment.
+    /// The partitions the group assigned to this member.
     fn assignment(&self) -> Vec<TopicPartition>;
 
     /// Leave the group and release resources.
     async fn close(&mut self) -> Result<()>;
 }
+
+/// Reads partitions it is told to read, outside any group: no rebalances,
+/// no committed offsets, nothing it does is seen by a group. Owned by one
+/// task at a time (`&mut self`).
+///
+/// Helpers built on these methods are on [`PartitionReaderExt`].
+#[async_trait]
+pub trait PartitionReader: Send + fmt::Debug + 'static {
+    /// Read these partitions (replaces an earlier assignment), from their
+    /// beginning unless [`seek`](Self::seek) moves them. (Whether a
+    /// partition that was assigned before keeps its position is the
+    /// driver's choice: seek after assigning.)
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+
+    /// Next read of the assigned `tp` starts at `offset`.
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()>;
+
+    /// Wait up to `timeout` for messages (in offset order within each
+    /// partition); empty when nothing arrived.
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>>;
+
+    /// The offset the next produced record of `tp` will get (the end). Any
+    /// partition, assigned or not.
+    async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64>;
+
+    /// The current assignment.
+    fn assignment(&self) -> Vec<TopicPartition>;
+
+    /// Release resources.
+    async fn close(&mut self) -> Result<()>;
+}
+
+// Forwarding impls, so `Arc<dyn Transport>`, `Box<dyn Consumer>` … (and
+// `Arc<MyTransport>`) can be passed wherever `impl Transport` is asked for.
+// Every method forwards, provided ones too, so a driver's override is kept.
+
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
+        (**self).create_topic(spec).await
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<Option<u32>> {
+        (**self).partition_count(topic).await
+    }
+
+    async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
+        (**self).producer(config).await
+    }
+
+    async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        (**self).consumer(config).await
+    }
+
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        (**self).reader(config).await
+    }
+}
+
+macro_rules! forward_producer {
+    ($ptr:ident) => {
+        #[async_trait]
+        impl<T: Producer + ?Sized> Producer for $ptr<T> {
+            async fn send(&self, record: Record) -> Result<Delivery> {
+                (**self).send(record).await
+            }
+
+            async fn send_batch(&self, records: Vec<Record>) -> Result<Vec<Delivery>> {
+                (**self).send_batch(records).await
+            }
+
+            async fn flush(&self) -> Result<()> {
+                (**self).flush().await
+            }
+        }
+    };
+}
+
+forward_producer!(Arc);
+forward_producer!(Box);
+
+#[async_trait]
+impl<T: Consumer + ?Sized> Consumer for Box<T> {
+    async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
+        (**self).subscribe(topics).await
+    }
+
+    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+        (**self).poll(timeout).await
+    }
+
+    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        (**self).pause(partitions).await
+    }
+
+    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        (**self).resume(partitions).await
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        (**self).commit(offsets).await
+    }
+
+    async fn commit_async(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        (**self).commit_async(offsets).await
+    }
+
+    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
+        (**self).committed(partitions).await
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        (**self).assignment()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        (**self).close().await
+    }
+}
+
+#[async_trait]
+impl<T: PartitionReader + ?Sized> PartitionReader for Box<T> {
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        (**self).assign(partitions).await
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        (**self).seek(tp, offset).await
+    }
+
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        (**self).poll(timeout).await
+    }
+
+    async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64> {
+        (**self).high_watermark(tp).await
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        (**self).assignment()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        (**self).close().await
+    }
+}
+
+/// Helpers over any [`Transport`] (blanket-implemented).
+#[async_trait]
+pub trait TransportExt: Transport {
+    /// Every partition of `topic` in order, `None` when the topic does not exist.
+    async fn topic_partitions(&self, topic: &str) -> Result<Option<Vec<TopicPartition>>> {
+        Ok(self
+            .partition_count(topic)
+            .await?
+            .map(|n| TopicPartition::all(topic, n)))
+    }
+}
+
+impl<T: Transport + ?Sized> TransportExt for T {}
+
+/// Helpers over any [`Producer`] (blanket-implemented).
+#[async_trait]
+pub trait ProducerExt: Producer {
+    /// Send `record` and wait for the transport to acknowledge it.
+    async fn send_and_wait(&self, record: Record) -> Result<RecordMetadata> {
+        self.send(record).await?.await
+    }
+}
+
+impl<T: Producer + ?Sized> ProducerExt for T {}
+
+/// Helpers over any [`PartitionReader`] (blanket-implemented).
+#[async_trait]
+pub trait PartitionReaderExt: PartitionReader {
+    /// Assign exactly the partitions of `starts` and read each from its offset.
+    async fn assign_at(&mut self, starts: &[(TopicPartition, i64)]) -> Result<()> {
+        let tps: Vec<TopicPartition> = starts.iter().map(|(tp, _)| tp.clone()).collect();
+        self.assign(&tps).await?;
+        for (tp, offset) in starts {
+            self.seek(tp, *offset).await?;
+        }
+        Ok(())
+    }
+
+    /// Assign `partitions` and read each from its current end: only what is
+    /// produced from now on.
+    async fn assign_at_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.assign(partitions).await?;
+        for tp in partitions {
+            let end = self.high_watermark(tp).await?;
+            self.seek(tp, end).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: PartitionReader + ?Sized> PartitionReaderExt for T {}
 
 /// Builds a transport from its URL.
 pub type TransportFactory =

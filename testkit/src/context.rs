@@ -39,7 +39,7 @@
 
 use std::time::Duration;
 
-use faustus_core::transport::{ConsumerConfig, ConsumerEvent, TopicPartition};
+use faustus_core::transport::{PartitionReaderExt, ReaderConfig, TopicPartition};
 use faustus_core::{Agent, App, Error, Result, Topic, WorkerHandle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -150,7 +150,7 @@ impl TestContext {
     pub async fn settle(&self) -> Result<()> {
         let transport = self.app.transport().await?;
         let mut consumer = transport
-            .consumer(&ConsumerConfig::groupless("faustus-testkit"))
+            .reader(&ReaderConfig::new("faustus-testkit"))
             .await?;
         let mut last: Vec<(TopicPartition, i64)> = Vec::new();
         loop {
@@ -179,7 +179,7 @@ impl TestContext {
     {
         let transport = self.app.transport().await?;
         let mut consumer = transport
-            .consumer(&ConsumerConfig::groupless("faustus-testkit-read"))
+            .reader(&ReaderConfig::new("faustus-testkit-read"))
             .await?;
         let mut out = Vec::new();
         let key_codec = self.app.registry().codec(topic.key_serializer())?;
@@ -190,36 +190,30 @@ impl TestContext {
             if end == 0 {
                 continue;
             }
-            consumer.assign(std::slice::from_ref(&tp)).await?;
-            consumer.seek(&tp, 0).await?;
+            consumer.assign_at(&[(tp, 0)]).await?;
             let mut next = 0;
             while next < end {
-                if let ConsumerEvent::Messages(msgs) =
-                    consumer.poll(Duration::from_millis(100)).await?
-                {
-                    for m in msgs {
-                        next = m.offset + 1;
-                        let key = match &m.key {
-                            Some(k) => {
-                                Some(key_codec.decode::<K>(k.clone()).map_err(|message| {
-                                    Error::Decode {
-                                        field: faustus_core::error::Field::Key,
-                                        at: m.coordinates(),
-                                        message,
-                                    }
-                                })?)
-                            }
-                            None => None,
-                        };
-                        let value = value_codec
-                            .decode::<V>(m.value.clone().unwrap_or_default())
-                            .map_err(|message| Error::Decode {
-                                field: faustus_core::error::Field::Value,
+                let msgs = consumer.poll(Duration::from_millis(100)).await?;
+                for m in msgs {
+                    next = m.offset + 1;
+                    let key = match &m.key {
+                        Some(k) => Some(key_codec.decode::<K>(k.clone()).map_err(|message| {
+                            Error::Decode {
+                                field: faustus_core::error::Field::Key,
                                 at: m.coordinates(),
                                 message,
-                            })?;
-                        out.push((key, value));
-                    }
+                            }
+                        })?),
+                        None => None,
+                    };
+                    let value = value_codec
+                        .decode::<V>(m.value.clone().unwrap_or_default())
+                        .map_err(|message| Error::Decode {
+                            field: faustus_core::error::Field::Value,
+                            at: m.coordinates(),
+                            message,
+                        })?;
+                    out.push((key, value));
                 }
             }
         }

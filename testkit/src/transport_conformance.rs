@@ -48,11 +48,21 @@
 //!   gets `Revoked` before anyone is assigned the new generation; committing
 //!   the revoked partitions right then succeeds; afterwards every partition is
 //!   read from the committed offset, so nothing committed is read twice.
-//! - [`check_pause_resume`]: a paused partition delivers nothing while others
-//!   do; after `resume` it delivers again.
-//! - [`check_groupless_assign_seek`]: a group-less consumer cannot subscribe,
-//!   reads assigned partitions from 0 or from a `seek` position, reports its
-//!   assignment, and `high_watermark` is the next offset to be written.
+//! - [`check_pause_resume`]: a paused partition of a group member delivers
+//!   nothing while others do; after `resume` it delivers again.
+//!
+//! The [`PartitionReader`] (group-less) side:
+//!
+//! - [`check_reader_assign_seek`]: a reader reads assigned partitions from 0
+//!   or from a `seek` position, reports its assignment, and `high_watermark`
+//!   is the next offset to be written.
+//! - [`check_reader_outside_group`]: a reader of partitions a group member
+//!   owns reads them from 0 (not from the group's commits), returns an empty
+//!   poll when nothing arrives, and neither disturbs the group (no
+//!   rebalance) nor moves its committed offsets.
+//!
+//! The producer side, checked through a reader:
+//!
 //! - [`check_flush`]: after `flush`, every delivery of an earlier send has
 //!   resolved successfully.
 //! - [`check_send_batch`]: `send_batch` keeps the batch's order (deliveries,
@@ -72,8 +82,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use faustus_core::partitioner::partition_for_key;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Message, Producer, ProducerConfig, Record,
-    RecordMetadata, TopicPartition, TopicSpec, Transport,
+    Consumer, ConsumerConfig, ConsumerEvent, Message, PartitionReader, Producer, ProducerConfig,
+    ReaderConfig, Record, RecordMetadata, TopicPartition, TopicSpec, Transport,
 };
 use faustus_core::Result;
 use tokio::time::Instant;
@@ -173,11 +183,10 @@ async fn group_consumer(t: &Arc<dyn Transport>, group: &str, client: &str) -> Bo
     )
 }
 
-async fn groupless_consumer(t: &Arc<dyn Transport>) -> Box<dyn Consumer> {
+async fn reader(t: &Arc<dyn Transport>) -> Box<dyn PartitionReader> {
     must(
-        t.consumer(&ConsumerConfig::groupless(unique_name("reader")))
-            .await,
-        "create group-less consumer",
+        t.reader(&ReaderConfig::new(unique_name("reader"))).await,
+        "create partition reader",
     )
 }
 
@@ -210,6 +219,22 @@ async fn read(c: &mut Box<dyn Consumer>, want: usize, what: &str) -> Vec<Message
         if let ConsumerEvent::Messages(batch) = must(c.poll(POLL).await, "poll") {
             out.extend(batch);
         }
+    }
+    out
+}
+
+/// Poll a reader until `want` messages arrived.
+async fn read_from(r: &mut Box<dyn PartitionReader>, want: usize, what: &str) -> Vec<Message> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: got {} of {want} messages within {DEADLINE:?}: {:?}",
+            out.len(),
+            out.iter().map(Message::coordinates).collect::<Vec<_>>()
+        );
+        out.extend(must(r.poll(POLL).await, "poll"));
     }
     out
 }
@@ -325,9 +350,9 @@ pub async fn check_round_trip(t: Arc<dyn Transport>) {
     }
     let after = now_ms();
 
-    let mut c = groupless_consumer(&t).await;
+    let mut c = reader(&t).await;
     must(c.assign(&tps(&name, 3)).await, "assign");
-    let got = read(&mut c, 30, "round trip").await;
+    let got = read_from(&mut c, 30, "round trip").await;
     assert_eq!(got.len(), 30, "no message is delivered twice");
     for (tp, offsets) in offsets_by_partition(&got) {
         assert_eq!(
@@ -378,9 +403,9 @@ pub async fn check_keyed_partitioning(t: Arc<dyn Transport>) {
         .await;
         assert_eq!(meta.partition, want, "partition of key {key:?}");
     }
-    let mut c = groupless_consumer(&t).await;
+    let mut c = reader(&t).await;
     must(c.assign(&tps(&name, n)).await, "assign");
-    for m in read(&mut c, 60, "keyed records").await {
+    for m in read_from(&mut c, 60, "keyed records").await {
         let key = m.key.clone().unwrap_or_default();
         assert_eq!(m.partition, partition_for_key(&key, n), "{m:?}");
     }
@@ -412,7 +437,7 @@ pub async fn check_explicit_partition(t: Arc<dyn Transport>) {
         failed,
         "sending to partition 4 of a 4-partition topic must fail"
     );
-    let mut c = groupless_consumer(&t).await;
+    let mut c = reader(&t).await;
     assert_eq!(
         must(
             c.high_watermark(&TopicPartition::new(name.as_str(), 2))
@@ -732,13 +757,16 @@ pub async fn check_rebalance_revokes_first(t: Arc<dyn Transport>) {
     must(b.consumer.close().await, "close member-b");
 }
 
-/// A paused partition stays silent while others deliver; resume restarts it.
+/// A paused partition of a group member stays silent while others deliver;
+/// resume restarts it.
 pub async fn check_pause_resume(t: Arc<dyn Transport>) {
     let name = topic(&t, "pause", 2).await;
     let p = producer(&t).await;
     let all = tps(&name, 2);
-    let mut c = groupless_consumer(&t).await;
-    must(c.assign(&all).await, "assign");
+    let mut c = group_consumer(&t, &unique_name("group"), "pause-1").await;
+    must(c.subscribe(std::slice::from_ref(&name)).await, "subscribe");
+    let early = assigned(&mut c, "lone member", |a| sorted(a) == all).await;
+    assert!(early.is_empty(), "nothing was produced yet: {early:?}");
     must(c.pause(&all[..1]).await, "pause");
     fill(&p, &name, 0, 3, "p0").await;
     fill(&p, &name, 1, 3, "p1").await;
@@ -768,30 +796,26 @@ pub async fn check_pause_resume(t: Arc<dyn Transport>) {
     must(c.close().await, "close");
 }
 
-/// Group-less consumers: no subscribe, assign from 0, seek, high-water mark.
-pub async fn check_groupless_assign_seek(t: Arc<dyn Transport>) {
-    let name = topic(&t, "groupless", 2).await;
+/// Partition readers: assign from 0, seek, high-water mark.
+pub async fn check_reader_assign_seek(t: Arc<dyn Transport>) {
+    let name = topic(&t, "reader", 2).await;
     let p = producer(&t).await;
     fill(&p, &name, 0, 10, "p0").await;
     let all = tps(&name, 2);
     let (p0, p1) = (all[0].clone(), all[1].clone());
-    let mut c = groupless_consumer(&t).await;
-    assert!(
-        c.subscribe(std::slice::from_ref(&name)).await.is_err(),
-        "a consumer without a group id cannot subscribe"
-    );
+    let mut c = reader(&t).await;
     assert_eq!(must(c.high_watermark(&p0).await, "high_watermark"), 10);
     assert_eq!(must(c.high_watermark(&p1).await, "high_watermark"), 0);
 
     must(c.assign(std::slice::from_ref(&p0)).await, "assign");
     assert_eq!(c.assignment(), vec![p0.clone()]);
-    let got = read(&mut c, 10, "assigned partition from 0").await;
+    let got = read_from(&mut c, 10, "assigned partition from 0").await;
     assert_eq!(
         got.iter().map(|m| m.offset).collect::<Vec<_>>(),
         (0..10).collect::<Vec<_>>()
     );
     must(c.seek(&p0, 5).await, "seek");
-    let got = read(&mut c, 5, "after seek").await;
+    let got = read_from(&mut c, 5, "after seek").await;
     assert_eq!(
         got.iter().map(|m| m.offset).collect::<Vec<_>>(),
         (5..10).collect::<Vec<_>>()
@@ -802,11 +826,74 @@ pub async fn check_groupless_assign_seek(t: Arc<dyn Transport>) {
     fill(&p, &name, 1, 2, "p1").await;
     assert_eq!(must(c.high_watermark(&p1).await, "high_watermark"), 2);
     must(c.seek(&p0, 9).await, "seek");
-    let got = read(&mut c, 3, "both partitions").await;
+    let got = read_from(&mut c, 3, "both partitions").await;
     let by = offsets_by_partition(&got);
     assert_eq!(by.get(&p0), Some(&vec![9]));
     assert_eq!(by.get(&p1), Some(&vec![0, 1]));
     must(c.close().await, "close");
+}
+
+/// A reader is in no group: it reads what a group member owns from 0 (not
+/// from the group's committed offsets), an empty poll means nothing arrived,
+/// and the group neither rebalances nor loses its commits because of it.
+pub async fn check_reader_outside_group(t: Arc<dyn Transport>) {
+    let name = topic(&t, "outside", 2).await;
+    let p = producer(&t).await;
+    fill(&p, &name, 0, 5, "p0").await;
+    fill(&p, &name, 1, 5, "p1").await;
+    let group = unique_name("group");
+    let all = tps(&name, 2);
+
+    let mut member = group_consumer(&t, &group, "outside-1").await;
+    must(
+        member.subscribe(std::slice::from_ref(&name)).await,
+        "subscribe",
+    );
+    let mut got = assigned(&mut member, "lone member", |a| sorted(a) == all).await;
+    let rest = 10 - got.len();
+    got.extend(read(&mut member, rest, "lone member").await);
+    must(
+        member
+            .commit(&[(all[0].clone(), 3), (all[1].clone(), 4)])
+            .await,
+        "commit",
+    );
+
+    let mut r = reader(&t).await;
+    must(r.assign(&all).await, "assign");
+    let got = read_from(&mut r, 10, "a reader of the member's partitions").await;
+    for (tp, offsets) in offsets_by_partition(&got) {
+        assert_eq!(
+            offsets,
+            (0..5).collect::<Vec<i64>>(),
+            "{tp}: a reader starts at 0, whatever the group committed"
+        );
+    }
+    let quiet_until = Instant::now() + QUIET;
+    while Instant::now() < quiet_until {
+        let batch = must(r.poll(POLL).await, "poll");
+        assert!(
+            batch.is_empty(),
+            "a reader that read everything polls nothing: {:?}",
+            batch.iter().map(Message::coordinates).collect::<Vec<_>>()
+        );
+        match must(member.poll(POLL).await, "poll") {
+            ConsumerEvent::Idle => {}
+            other => panic!("a reader must not disturb the group; the member got {other:?}"),
+        }
+    }
+    assert_eq!(
+        sorted(&member.assignment()),
+        all,
+        "the member keeps its partitions"
+    );
+    assert_eq!(
+        must(member.committed(&all).await, "committed"),
+        vec![Some(3), Some(4)],
+        "a reader moves no committed offset"
+    );
+    must(r.close().await, "close reader");
+    must(member.close().await, "close member");
 }
 
 /// `send_batch` sends in order: one delivery per record, in the batch's
@@ -845,9 +932,9 @@ pub async fn check_send_batch(t: Arc<dyn Transport>) {
         );
         next[partition as usize] += 1;
     }
-    let mut c = groupless_consumer(&t).await;
+    let mut c = reader(&t).await;
     must(c.assign(&tps(&name, 3)).await, "assign");
-    let got = read(&mut c, plan.len(), "the batch").await;
+    let got = read_from(&mut c, plan.len(), "the batch").await;
     for partition in 0..3u32 {
         let values: Vec<&[u8]> = got
             .iter()
@@ -901,7 +988,7 @@ pub async fn check_flush(t: Arc<dyn Transport>) {
         offsets.push(must(within("delivery after flush", d).await, "delivery").offset);
     }
     assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
-    let mut c = groupless_consumer(&t).await;
+    let mut c = reader(&t).await;
     assert_eq!(
         must(
             c.high_watermark(&TopicPartition::new(name.as_str(), 0))
@@ -971,7 +1058,8 @@ macro_rules! transport_conformance {
             check_commit_resume,
             check_rebalance_revokes_first,
             check_pause_resume,
-            check_groupless_assign_seek,
+            check_reader_assign_seek,
+            check_reader_outside_group,
             check_flush,
             check_send_batch,
         );

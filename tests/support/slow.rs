@@ -1,4 +1,4 @@
-//! Test drivers: a memory transport whose group-less consumers (recovery,
+//! Test drivers: a memory transport whose partition readers (recovery,
 //! standbys) read slowly, and a memory store that records every batch applied
 //! (and can hold its writes at a gate).
 
@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use faustus::store::{Store, TableSpec, TableStore, WriteBatch};
 use faustus::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Producer, ProducerConfig, TopicPartition, TopicSpec,
-    Transport,
+    Consumer, ConsumerConfig, Message, PartitionReader, Producer, ProducerConfig, ReaderConfig,
+    TopicPartition, TopicSpec, Transport,
 };
 use faustus::{Registry, Result};
 use parking_lot::Mutex;
 
-/// A named memory broker whose group-less consumers read at most `per_poll`
+/// A named memory broker whose partition readers read at most `per_poll`
 /// records per poll, each poll taking `delay` (virtual time in tests).
 #[derive(Debug)]
 pub struct SlowTransport {
@@ -26,8 +26,8 @@ pub struct SlowTransport {
 }
 
 #[derive(Debug)]
-struct SlowConsumer {
-    inner: Box<dyn Consumer>,
+struct SlowReader {
+    inner: Box<dyn PartitionReader>,
     delay: Duration,
 }
 
@@ -46,44 +46,32 @@ impl Transport for SlowTransport {
         self.inner.producer(config).await
     }
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
-        if config.group_id.is_some() || config.client_id.ends_with("-cluster") {
-            return self.inner.consumer(config).await;
+        self.inner.consumer(config).await
+    }
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        if config.client_id.ends_with("-cluster") {
+            return self.inner.reader(config).await;
         }
         let mut config = config.clone();
         config.max_poll_records = self.per_poll;
-        Ok(Box::new(SlowConsumer {
-            inner: self.inner.consumer(&config).await?,
+        Ok(Box::new(SlowReader {
+            inner: self.inner.reader(&config).await?,
             delay: self.delay,
         }))
     }
 }
 
 #[async_trait]
-impl Consumer for SlowConsumer {
-    async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
-        self.inner.subscribe(topics).await
-    }
+impl PartitionReader for SlowReader {
     async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.inner.assign(partitions).await
     }
     async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
         self.inner.seek(tp, offset).await
     }
-    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {
         tokio::time::sleep(self.delay).await;
         self.inner.poll(timeout).await
-    }
-    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.inner.pause(partitions).await
-    }
-    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.inner.resume(partitions).await
-    }
-    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
-        self.inner.commit(offsets).await
-    }
-    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
-        self.inner.committed(partitions).await
     }
     async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.inner.high_watermark(tp).await

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faustus_core::transport::{
-    ConsumerConfig, ConsumerEvent, ProducerConfig, Record, TopicPartition, Transport,
-};
+use faustus_core::transport::{ProducerConfig, ReaderConfig, Record, TopicPartition, Transport};
 use faustus_core::DriverUrl;
 use faustus_transport_kafka::KafkaTransport;
 use futures::StreamExt;
@@ -118,10 +116,7 @@ async fn bare_consume(bootstrap: &str, topic: &str, n: usize) -> Duration {
 }
 
 async fn faustus_consume(t: &Arc<dyn Transport>, topic: &str, n: usize) -> Duration {
-    let mut c = t
-        .consumer(&ConsumerConfig::groupless("bench-faustus"))
-        .await
-        .unwrap();
+    let mut c = t.reader(&ReaderConfig::new("bench-faustus")).await.unwrap();
     let tps: Vec<TopicPartition> = (0..PARTITIONS as u32)
         .map(|p| TopicPartition::new(topic, p))
         .collect();
@@ -129,13 +124,10 @@ async fn faustus_consume(t: &Arc<dyn Transport>, topic: &str, n: usize) -> Durat
     let started = Instant::now();
     let mut seen = 0;
     while seen < n {
-        if let ConsumerEvent::Messages(batch) = c.poll(Duration::from_millis(200)).await.unwrap() {
-            for m in batch {
-                let v: serde_json::Value =
-                    serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
-                std::hint::black_box(v);
-                seen += 1;
-            }
+        for m in c.poll(Duration::from_millis(200)).await.unwrap() {
+            let v: serde_json::Value = serde_json::from_slice(m.value.as_deref().unwrap()).unwrap();
+            std::hint::black_box(v);
+            seen += 1;
         }
     }
     let d = started.elapsed();

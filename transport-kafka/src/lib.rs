@@ -15,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, TopicSpec, Transport, TransportFactory,
+    Consumer, ConsumerConfig, PartitionReader, Producer, ProducerConfig, ReaderConfig, TopicSpec,
+    Transport, TransportFactory,
 };
 use faustus_core::{DriverUrl, Registry, Result};
 use rdkafka::ClientConfig;
@@ -84,28 +85,56 @@ impl KafkaTransport {
         c
     }
 
-    fn consumer_config(&self, config: &ConsumerConfig) -> ClientConfig {
+    /// What group members and partition readers share.
+    fn base_consumer_config(&self, client_id: &str) -> ClientConfig {
         let mut c = self.config.client_config();
-        c.set("client.id", &config.client_id);
+        c.set("client.id", client_id);
         // The conductor commits what is fully processed; nothing else may.
         c.set("enable.auto.commit", "false");
         c.set("enable.auto.offset.store", "false");
         set_default(&mut c, "auto.offset.reset", "earliest");
-        if let Some(group) = &config.group_id {
-            c.set("group.id", group);
-            // Range assignment gives partition N of every subscribed topic
-            // with the same partition count to the same member, which keeps
-            // a table's source topic and changelog (and repartition topics)
-            // copartitioned. It is also an eager protocol, whose
-            // revoke-then-assign matches ConsumerEvent.
-            c.set("partition.assignment.strategy", "range");
-        } else {
-            // librdkafka refuses `assign` without a group id. This private,
-            // unique id is never subscribed or committed with, so the real
-            // group is never disturbed.
-            c.set("group.id", private_group_id(&config.client_id));
-        }
         c
+    }
+
+    fn consumer_config(&self, config: &ConsumerConfig) -> ClientConfig {
+        let mut c = self.base_consumer_config(&config.client_id);
+        c.set("group.id", &config.group_id);
+        // Range assignment gives partition N of every subscribed topic
+        // with the same partition count to the same member, which keeps
+        // a table's source topic and changelog (and repartition topics)
+        // copartitioned. It is also an eager protocol, whose
+        // revoke-then-assign matches ConsumerEvent.
+        c.set("partition.assignment.strategy", "range");
+        c
+    }
+
+    fn reader_config(&self, config: &ReaderConfig) -> ClientConfig {
+        let mut c = self.base_consumer_config(&config.client_id);
+        // librdkafka refuses `assign` without a group id. This private,
+        // unique id is never subscribed or committed with (a reader has no
+        // commit), so the real group is never disturbed.
+        c.set("group.id", private_group_id(&config.client_id));
+        c
+    }
+
+    /// Start a consumer thread: a group member (`group`) or a reader.
+    async fn start_consumer(
+        &self,
+        client_config: &ClientConfig,
+        client_id: &str,
+        max_poll_records: usize,
+        group: Option<String>,
+    ) -> Result<KafkaConsumer> {
+        self.admin.ready().await?;
+        let settings = Settings {
+            client: client_id.to_string(),
+            url: self.config.url.clone(),
+            group: group.is_some(),
+            max_poll_records,
+            operation_timeout: self.config.operation_timeout,
+            probe_config: self.config.client_config(),
+        };
+        KafkaConsumer::start(client_config, settings, group)
     }
 }
 
@@ -167,20 +196,26 @@ impl Transport for KafkaTransport {
     }
 
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
-        self.admin.ready().await?;
-        let settings = Settings {
-            client: config.client_id.clone(),
-            url: self.config.url.clone(),
-            group: config.group_id.is_some(),
-            max_poll_records: config.max_poll_records,
-            operation_timeout: self.config.operation_timeout,
-            probe_config: self.config.client_config(),
-        };
-        let consumer = KafkaConsumer::start(
-            &self.consumer_config(config),
-            settings,
-            config.group_id.clone(),
-        )?;
+        let consumer = self
+            .start_consumer(
+                &self.consumer_config(config),
+                &config.client_id,
+                config.max_poll_records,
+                Some(config.group_id.clone()),
+            )
+            .await?;
+        Ok(Box::new(consumer))
+    }
+
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        let consumer = self
+            .start_consumer(
+                &self.reader_config(config),
+                &config.client_id,
+                config.max_poll_records,
+                None,
+            )
+            .await?;
         Ok(Box::new(consumer))
     }
 }
@@ -221,7 +256,7 @@ mod tests {
         assert_eq!(g.get("partition.assignment.strategy"), Some("range"));
         // An explicit URL option wins over the driver's default.
         assert_eq!(g.get("auto.offset.reset"), Some("latest"));
-        let r = t.consumer_config(&ConsumerConfig::groupless("r"));
+        let r = t.reader_config(&ReaderConfig::new("r"));
         let private = r.get("group.id").unwrap();
         assert!(private.starts_with("faustus-assign-only-r-"), "{private}");
         assert_eq!(r.get("partition.assignment.strategy"), None);

@@ -13,7 +13,8 @@ faustus_testkit::transport_conformance!(@each support::MockKafka::start(1).trans
     check_two_members_split,
     check_commit_resume,
     check_pause_resume,
-    check_groupless_assign_seek,
+    check_reader_assign_seek,
+    check_reader_outside_group,
     check_flush,
     check_send_batch,
 );

@@ -58,7 +58,8 @@ real_broker_checks!(
     check_commit_resume,
     check_rebalance_revokes_first,
     check_pause_resume,
-    check_groupless_assign_seek,
+    check_reader_assign_seek,
+    check_reader_outside_group,
     check_flush,
     check_send_batch,
 );
@@ -71,7 +72,7 @@ real_broker_checks!(
 async fn high_watermark_after_a_multi_record_batch() {
     use bytes::Bytes;
     use faustus_core::transport::{
-        ConsumerConfig, ProducerConfig, Record, TopicPartition, TopicSpec,
+        ProducerConfig, ReaderConfig, Record, TopicPartition, TopicSpec,
     };
 
     let Some(t) = real_transport() else {
@@ -91,7 +92,7 @@ async fn high_watermark_after_a_multi_record_batch() {
         d.await.unwrap();
     }
     let mut c = t
-        .consumer(&ConsumerConfig::groupless("batch-hw-reader"))
+        .reader(&ReaderConfig::new("batch-hw-reader"))
         .await
         .unwrap();
     let tp = TopicPartition::new(topic.as_str(), 0);

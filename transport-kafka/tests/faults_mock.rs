@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use faustus_core::transport::{
-    ConsumerConfig, ConsumerEvent, Message, ProducerConfig, Record, TopicPartition, TopicSpec,
+    Message, PartitionReader, ProducerConfig, ReaderConfig, Record, TopicPartition, TopicSpec,
     Transport,
 };
 use faustus_core::DriverUrl;
@@ -20,7 +20,7 @@ fn transport(url: &str) -> Arc<dyn Transport> {
     Arc::new(KafkaTransport::from_url(&url).unwrap())
 }
 
-async fn read(c: &mut Box<dyn faustus_core::transport::Consumer>, want: usize) -> Vec<Message> {
+async fn read(c: &mut Box<dyn PartitionReader>, want: usize) -> Vec<Message> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
     while out.len() < want {
@@ -29,9 +29,7 @@ async fn read(c: &mut Box<dyn faustus_core::transport::Consumer>, want: usize) -
             "got {} of {want}",
             out.len()
         );
-        if let ConsumerEvent::Messages(batch) = c.poll(Duration::from_millis(200)).await.unwrap() {
-            out.extend(batch);
-        }
+        out.extend(c.poll(Duration::from_millis(200)).await.unwrap());
     }
     out
 }
@@ -42,7 +40,7 @@ async fn broker_down_and_back() {
     let t = cluster.transport();
     t.create_topic(&TopicSpec::new("faults", 1)).await.unwrap();
     let p = t.producer(&ProducerConfig::new("p")).await.unwrap();
-    let mut c = t.consumer(&ConsumerConfig::groupless("r")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("r")).await.unwrap();
     c.assign(&[TopicPartition::new("faults", 0)]).await.unwrap();
 
     let first = p
@@ -62,10 +60,7 @@ async fn broker_down_and_back() {
         .await
         .unwrap();
     for _ in 0..5 {
-        assert!(matches!(
-            c.poll(Duration::from_millis(200)).await.unwrap(),
-            ConsumerEvent::Idle
-        ));
+        assert!(c.poll(Duration::from_millis(200)).await.unwrap().is_empty());
     }
     cluster.broker_up(1).await;
     let second = tokio::time::timeout(Duration::from_secs(60), pending)
@@ -144,7 +139,7 @@ async fn high_watermark_after_a_multi_record_batch() {
     for d in deliveries {
         d.await.unwrap();
     }
-    let mut c = t.consumer(&ConsumerConfig::groupless("r")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("r")).await.unwrap();
     let tp = TopicPartition::new("batch", 0);
     assert_eq!(c.high_watermark(&tp).await.unwrap(), 10);
     // Also while assigned and read to the end.
@@ -162,7 +157,7 @@ async fn poll_is_cancel_safe() {
     let t = cluster.transport();
     t.create_topic(&TopicSpec::new("cancel", 1)).await.unwrap();
     let p = t.producer(&ProducerConfig::new("p")).await.unwrap();
-    let mut c = t.consumer(&ConsumerConfig::groupless("r")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("r")).await.unwrap();
     c.assign(&[TopicPartition::new("cancel", 0)]).await.unwrap();
     let mut got = Vec::new();
     for i in 0..20 {
@@ -172,16 +167,14 @@ async fn poll_is_cancel_safe() {
         // A poll that is cancelled after a few milliseconds, then a real one.
         tokio::select! {
             ev = c.poll(Duration::from_millis(500)) => {
-                if let ConsumerEvent::Messages(b) = ev.unwrap() { got.extend(b) }
+                got.extend(ev.unwrap());
             }
             _ = tokio::time::sleep(Duration::from_millis(3)) => {}
         }
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.len() < 20 && tokio::time::Instant::now() < deadline {
-        if let ConsumerEvent::Messages(b) = c.poll(Duration::from_millis(200)).await.unwrap() {
-            got.extend(b);
-        }
+        got.extend(c.poll(Duration::from_millis(200)).await.unwrap());
     }
     assert_eq!(
         got.iter().map(|m| m.offset).collect::<Vec<_>>(),
@@ -192,7 +185,7 @@ async fn poll_is_cancel_safe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_sent_with_the_acks_their_topic_asks_for() {
-    use faustus_core::transport::{Acks, ConsumerConfig, ConsumerEvent, TopicPartition};
+    use faustus_core::transport::{Acks, PartitionReaderExt, ReaderConfig, TopicPartition};
     let cluster = support::MockKafka::start(1);
     let t = cluster.transport();
     t.create_topic(&TopicSpec::new("acks", 1)).await.unwrap();
@@ -219,21 +212,14 @@ async fn records_are_sent_with_the_acks_their_topic_asks_for() {
         }
     }
     // Every record reached the partition, whatever its acks.
-    let mut c = t
-        .consumer(&ConsumerConfig::groupless("reader"))
-        .await
-        .unwrap();
+    let mut c = t.reader(&ReaderConfig::new("reader")).await.unwrap();
     let tp = TopicPartition::new("acks", 0);
-    c.assign(std::slice::from_ref(&tp)).await.unwrap();
-    c.seek(&tp, 0).await.unwrap();
+    c.assign_at(&[(tp, 0)]).await.unwrap();
     let mut values = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while values.len() < 4 && std::time::Instant::now() < deadline {
-        if let ConsumerEvent::Messages(ms) =
-            c.poll(std::time::Duration::from_millis(200)).await.unwrap()
-        {
-            values.extend(ms.into_iter().map(|m| m.value.unwrap()));
-        }
+        let ms = c.poll(std::time::Duration::from_millis(200)).await.unwrap();
+        values.extend(ms.into_iter().map(|m| m.value.unwrap()));
     }
     values.sort();
     assert_eq!(values, vec!["v0", "v1", "v2", "v3"]);

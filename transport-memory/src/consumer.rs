@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use faustus_core::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
+use faustus_core::transport::{Consumer, ConsumerEvent, Message, PartitionReader, TopicPartition};
 use faustus_core::{Error, Result};
 use tokio::time::Instant;
 
@@ -20,7 +20,7 @@ enum Mode {
     Idle,
     /// Member `seq` of the group, subscribed to `topics`.
     Subscribed { seq: u64, topics: Vec<Arc<str>> },
-    /// Partitions given by [`Consumer::assign`].
+    /// Partitions given by [`PartitionReader::assign`].
     Manual,
 }
 
@@ -105,8 +105,8 @@ impl MemoryConsumer {
                 "group_id",
                 format!(
                     "{what} needs a consumer group, but consumer {:?} was created without a \
-                     group id; create it with ConsumerConfig::group, or use assign() to read \
-                     partitions outside a group",
+                     group id (it is a partition reader); use Transport::consumer with a \
+                     ConsumerConfig for a group member",
                     self.client_id
                 ),
             )
@@ -255,6 +255,53 @@ impl Drop for MemoryConsumer {
     }
 }
 
+impl MemoryConsumer {
+    async fn poll_event(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+        self.check_open()?;
+        let deadline = Instant::now() + timeout;
+        let broker = self.broker.clone();
+        loop {
+            // Register for wake-ups before looking, so nothing slips between.
+            let notified = broker.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let _waiter = broker.waiter();
+            let mut wake_at = deadline;
+            let may_fetch = match self.group_step() {
+                GroupOutcome::Event(event) => return Ok(event),
+                GroupOutcome::Retry => continue,
+                GroupOutcome::Fetch => true,
+                GroupOutcome::Wait(rebalance_deadline) => {
+                    if let Some(d) = rebalance_deadline {
+                        // Wake when a silent member times out, to expel it.
+                        wake_at = wake_at.min(d.max(Instant::now()));
+                    }
+                    false
+                }
+            };
+            if may_fetch {
+                let messages = self.fetch();
+                if !messages.is_empty() {
+                    return Ok(ConsumerEvent::Messages(messages));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(ConsumerEvent::Idle);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+    }
+
+    fn close_now(&mut self) -> Result<()> {
+        self.leave();
+        self.closed = true;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Consumer for MemoryConsumer {
     async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
@@ -305,12 +352,76 @@ impl Consumer for MemoryConsumer {
         Ok(())
     }
 
+    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+        self.poll_event(timeout).await
+    }
+
+    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
+        for tp in partitions {
+            // Partitions not (or no longer) assigned are ignored: a rebalance
+            // may have taken them between the caller's decision and this call.
+            if self.assigned.contains(tp) {
+                self.paused.insert(tp.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.check_open()?;
+        for tp in partitions {
+            self.paused.remove(tp);
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        self.check_open()?;
+        let group = self.group_name("commit")?.to_string();
+        let mut groups = self.broker.groups.lock();
+        let g = groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(&group));
+        match &self.mode {
+            Mode::Subscribed { seq, .. } => g.commit(*seq, offsets),
+            Mode::Manual | Mode::Idle => {
+                for (tp, _) in offsets {
+                    self.check_assigned(tp, "commit")?;
+                }
+                g.commit_unchecked(offsets)
+            }
+        }
+    }
+
+    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
+        self.check_open()?;
+        let group = self.group_name("committed")?;
+        let groups = self.broker.groups.lock();
+        let g = groups.get(group);
+        Ok(partitions
+            .iter()
+            .map(|tp| g.and_then(|g| g.committed(tp)))
+            .collect())
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.assigned.clone()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.close_now()
+    }
+}
+
+#[async_trait]
+impl PartitionReader for MemoryConsumer {
     async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.check_open()?;
         if let Mode::Subscribed { .. } = self.mode {
             return Err(Error::State(format!(
                 "consumer {:?} is subscribed to group {:?}; it cannot also assign partitions \
-                 manually (use a group-less consumer for that)",
+                 manually (use a partition reader for that)",
                 self.client_id,
                 self.group.as_deref().unwrap_or_default()
             )));
@@ -376,92 +487,12 @@ impl Consumer for MemoryConsumer {
         Ok(())
     }
 
-    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
-        self.check_open()?;
-        let deadline = Instant::now() + timeout;
-        let broker = self.broker.clone();
-        loop {
-            // Register for wake-ups before looking, so nothing slips between.
-            let notified = broker.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let _waiter = broker.waiter();
-            let mut wake_at = deadline;
-            let may_fetch = match self.group_step() {
-                GroupOutcome::Event(event) => return Ok(event),
-                GroupOutcome::Retry => continue,
-                GroupOutcome::Fetch => true,
-                GroupOutcome::Wait(rebalance_deadline) => {
-                    if let Some(d) = rebalance_deadline {
-                        // Wake when a silent member times out, to expel it.
-                        wake_at = wake_at.min(d.max(Instant::now()));
-                    }
-                    false
-                }
-            };
-            if may_fetch {
-                let messages = self.fetch();
-                if !messages.is_empty() {
-                    return Ok(ConsumerEvent::Messages(messages));
-                }
-            }
-            if Instant::now() >= deadline {
-                return Ok(ConsumerEvent::Idle);
-            }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake_at) => {}
-            }
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        match self.poll_event(timeout).await? {
+            ConsumerEvent::Messages(messages) => Ok(messages),
+            // A reader is in no group: it only ever fetches.
+            _ => Ok(Vec::new()),
         }
-    }
-
-    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.check_open()?;
-        for tp in partitions {
-            // Partitions not (or no longer) assigned are ignored: a rebalance
-            // may have taken them between the caller's decision and this call.
-            if self.assigned.contains(tp) {
-                self.paused.insert(tp.clone());
-            }
-        }
-        Ok(())
-    }
-
-    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.check_open()?;
-        for tp in partitions {
-            self.paused.remove(tp);
-        }
-        Ok(())
-    }
-
-    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
-        self.check_open()?;
-        let group = self.group_name("commit")?.to_string();
-        let mut groups = self.broker.groups.lock();
-        let g = groups
-            .entry(group.clone())
-            .or_insert_with(|| Group::new(&group));
-        match &self.mode {
-            Mode::Subscribed { seq, .. } => g.commit(*seq, offsets),
-            Mode::Manual | Mode::Idle => {
-                for (tp, _) in offsets {
-                    self.check_assigned(tp, "commit")?;
-                }
-                g.commit_unchecked(offsets)
-            }
-        }
-    }
-
-    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
-        self.check_open()?;
-        let group = self.group_name("committed")?;
-        let groups = self.broker.groups.lock();
-        let g = groups.get(group);
-        Ok(partitions
-            .iter()
-            .map(|tp| g.and_then(|g| g.committed(tp)))
-            .collect())
     }
 
     async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64> {
@@ -490,8 +521,6 @@ impl Consumer for MemoryConsumer {
     }
 
     async fn close(&mut self) -> Result<()> {
-        self.leave();
-        self.closed = true;
-        Ok(())
+        self.close_now()
     }
 }

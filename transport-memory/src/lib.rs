@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, TopicSpec, Transport, TransportFactory,
+    Consumer, ConsumerConfig, PartitionReader, Producer, ProducerConfig, ReaderConfig, TopicSpec,
+    Transport, TransportFactory,
 };
 use faustus_core::{DriverUrl, Registry, Result};
 
@@ -135,17 +136,41 @@ impl Transport for MemoryTransport {
     }
 
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
-        Ok(Box::new(MemoryConsumer::new(
-            self.broker.clone(),
-            config.group_id.clone(),
-            config.client_id.clone(),
+        Ok(Box::new(self.new_consumer(
+            Some(config.group_id.clone()),
+            &config.client_id,
             config.max_poll_records,
+        )))
+    }
+
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        Ok(Box::new(self.new_consumer(
+            None,
+            &config.client_id,
+            config.max_poll_records,
+        )))
+    }
+}
+
+impl MemoryTransport {
+    /// A group member (`group`) or a partition reader (`None`).
+    fn new_consumer(
+        &self,
+        group: Option<String>,
+        client_id: &str,
+        max_poll_records: usize,
+    ) -> MemoryConsumer {
+        MemoryConsumer::new(
+            self.broker.clone(),
+            group,
+            client_id.to_string(),
+            max_poll_records,
             self.config.partitions,
             group::Timeouts {
                 rebalance: self.config.rebalance_timeout,
                 session: self.config.session_timeout,
             },
-        )))
+        )
     }
 }
 

@@ -16,3 +16,13 @@ mod named {
         Arc::new(MemoryTransport::named("conformance-shared")) as Arc<dyn Transport>
     );
 }
+
+/// Every check through the forwarding `impl Transport for Arc<T>`: the
+/// transport is an `Arc<MemoryTransport>`.
+mod forwarded {
+    use super::*;
+
+    faustus_testkit::transport_conformance!(
+        Arc::new(Arc::new(MemoryTransport::new())) as Arc<dyn Transport>
+    );
+}

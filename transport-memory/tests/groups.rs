@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Message, Producer, ProducerConfig, Record,
-    TopicPartition, TopicSpec, Transport,
+    Consumer, ConsumerConfig, ConsumerEvent, Message, Producer, ProducerConfig, ReaderConfig,
+    Record, TopicPartition, TopicSpec, Transport,
 };
-use faustus_core::{DriverUrl, Error};
+use faustus_core::DriverUrl;
 use faustus_transport_memory::MemoryTransport;
 use tokio::time::Instant;
 
@@ -165,30 +165,24 @@ async fn dropping_a_consumer_leaves_the_group() {
 #[tokio::test(start_paused = true)]
 async fn poll_wakes_on_produce() {
     let (t, p) = setup("memory://", "t", 1).await;
-    let mut c = t.consumer(&ConsumerConfig::groupless("c")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("c")).await.unwrap();
     c.assign(&tps("t", 1)).await.unwrap();
     let start = Instant::now();
     let reader = tokio::spawn(async move { c.poll(Duration::from_secs(3600)).await.unwrap() });
     tokio::task::yield_now().await;
     fill(&p, "t", 0, 1).await;
     let ev = reader.await.unwrap();
-    assert!(
-        matches!(ev, ConsumerEvent::Messages(ref m) if m.len() == 1),
-        "{ev:?}"
-    );
+    assert!(ev.len() == 1, "{ev:?}");
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn idle_after_the_timeout() {
     let (t, _p) = setup("memory://", "t", 1).await;
-    let mut c = t.consumer(&ConsumerConfig::groupless("c")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("c")).await.unwrap();
     c.assign(&tps("t", 1)).await.unwrap();
     let start = Instant::now();
-    assert_eq!(
-        c.poll(Duration::from_secs(7)).await.unwrap(),
-        ConsumerEvent::Idle
-    );
+    assert_eq!(c.poll(Duration::from_secs(7)).await.unwrap(), Vec::new());
     assert_eq!(start.elapsed(), Duration::from_secs(7));
 }
 
@@ -232,13 +226,12 @@ async fn busy_partition_does_not_starve_others() {
     fill(&p, "t", 0, 1000).await;
     fill(&p, "t", 1, 10).await;
     fill(&p, "t", 2, 1000).await;
-    let mut config = ConsumerConfig::groupless("c");
+    let mut config = ReaderConfig::new("c");
     config.max_poll_records = 100;
-    let mut c = t.consumer(&config).await.unwrap();
+    let mut c = t.reader(&config).await.unwrap();
     c.assign(&tps("t", 3)).await.unwrap();
-    let ConsumerEvent::Messages(batch) = c.poll(Duration::from_secs(1)).await.unwrap() else {
-        panic!("expected messages");
-    };
+    let batch = c.poll(Duration::from_secs(1)).await.unwrap();
+    assert!(!batch.is_empty(), "expected messages");
     assert_eq!(batch.len(), 100);
     let per = |p: u32| batch.iter().filter(|m| m.partition == p).count();
     assert_eq!(per(1), 10);
@@ -277,12 +270,8 @@ async fn commit_errors_name_the_partition() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("x[0]"), "{e}");
-
-    let mut g = t.consumer(&ConsumerConfig::groupless("c")).await.unwrap();
-    let e = g.commit(&[]).await.unwrap_err();
-    assert!(matches!(e, Error::Config { .. }), "{e}");
-    let e = g.subscribe(&["t".to_string()]).await.unwrap_err();
-    assert!(e.to_string().contains("group"), "{e}");
+    // A partition reader (no group) has neither `commit` nor `subscribe`:
+    // the types say so (`PartitionReader`).
 }
 
 #[tokio::test(start_paused = true)]

@@ -29,8 +29,10 @@ use serde::Serialize;
 use super::{Table, TableBuilder};
 use crate::app::{App, Service};
 use crate::error::Result;
-use crate::store::{TableStore, WriteBatch};
-use crate::transport::{Consumer, ConsumerConfig, ConsumerEvent, Message, TopicPartition};
+use crate::store::{TableStore, TableStoreExt, WriteBatch};
+use crate::transport::{
+    Message, PartitionReader, PartitionReaderExt, ReaderConfig, TopicPartition,
+};
 use crate::worker::ShutdownSignal;
 
 /// Quiet polls (200 ms each) after which missing offsets below the end
@@ -77,7 +79,7 @@ where
 struct Reader<K, V> {
     name: String,
     table: Table<K, V>,
-    consumer: tokio::sync::Mutex<Option<Box<dyn Consumer>>>,
+    consumer: tokio::sync::Mutex<Option<Box<dyn PartitionReader>>>,
 }
 
 impl<K, V> Reader<K, V>
@@ -138,62 +140,54 @@ where
         let store = self.table.store()?;
         let transport = app.inner.transport().await?;
         let mut consumer = transport
-            .consumer(&ConsumerConfig::groupless(format!(
+            .reader(&ReaderConfig::new(format!(
                 "{}-global-{}",
                 app.inner.settings().broker_client_id,
                 self.table.name()
             )))
             .await?;
-        let topic = self.table.changelog_topic().to_string();
-        let tps: Vec<TopicPartition> = (0..self.table.partitions())
-            .map(|p| TopicPartition::new(topic.clone(), p))
-            .collect();
-        consumer.assign(&tps).await?;
+        let tps = TopicPartition::all(self.table.changelog_topic(), self.table.partitions());
         // Partition → offset to read up to before the table is served.
         let mut behind: HashMap<u32, i64> = HashMap::new();
-        for tp in &tps {
-            let end = consumer.high_watermark(tp).await?;
-            let mut start = store
-                .persisted_offset(tp.partition)
-                .await?
-                .map_or(0, |o| o + 1);
+        let mut starts = Vec::with_capacity(tps.len());
+        for tp in tps {
+            let end = consumer.high_watermark(&tp).await?;
+            let mut start = store.replay_from(tp.partition).await?;
             if start > end {
                 tracing::warn!(table = self.table.name(), partition = tp.partition, stored = start - 1, changelog_end = end,
                     "the store has applied changelog offsets the changelog does not have (topic recreated or another broker?): wiping the partition and reading it in full");
                 store.drop_partition(tp.partition).await?;
                 start = 0;
             }
-            consumer.seek(tp, start).await?;
             if start < end {
                 behind.insert(tp.partition, end);
             }
+            starts.push((tp, start));
         }
+        consumer.assign_at(&starts).await?;
         let mut idle = 0;
         while !behind.is_empty() {
-            match consumer.poll(Duration::from_millis(200)).await? {
-                ConsumerEvent::Messages(msgs) => {
-                    idle = 0;
-                    app.inner.monitor.add_recovered_records(msgs.len() as u64);
-                    for m in &msgs {
-                        if behind
-                            .get(&m.partition)
-                            .is_some_and(|end| m.offset + 1 >= *end)
-                        {
-                            behind.remove(&m.partition);
-                        }
-                    }
-                    self.apply(&store, msgs, true).await?;
+            let msgs = consumer.poll(Duration::from_millis(200)).await?;
+            if msgs.is_empty() {
+                idle += 1;
+                if idle >= IDLE_POLLS_BEFORE_DONE {
+                    tracing::warn!(table = self.table.name(), partitions = ?behind.keys().collect::<Vec<_>>(),
+                        "no more records arrive below the changelog end; treating the global table as caught up");
+                    behind.clear();
                 }
-                ConsumerEvent::Idle => {
-                    idle += 1;
-                    if idle >= IDLE_POLLS_BEFORE_DONE {
-                        tracing::warn!(table = self.table.name(), partitions = ?behind.keys().collect::<Vec<_>>(),
-                            "no more records arrive below the changelog end; treating the global table as caught up");
-                        behind.clear();
-                    }
-                }
-                ConsumerEvent::Revoked(_) | ConsumerEvent::Assigned(_) => {}
+                continue;
             }
+            idle = 0;
+            app.inner.monitor.add_recovered_records(msgs.len() as u64);
+            for m in &msgs {
+                if behind
+                    .get(&m.partition)
+                    .is_some_and(|end| m.offset + 1 >= *end)
+                {
+                    behind.remove(&m.partition);
+                }
+            }
+            self.apply(&store, msgs, true).await?;
         }
         store.sync().await?;
         self.table.activate_all();
@@ -214,7 +208,7 @@ where
                 e = consumer.poll(Duration::from_millis(200)) => e,
             };
             match event {
-                Ok(ConsumerEvent::Messages(msgs)) => {
+                Ok(msgs) if !msgs.is_empty() => {
                     if let Err(e) = self.apply(&store, msgs, false).await {
                         tracing::error!(table = self.table.name(), error = %e, "cannot store changelog records of a global table");
                         return Err(e);

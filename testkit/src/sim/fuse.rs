@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use faustus_core::store::{Store, TableSpec, TableStore, WriteBatch};
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, Delivery, Producer, ProducerConfig, Record,
-    TopicPartition, TopicSpec, Transport,
+    Consumer, ConsumerConfig, ConsumerEvent, Delivery, Message, PartitionReader, Producer,
+    ProducerConfig, ReaderConfig, Record, TopicPartition, TopicSpec, Transport,
 };
 use faustus_core::Result;
 use tokio::sync::watch;
@@ -96,15 +96,18 @@ impl Transport for FusedTransport {
 
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
         let inner = self.fuse.guard(self.inner.consumer(config)).await?;
-        let groupless = config.group_id.is_none();
         Ok(Box::new(FusedConsumer {
             inner,
             fuse: self.fuse.clone(),
-            fetch_delay: if groupless {
-                self.fetch_delay
-            } else {
-                Duration::ZERO
-            },
+        }))
+    }
+
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        let inner = self.fuse.guard(self.inner.reader(config)).await?;
+        Ok(Box::new(FusedReader {
+            inner,
+            fuse: self.fuse.clone(),
+            fetch_delay: self.fetch_delay,
         }))
     }
 }
@@ -130,7 +133,6 @@ impl Producer for FusedProducer {
 struct FusedConsumer {
     inner: Box<dyn Consumer>,
     fuse: Fuse,
-    fetch_delay: Duration,
 }
 
 #[async_trait]
@@ -139,18 +141,7 @@ impl Consumer for FusedConsumer {
         self.fuse.guard(self.inner.subscribe(topics)).await
     }
 
-    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.fuse.guard(self.inner.assign(partitions)).await
-    }
-
-    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        self.fuse.guard(self.inner.seek(tp, offset)).await
-    }
-
     async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
-        if !self.fetch_delay.is_zero() {
-            self.fuse.guard(tokio::time::sleep(self.fetch_delay)).await;
-        }
         self.fuse.guard(self.inner.poll(timeout)).await
     }
 
@@ -172,6 +163,42 @@ impl Consumer for FusedConsumer {
 
     async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
         self.fuse.guard(self.inner.committed(partitions)).await
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.inner.assignment()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.fuse.guard(self.inner.close()).await
+    }
+}
+
+/// A partition reader whose calls stop when the fuse blows; each poll
+/// first takes `fetch_delay` of (virtual) time, so recovery and standby
+/// reads take time and joins and crashes land in the middle of them.
+#[derive(Debug)]
+struct FusedReader {
+    inner: Box<dyn PartitionReader>,
+    fuse: Fuse,
+    fetch_delay: Duration,
+}
+
+#[async_trait]
+impl PartitionReader for FusedReader {
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.fuse.guard(self.inner.assign(partitions)).await
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.fuse.guard(self.inner.seek(tp, offset)).await
+    }
+
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        if !self.fetch_delay.is_zero() {
+            self.fuse.guard(tokio::time::sleep(self.fetch_delay)).await;
+        }
+        self.fuse.guard(self.inner.poll(timeout)).await
     }
 
     async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64> {

@@ -15,8 +15,8 @@
 //! `poll`), the callback answers the caller's current poll with `Revoked`
 //! (after handing over messages already gathered for that poll, if any), and
 //! then *stays in the callback*, serving the caller's commands — `commit`
-//! (which works, the partitions are still assigned), `committed`, `pause`,
-//! `high_watermark` … — until the caller polls again. That poll ends the
+//! (which works, the partitions are still assigned), `committed`, `pause`
+//! … — until the caller polls again. That poll ends the
 //! callback; librdkafka unassigns, rejoins, and the assign callback queues
 //! [`ConsumerEvent::Assigned`], returned by the next poll before any message
 //! of the new assignment. While the callback waits, librdkafka keeps
@@ -29,10 +29,11 @@
 //! the future is dropped (e.g. it lost a `tokio::select!`), the next `poll`
 //! awaits that same answer, so no batch and no rebalance event is lost.
 //!
-//! # Group-less consumers
+//! # Partition readers
 //!
-//! Without a group id the consumer only reads what is [`assign`]ed
-//! (recovery, standbys): from the beginning, or from a [`seek`] position,
+//! The same thread and commands serve a [`PartitionReader`], made without
+//! the app's group: it only reads what is [`assign`]ed (recovery, standbys,
+//! global tables, RPC replies): from the beginning, or from a [`seek`] position,
 //! which re-assigns the partitions with explicit start offsets (other
 //! partitions keep their position), so a seek right after an assign is never
 //! overtaken by librdkafka's offset reset.
@@ -45,9 +46,9 @@
 //! the partition end it reaches (the fetch high-water mark) is the answer,
 //! which is also right on Apache Kafka.
 //!
-//! [`assign`]: Consumer::assign
-//! [`seek`]: Consumer::seek
-//! [`high_watermark`]: Consumer::high_watermark
+//! [`assign`]: PartitionReader::assign
+//! [`seek`]: PartitionReader::seek
+//! [`high_watermark`]: PartitionReader::high_watermark
 
 mod ops;
 mod worker;
@@ -57,7 +58,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use faustus_core::transport::{Consumer, ConsumerEvent, TopicPartition};
+use faustus_core::transport::{Consumer, ConsumerEvent, Message, PartitionReader, TopicPartition};
 use faustus_core::{Error, Result};
 use parking_lot::Mutex;
 use rdkafka::ClientConfig;
@@ -154,24 +155,9 @@ impl KafkaConsumer {
     }
 }
 
-#[async_trait]
-impl Consumer for KafkaConsumer {
-    async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
-        let topics = topics.to_vec();
-        self.call(|r| Cmd::Subscribe(topics, r)).await
-    }
-
-    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        let tps = partitions.to_vec();
-        self.call(|r| Cmd::Assign(tps, r)).await
-    }
-
-    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        let tp = tp.clone();
-        self.call(|r| Cmd::Seek(tp, offset, r)).await
-    }
-
-    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+impl KafkaConsumer {
+    /// A poll whose answer survives the future being dropped.
+    async fn poll_event(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
         if self.pending.is_none() {
             let (tx, rx) = oneshot::channel();
             self.tx
@@ -190,6 +176,35 @@ impl Consumer for KafkaConsumer {
             Ok(r) => r,
             Err(_) => Err(self.closed()),
         }
+    }
+
+    fn current_assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.lock().clone()
+    }
+
+    async fn shut(&mut self) -> Result<()> {
+        if let Some(rx) = self.pending.take() {
+            // Let an unanswered poll finish first (bounded by its timeout).
+            let _ = rx.await;
+        }
+        match self.call(Cmd::Close).await {
+            Ok(()) => Ok(()),
+            // Already closed.
+            Err(Error::Closed(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
+        let topics = topics.to_vec();
+        self.call(|r| Cmd::Subscribe(topics, r)).await
+    }
+
+    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
+        self.poll_event(timeout).await
     }
 
     async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -219,25 +234,45 @@ impl Consumer for KafkaConsumer {
         self.call(|r| Cmd::Committed(tps, r)).await
     }
 
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.current_assignment()
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        self.shut().await
+    }
+}
+
+#[async_trait]
+impl PartitionReader for KafkaConsumer {
+    async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        let tps = partitions.to_vec();
+        self.call(|r| Cmd::Assign(tps, r)).await
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let tp = tp.clone();
+        self.call(|r| Cmd::Seek(tp, offset, r)).await
+    }
+
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {
+        match self.poll_event(timeout).await? {
+            ConsumerEvent::Messages(messages) => Ok(messages),
+            // Without a group nothing is revoked or assigned.
+            _ => Ok(Vec::new()),
+        }
+    }
+
     async fn high_watermark(&mut self, tp: &TopicPartition) -> Result<i64> {
         let tp = tp.clone();
         self.call(|r| Cmd::HighWatermark(tp, r)).await
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
-        self.assignment.lock().clone()
+        self.current_assignment()
     }
 
     async fn close(&mut self) -> Result<()> {
-        if let Some(rx) = self.pending.take() {
-            // Let an unanswered poll finish first (bounded by its timeout).
-            let _ = rx.await;
-        }
-        match self.call(Cmd::Close).await {
-            Ok(()) => Ok(()),
-            // Already closed.
-            Err(Error::Closed(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.shut().await
     }
 }

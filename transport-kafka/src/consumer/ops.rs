@@ -138,7 +138,7 @@ fn apply_groupless_assignment(
 fn assign(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tps: &[TopicPartition]) -> Result<()> {
     if ctx.settings.group {
         return Err(Error::State(format!(
-            "consumer {:?} belongs to a group, which decides its partitions; use a group-less consumer (ConsumerConfig::groupless) to assign {tps:?}",
+            "consumer {:?} belongs to a group, which decides its partitions; use a partition reader (Transport::reader) to assign {tps:?}",
             ctx.settings.client
         )));
     }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use faustus_core::transport::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, TopicSpec, Transport,
+    Consumer, ConsumerConfig, PartitionReader, Producer, ProducerConfig, ReaderConfig, TopicSpec,
+    Transport,
 };
 use faustus_core::{DriverUrl, Error, Result};
 use faustus_transport_kafka::KafkaTransport;
@@ -171,5 +172,9 @@ impl Transport for MockTransport {
 
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
         self.inner.consumer(config).await
+    }
+
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        self.inner.reader(config).await
     }
 }
