@@ -77,13 +77,18 @@ pub fn build(app: App) -> faustus::Result<ChannelExample> {
     })
 }
 
+impl AsRef<App> for ChannelExample {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 fn main() -> ExitCode {
-    faustus::main_with(
+    faustus::main_defined(
         faustus::app("channel")
             .broker("memory://")
-            .store("memory://")
-            .build()
-            .and_then(build)
-            .map(|example| example.app),
+            .store("memory://"),
+        build,
+        |_| {},
     )
 }

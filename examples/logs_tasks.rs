@@ -130,18 +130,16 @@ pub fn feed_samples(example: &Logs) {
         });
 }
 
+impl AsRef<App> for Logs {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 fn main() -> ExitCode {
-    faustus::main_with(
-        faustus::app("logs")
-            .broker("memory://")
-            .store("memory://")
-            .build()
-            .and_then(build)
-            .map(|example| {
-                if faustus::on_memory_broker(&example.app) {
-                    feed_samples(&example);
-                }
-                example.app
-            }),
+    faustus::main_defined(
+        faustus::app("logs").broker("memory://").store("memory://"),
+        build,
+        feed_samples,
     )
 }

@@ -129,18 +129,18 @@ pub fn feed_samples(example: &Processors) {
         });
 }
 
+impl AsRef<App> for Processors {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 fn main() -> ExitCode {
-    faustus::main_with(
+    faustus::main_defined(
         faustus::app("processors-example")
             .broker("memory://")
-            .store("memory://")
-            .build()
-            .and_then(build)
-            .map(|example| {
-                if faustus::on_memory_broker(&example.app) {
-                    feed_samples(&example);
-                }
-                example.app
-            }),
+            .store("memory://"),
+        build,
+        feed_samples,
     )
 }

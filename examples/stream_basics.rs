@@ -168,18 +168,18 @@ pub fn feed_samples(example: &StreamBasics) {
         });
 }
 
+impl AsRef<App> for StreamBasics {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 fn main() -> ExitCode {
-    faustus::main_with(
+    faustus::main_defined(
         faustus::app("example-app")
             .broker("memory://")
-            .store("memory://")
-            .build()
-            .and_then(build)
-            .map(|example| {
-                if faustus::on_memory_broker(&example.app) {
-                    feed_samples(&example);
-                }
-                example.app
-            }),
+            .store("memory://"),
+        build,
+        feed_samples,
     )
 }

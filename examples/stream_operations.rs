@@ -239,18 +239,18 @@ pub fn feed_samples(example: &StreamOperations) {
         });
 }
 
+impl AsRef<App> for StreamOperations {
+    fn as_ref(&self) -> &App {
+        &self.app
+    }
+}
+
 fn main() -> ExitCode {
-    faustus::main_with(
+    faustus::main_defined(
         faustus::app("stream-operations-example")
             .broker("memory://")
-            .store("memory://")
-            .build()
-            .and_then(build)
-            .map(|example| {
-                if faustus::on_memory_broker(&example.app) {
-                    feed_samples(&example);
-                }
-                example.app
-            }),
+            .store("memory://"),
+        build,
+        feed_samples,
     )
 }

@@ -239,20 +239,16 @@ pub fn commands(wc: &WordCount) {
 }
 
 fn main() -> ExitCode {
-    let app = faustus::app("word-counts")
-        .broker("memory://")
-        .store("redb://")
-        .build()
-        .and_then(build);
-    match app {
-        Ok(wc) => {
-            demo_timers(&wc);
-            commands(&wc);
-            wc.app.main()
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    faustus::main_with(
+        faustus::app("word-counts")
+            .broker("memory://")
+            .store("redb://")
+            .build()
+            .and_then(build)
+            .map(|wc| {
+                demo_timers(&wc);
+                commands(&wc);
+                wc.app
+            }),
+    )
 }

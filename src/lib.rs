@@ -84,6 +84,74 @@ pub fn main_with(app: Result<App>) -> std::process::ExitCode {
     }
 }
 
+/// `main` for an app defined by a function, with sample data fed only when
+/// nothing else can feed it.
+///
+/// Builds the app from `builder`, runs `define` on it (which defines topics,
+/// agents, tables … and returns whatever handles it wants to keep: any type
+/// that can lend the [`App`] through `AsRef<App>`), then, only when the
+/// broker is the in-process `memory://` one ([`on_memory_broker`]), runs
+/// `feed_samples` on those handles (e.g. a timer sending sample records), and
+/// finally runs `app.main()`. If building or defining fails, it prints the
+/// error on stderr and exits with the usage code (2), as [`main_with`] does.
+///
+/// Keeping `define` and `feed_samples` as plain functions lets tests call
+/// them on an app of their own; pass `|_| {}` when there is nothing to feed.
+///
+/// ```no_run
+/// use faustus::{App, Result, Topic};
+/// use std::process::ExitCode;
+///
+/// pub struct Greetings {
+///     app: App,
+///     greetings: Topic<String, String>,
+/// }
+///
+/// impl AsRef<App> for Greetings {
+///     fn as_ref(&self) -> &App {
+///         &self.app
+///     }
+/// }
+///
+/// pub fn build(app: App) -> Result<Greetings> {
+///     let greetings = app.topic::<String, String>("greetings").build()?;
+///     Ok(Greetings { app, greetings })
+/// }
+///
+/// pub fn feed_samples(greetings: &Greetings) {
+///     let topic = greetings.greetings.clone();
+///     greetings
+///         .app
+///         .timer("feed", std::time::Duration::from_secs(1), move |_app| {
+///             let topic = topic.clone();
+///             async move {
+///                 topic.send("hello".to_string(), "world".to_string()).await?;
+///                 Ok(())
+///             }
+///         });
+/// }
+///
+/// fn main() -> ExitCode {
+///     faustus::main_defined(
+///         faustus::app("greetings").broker("memory://"),
+///         build,
+///         feed_samples,
+///     )
+/// }
+/// ```
+pub fn main_defined<D: AsRef<App>>(
+    builder: AppBuilder,
+    define: impl FnOnce(App) -> Result<D>,
+    feed_samples: impl FnOnce(&D),
+) -> std::process::ExitCode {
+    main_with(builder.build().and_then(define).map(|defined| {
+        if on_memory_broker(defined.as_ref()) {
+            feed_samples(&defined);
+        }
+        defined.as_ref().clone()
+    }))
+}
+
 /// Whether the app's broker is an in-process `memory://` one (the examples
 /// feed themselves sample data only then: nothing else can).
 pub fn on_memory_broker(app: &App) -> bool {
