@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod codec;
 mod conductor;
+mod delivery;
 pub mod error;
 pub mod event;
 mod isolated;
