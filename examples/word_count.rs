@@ -101,6 +101,9 @@ pub fn build(app: App) -> faustus::Result<WordCount> {
                     while let Some(post) = posts.next().await {
                         for word in post.split_whitespace() {
                             let word = word.to_lowercase();
+                            // Returns once the producer accepted the record
+                            // (no broker round trip per word); the commit of
+                            // this post waits for its delivery.
                             count_words.send(word.clone(), Word { word }).await?;
                         }
                     }

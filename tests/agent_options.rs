@@ -60,6 +60,8 @@ async fn retried_then_skipped_to_the_dead_letter_topic_with_its_coordinates() {
     let bad = nums
         .send_with(None, 13, SendOptions::new().header("trace", "t-1"))
         .await
+        .unwrap()
+        .await
         .unwrap();
     nums.send_value(2).await.unwrap();
     eventually("2 processed", || seen.lock().contains(&2)).await;

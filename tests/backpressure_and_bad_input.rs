@@ -137,7 +137,7 @@ async fn undecodable_messages_are_reported_with_coordinates_and_skipped() {
         .unwrap()
         .await
         .unwrap();
-    let last = numbers.send("a".into(), 2).await.unwrap();
+    let last = numbers.send("a".into(), 2).await.unwrap().await.unwrap();
     app.processed(&TopicPartition::new("numbers", 0), last.offset)
         .await;
     assert_eq!(
@@ -192,7 +192,7 @@ async fn failing_and_panicking_agents_are_logged_acked_and_restarted() {
     let worker = start(&app).await;
     let mut last = None;
     for v in [1, 13, 2, 7, 3] {
-        last = Some(numbers.send("k".into(), v).await.unwrap());
+        last = Some(numbers.send("k".into(), v).await.unwrap().await.unwrap());
     }
     let last = last.unwrap();
     app.processed(&TopicPartition::new("numbers", 0), last.offset)

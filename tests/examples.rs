@@ -234,7 +234,14 @@ async fn events_expose_the_message_and_manual_or_scope_acks_let_the_commit_advan
         .collect();
     let mut sent = Vec::new();
     for p in &payments {
-        sent.push(ex.payments.send("alice".into(), p.clone()).await.unwrap());
+        sent.push(
+            ex.payments
+                .send("alice".into(), p.clone())
+                .await
+                .unwrap()
+                .await
+                .unwrap(),
+        );
     }
     let tp = TopicPartition::new("payments", sent[0].partition);
     assert_eq!(

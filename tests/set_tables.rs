@@ -83,6 +83,8 @@ async fn run_ops(ops: &[(u8, u8, bool)]) {
         let md = follows
             .send(user.clone(), (member.clone(), *add))
             .await
+            .unwrap()
+            .await
             .unwrap();
         last.insert(md.partition, md.offset);
         let set = model.entry(user).or_default();

@@ -35,7 +35,13 @@ async fn send(
     let mut last = 0;
     for i in 0..n {
         let k = format!("user-{}", i % 20);
-        last = events.send(k.clone(), 1).await.unwrap().offset;
+        last = events
+            .send(k.clone(), 1)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .offset;
         *expected.entry(k).or_default() += 1;
     }
     app.processed(&TopicPartition::new("events", 0), last).await;

@@ -131,7 +131,12 @@ async fn failing_group_by_key_is_reported_with_coordinates_acked_and_the_worker_
     let (app, orders, seen) = group_by_app(&name, by);
     let worker = start(&app).await;
     orders.send("k".into(), order("alice", 1)).await.unwrap();
-    let bad = orders.send("k".into(), order("alice", -5)).await.unwrap();
+    let bad = orders
+        .send("k".into(), order("alice", -5))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     orders.send("k".into(), order("alice", 2)).await.unwrap();
     eventually("good ones processed", || seen.lock().len() == 2).await;
     let failures = app.monitor().failures();

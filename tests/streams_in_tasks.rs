@@ -144,7 +144,12 @@ async fn composed_and_custom_codecs_round_trip_through_a_topic() {
         })
         .unwrap();
     let w = start(&app).await;
-    let md = t.send("k".into(), vec![1, 2, 3]).await.unwrap();
+    let md = t
+        .send("k".into(), vec![1, 2, 3])
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     app.processed(&TopicPartition::new("coded", 0), md.offset)
         .await;
     assert_eq!(*got.lock(), vec![vec![1, 2, 3]]);

@@ -137,7 +137,7 @@ async fn run(ops: Vec<(u8, Op)>, per_write: bool) {
                 continue;
             }
         };
-        let md = topic.send(key, (kind, n)).await.unwrap();
+        let md = topic.send(key, (kind, n)).await.unwrap().await.unwrap();
         last.insert(md.partition, md.offset);
     }
     for (p, o) in &last {

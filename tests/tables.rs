@@ -61,7 +61,7 @@ async fn send_round(
 ) {
     let mut last = BTreeMap::new();
     for k in keys {
-        let md = events.send(k.clone(), n).await.unwrap();
+        let md = events.send(k.clone(), n).await.unwrap().await.unwrap();
         *expected.entry(k.clone()).or_default() += n;
         last.insert(md.partition, md.offset);
     }
@@ -161,7 +161,12 @@ async fn changelog_and_recovery(per_write: bool) {
         counts2.active_partitions().len() == 4
     })
     .await;
-    let md = events.send("user-0".into(), 100).await.unwrap();
+    let md = events
+        .send("user-0".into(), 100)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     app2.processed(&TopicPartition::new("events", md.partition), md.offset)
         .await;
     assert_eq!(
@@ -366,7 +371,7 @@ async fn a_failed_changelog_write_holds_the_commit_and_is_sent_again() {
     let mut expected = BTreeMap::new();
     let mut last = BTreeMap::new();
     for k in keys() {
-        let md = events.send(k.clone(), 2).await.unwrap();
+        let md = events.send(k.clone(), 2).await.unwrap().await.unwrap();
         expected.insert(k, 2u64);
         last.insert(md.partition, md.offset);
     }
@@ -479,7 +484,7 @@ async fn a_slow_store_write_holds_the_commit_but_not_the_events() {
     // The flush waits: events still flow and are processed.
     let mut last = BTreeMap::new();
     for k in keys() {
-        let md = events.send(k.clone(), 2).await.unwrap();
+        let md = events.send(k.clone(), 2).await.unwrap().await.unwrap();
         *expected.entry(k).or_default() += 2;
         last.insert(md.partition, md.offset);
     }

@@ -106,6 +106,8 @@ async fn view_at(v: &Views, page: &str, t: i64) {
             SendOptions::new().timestamp_ms(t),
         )
         .await
+        .unwrap()
+        .await
         .unwrap();
     v.app
         .processed(&TopicPartition::new("views", md.partition), md.offset)
@@ -329,6 +331,8 @@ async fn sessions_grow_merge_when_bridged_and_close_with_the_merged_value() {
             let md = clicks
                 .send_with(Some(user), 1, SendOptions::new().timestamp_ms(t))
                 .await
+                .unwrap()
+                .await
                 .unwrap();
             app.processed(&TopicPartition::new("clicks", md.partition), md.offset)
                 .await;
@@ -459,6 +463,8 @@ async fn order_at(o: &OrdersApp, page: &str, created_ms: i64, message_ms: i64) {
             order,
             SendOptions::new().timestamp_ms(message_ms),
         )
+        .await
+        .unwrap()
         .await
         .unwrap();
     o.app
@@ -613,6 +619,8 @@ async fn a_value_without_the_time_field_fails_the_update_naming_table_and_messag
                 value,
                 SendOptions::new().timestamp_ms(T0 + 500 * SEC + i as i64),
             )
+            .await
+            .unwrap()
             .await
             .unwrap();
         last = Some(md);

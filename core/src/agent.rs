@@ -23,7 +23,7 @@ use crate::queue::StreamQueue;
 use crate::rpc::ReplyTarget;
 use crate::stream::{ChannelItem, Core, Delivered, Source, Stream};
 use crate::topic::{Channel, SendOptions, Topic, TopicDef};
-use crate::transport::{Message, RecordMetadata};
+use crate::transport::{Delivery, Message};
 use crate::worker::ShutdownSignal;
 
 /// Name, topic and help of an agent (the `agents` command prints these).
@@ -891,7 +891,9 @@ where
     V: Serialize + DeserializeOwned + Send + 'static,
     R: Serialize + Clone + Send + Sync + 'static,
 {
-    /// Send every yielded value to `topic` (without a key), waiting for the acknowledgement.
+    /// Send every yielded value to `topic` (without a key). The sink returns
+    /// once the producer accepted the record; the commit of the event waits
+    /// for its delivery (see [`Topic::send`]).
     pub fn sink_topic<K2>(mut self, topic: &Topic<K2, R>) -> Self
     where
         K2: Serialize + DeserializeOwned + Send + 'static,
@@ -905,7 +907,8 @@ where
         self
     }
 
-    /// Send every yielded value to another agent.
+    /// Send every yielded value to another agent (as
+    /// [`sink_topic`](Self::sink_topic): returns once accepted).
     pub fn sink_agent<K2>(mut self, agent: &Agent<K2, R>) -> Self
     where
         K2: Serialize + DeserializeOwned + Send + 'static,
@@ -1026,30 +1029,33 @@ where
         }
     }
 
-    /// Send a keyed value to the agent's topic and wait for the acknowledgement.
-    /// (For channel agents the key is dropped: channels carry values only.)
-    pub async fn send(&self, key: K, value: V) -> Result<Option<RecordMetadata>> {
+    /// Send a keyed value to the agent's topic. Returns once the producer
+    /// accepted it (see [`Topic::send`]); the [`Delivery`] gives the record's
+    /// metadata when awaited. (For channel agents the key is dropped:
+    /// channels carry values only, and there is no delivery.)
+    pub async fn send(&self, key: K, value: V) -> Result<Option<Delivery>> {
         match &self.target {
             Target::Topic(t) => t.send(key, value).await.map(Some),
             Target::Channel(c) => c.send(value).await.map(|_| None),
         }
     }
 
-    /// Send a value without a key.
-    pub async fn send_value(&self, value: V) -> Result<Option<RecordMetadata>> {
+    /// Send a value without a key (see [`send`](Self::send)).
+    pub async fn send_value(&self, value: V) -> Result<Option<Delivery>> {
         match &self.target {
             Target::Topic(t) => t.send_value(value).await.map(Some),
             Target::Channel(c) => c.send(value).await.map(|_| None),
         }
     }
 
-    /// Send with options (partition, headers) to the agent's topic.
+    /// Send with options (partition, headers) to the agent's topic (see
+    /// [`send`](Self::send)).
     pub async fn send_with(
         &self,
         key: Option<K>,
         value: V,
         options: SendOptions,
-    ) -> Result<Option<RecordMetadata>> {
+    ) -> Result<Option<Delivery>> {
         match &self.target {
             Target::Topic(t) => t.send_with(key, value, options).await.map(Some),
             Target::Channel(c) => c.send(value).await.map(|_| None),

@@ -135,6 +135,9 @@ pub(crate) struct AppInner {
     /// value (`relative_to_field`): streams then record each topic event's
     /// raw value and codec in the current-event cell. Unset, they skip it.
     event_values: std::sync::atomic::AtomicBool,
+    /// Deliveries of records sent and not waited for; the commit settles
+    /// them (see `delivery`).
+    pub(crate) deliveries: crate::delivery::Tracker,
 }
 
 impl AppInner {
@@ -762,6 +765,7 @@ impl AppBuilder {
                 cluster: Default::default(),
                 replies: Default::default(),
                 event_values: Default::default(),
+                deliveries: Default::default(),
             }),
         })
     }

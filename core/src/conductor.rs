@@ -55,11 +55,29 @@ struct PendingCommit {
     flush: tokio::task::JoinHandle<Result<()>>,
 }
 
-/// Flush the producer and then every table (tables with changes only when
-/// there is no offset to commit).
+/// Flush the producer and settle the sends nobody waited for, then flush
+/// every table (tables with changes only when there is no offset to commit).
+///
+/// A send returns once the producer accepted the record, so this is where
+/// the deliveries of the events below `offsets` are waited for: every send
+/// tracked until now (a superset of what those events sent, since an event
+/// is acked after its sends returned) is complete after the flush. A failed
+/// one holds its source partition below the event that sent it
+/// (`delivery::Tracker::cap`, applied in `commit_offsets`).
 async fn flush_effects(app: App, tables: Vec<Arc<dyn TableOps>>, offsets: bool) -> Result<()> {
-    if offsets {
-        app.inner.producer().await?.flush().await?;
+    let inner = &app.inner;
+    if offsets || !inner.deliveries.is_empty() {
+        let taken = inner.deliveries.take();
+        let flushed = match inner.producer().await {
+            Ok(p) => p.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            // Settled by the next commit's flush (these offsets are not committed).
+            inner.deliveries.restore(taken);
+            return Err(e);
+        }
+        inner.deliveries.settle(&inner.monitor, taken).await;
     }
     for t in &tables {
         if offsets || t.has_changes() {
@@ -337,7 +355,10 @@ impl Conductor {
             return;
         }
         let offsets = self.committable(now);
-        if offsets.is_empty() && !self.tables.iter().any(|t| t.has_changes()) {
+        if offsets.is_empty()
+            && !self.tables.iter().any(|t| t.has_changes())
+            && self.app.inner.deliveries.is_empty()
+        {
             return;
         }
         let flush = tokio::spawn(flush_effects(
@@ -419,10 +440,16 @@ impl Conductor {
         if offsets.is_empty() {
             return Ok(());
         }
-        // A partition revoked while the flush ran is not ours to commit.
+        // A partition revoked while the flush ran is not ours to commit; one
+        // held by a failed delivery stops below the event that sent it.
+        let deliveries = &self.app.inner.deliveries;
         let offsets: Vec<_> = offsets
             .into_iter()
-            .filter(|(tp, _)| self.parts.contains_key(tp))
+            .filter_map(|(tp, c)| {
+                let st = self.parts.get(&tp)?;
+                let c = deliveries.cap(&tp, c);
+                (Some(c) > st.last_committed).then_some((tp, c))
+            })
             .collect();
         if offsets.is_empty() {
             return Ok(());
@@ -522,6 +549,7 @@ impl Conductor {
         if let Err(e) = self.commit().await {
             tracing::error!(error = %e, "commit on revocation failed");
         }
+        self.app.inner.deliveries.release(tps);
         let mut assigned = self.app.inner.assigned.lock();
         for tp in tps {
             self.parts.remove(tp);

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cluster;
 pub mod codec;
 mod conductor;
+mod delivery;
 pub mod error;
 pub mod event;
 mod isolated;

@@ -61,7 +61,9 @@ impl ReplyTarget {
         })
     }
 
-    /// Send `value` as the reply and wait for the acknowledgement.
+    /// Send `value` as the reply. Returns once the producer accepted it: the
+    /// commit of the request waits for its delivery (a failed one holds it;
+    /// see `delivery`).
     pub(crate) async fn send<R: Serialize + 'static>(
         &self,
         app: &AppInner,
@@ -84,7 +86,10 @@ impl ReplyTarget {
             timestamp_ms: Some(now_ms()),
             acks: None,
         };
-        producer.send(record).await?.await?;
+        let topic = record.topic.clone();
+        let delivery = producer.send(record).await?;
+        // Not awaited: the commit of the request settles it.
+        drop(app.deliveries.track(&app.monitor, delivery, &topic, None)?);
         app.monitor.add_messages_sent(1);
         Ok(())
     }
@@ -259,6 +264,9 @@ where
                 .header(CORRELATION_ID, id);
             deliveries.push(topic.send_soon(key.as_ref(), &value, options).await?);
         }
+        // A request waits for its delivery (unlike `send`): the caller waits
+        // for the reply anyway, which cannot come sooner, and a request that
+        // was never delivered is then an error rather than a timeout.
         for d in deliveries {
             d.await?;
         }
@@ -330,7 +338,8 @@ where
         }
     }
 
-    /// Send a value to the agent without waiting for a reply (Faust's `cast`).
+    /// Send a value to the agent without waiting for a reply (Faust's
+    /// `cast`): returns once the producer accepted it.
     pub async fn cast(&self, value: V) -> Result<()> {
         self.send_value(value).await.map(|_| ())
     }

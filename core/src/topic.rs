@@ -17,7 +17,7 @@ use crate::error::{Error, Field, Result};
 use crate::event;
 use crate::queue::StreamQueue;
 use crate::stream::{ChannelItem, Core, Source, Stream};
-use crate::transport::{Acks, Delivery, Headers, Record, RecordMetadata, TopicSpec};
+use crate::transport::{Acks, Delivery, Headers, Record, TopicSpec};
 
 /// The untyped description of a topic, shared by every handle to it.
 #[derive(Debug)]
@@ -64,6 +64,7 @@ impl TopicDef {
     ) -> Result<Delivery> {
         self.declare(inner).await?;
         let producer = inner.producer().await?;
+        let options_partition = options.partition;
         let record = Record {
             topic: self.name.clone(),
             partition: options.partition,
@@ -74,6 +75,9 @@ impl TopicDef {
             acks: self.acks,
         };
         let d = producer.send(record).await?;
+        let d = inner
+            .deliveries
+            .track(&inner.monitor, d, &self.name, options_partition)?;
         inner.monitor.add_messages_sent(1);
         self.sent
             .get_or_init(|| {
@@ -388,35 +392,59 @@ where
             .unwrap_or(self.app.inner.settings().topic_partitions)
     }
 
-    /// Send and wait until the transport acknowledged it.
-    pub async fn send(&self, key: K, value: V) -> Result<RecordMetadata> {
+    /// Send a keyed record. Returns once the producer has accepted it —
+    /// not when the broker has: the worker's commit waits for delivery.
+    ///
+    /// When the producer's queue is full, this waits for room
+    /// (backpressure; records are never dropped or buffered without bound).
+    /// The returned [`Delivery`] resolves with the record's
+    /// [`RecordMetadata`] once the broker acknowledged it; await it only
+    /// when you need the metadata or the outcome (`send(..).await?.await?`),
+    /// otherwise drop it.
+    ///
+    /// A delivery that fails and that nobody awaited is logged with its
+    /// topic, counted (`faustus_send_failures_total`) and holds the commit
+    /// of the event being processed when it was sent: that event's partition
+    /// is not committed past it, so it is processed (and the record sent)
+    /// again after a restart or rebalance.
+    ///
+    /// ```
+    /// # use faustus_core::App;
+    /// # async fn demo(app: App) -> faustus_core::Result<()> {
+    /// let words = app.topic::<String, u64>("words").build()?;
+    /// // Accepted by the producer; the commit waits for the broker.
+    /// words.send("hello".to_string(), 1).await?;
+    /// // Waits for the broker too, and says where the record landed.
+    /// let landed = words.send("world".to_string(), 1).await?.await?;
+    /// println!("partition {} offset {}", landed.partition, landed.offset);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, key: K, value: V) -> Result<Delivery> {
         self.send_soon(Some(&key), &value, SendOptions::default())
-            .await?
             .await
     }
 
-    /// Send a value without a key and wait for the acknowledgement.
-    pub async fn send_value(&self, value: V) -> Result<RecordMetadata> {
-        self.send_soon(None, &value, SendOptions::default())
-            .await?
-            .await
+    /// Send a value without a key; returns once the producer accepted it
+    /// (see [`send`](Self::send)).
+    pub async fn send_value(&self, value: V) -> Result<Delivery> {
+        self.send_soon(None, &value, SendOptions::default()).await
     }
 
-    /// Send with options (partition, headers, timestamp) and wait for the acknowledgement.
+    /// Send with options (partition, headers, timestamp); returns once the
+    /// producer accepted it (see [`send`](Self::send)).
     pub async fn send_with(
         &self,
         key: Option<K>,
         value: V,
         options: SendOptions,
-    ) -> Result<RecordMetadata> {
-        self.send_soon(key.as_ref(), &value, options).await?.await
+    ) -> Result<Delivery> {
+        self.send_soon(key.as_ref(), &value, options).await
     }
 
-    /// Enqueue a record and return at once; the [`Delivery`] resolves when it
-    /// is acknowledged. The worker's commits wait for it either way.
-    ///
-    /// The key and value are encoded at once; the returned future holds no
-    /// reference to them.
+    /// As [`send`](Self::send), taking the key and value by reference: the
+    /// key and value are encoded at once, and the returned future holds no
+    /// reference to them. It resolves once the producer accepted the record;
+    /// the [`Delivery`] resolves when the broker acknowledged it.
     pub fn send_soon(
         &self,
         key: Option<&K>,
@@ -460,7 +488,8 @@ where
         Ok((key, value))
     }
 
-    /// Send pre-encoded bytes.
+    /// Send pre-encoded bytes; returns once the producer accepted them (see
+    /// [`send`](Self::send)).
     pub async fn send_bytes(
         &self,
         key: Option<Bytes>,

@@ -183,9 +183,11 @@ pub struct RecordMetadata {
 
 /// Resolves when the transport has acknowledged a produced record.
 ///
-/// Returned by [`Producer::send`] once the record is enqueued. Dropping it does
-/// not cancel the send; [`Producer::flush`] waits for every outstanding one.
-#[must_use = "await the delivery to learn where the record landed (or drop it; flush still waits)"]
+/// Returned by [`Producer::send`] (and `Topic::send`) once the record is
+/// accepted. Awaiting it gives the [`RecordMetadata`] or the delivery error.
+/// Dropping it does not cancel the send: [`Producer::flush`] waits for every
+/// outstanding one, and a worker's commit holds the offsets of the event
+/// that sent a record whose delivery failed unobserved.
 pub struct Delivery {
     inner: DeliveryInner,
 }

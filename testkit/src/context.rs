@@ -99,7 +99,8 @@ impl TestContext {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         match agent.send(key, value).await? {
-            Some(md) => {
+            Some(delivery) => {
+                let md = delivery.await?;
                 self.wait(&TopicPartition::new(md.topic, md.partition), md.offset)
                     .await?
             }
@@ -115,7 +116,8 @@ impl TestContext {
         V: Serialize + DeserializeOwned + Send + 'static,
     {
         match agent.send_value(value).await? {
-            Some(md) => {
+            Some(delivery) => {
+                let md = delivery.await?;
                 self.wait(&TopicPartition::new(md.topic, md.partition), md.offset)
                     .await?
             }
@@ -130,7 +132,7 @@ impl TestContext {
         K: Serialize + DeserializeOwned + Send + 'static,
         V: Serialize + DeserializeOwned + Send + 'static,
     {
-        let md = topic.send(key, value).await?;
+        let md = topic.send(key, value).await?.await?;
         self.wait(&TopicPartition::new(md.topic, md.partition), md.offset)
             .await?;
         self.check_failures()

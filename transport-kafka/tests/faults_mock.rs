@@ -224,3 +224,53 @@ async fn records_are_sent_with_the_acks_their_topic_asks_for() {
     values.sort();
     assert_eq!(values, vec!["v0", "v1", "v2", "v3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_makes_send_wait_and_drops_nothing() {
+    let cluster = support::MockKafka::start(1);
+    t_create(&cluster, "full").await;
+    // librdkafka's queue holds two records.
+    let t: Arc<dyn Transport> = Arc::new(cluster.kafka("queue.buffering.max.messages=2"));
+    let p = t.producer(&ProducerConfig::new("p")).await.unwrap();
+    let mut c = t.consumer(&ConsumerConfig::groupless("r")).await.unwrap();
+    c.assign(&[TopicPartition::new("full", 0)]).await.unwrap();
+    let record = |v: &'static [u8]| Record::new("full", None, Some(Bytes::from_static(v)));
+
+    cluster.broker_down(1).await;
+    // Accepted into the queue while the broker is away ...
+    let first = p.send(record(b"1")).await.unwrap();
+    let second = p.send(record(b"2")).await.unwrap();
+    // ... and the queue is full: the next send waits instead of failing.
+    let third = tokio::spawn({
+        let p = p.clone();
+        async move { p.send(record(b"3")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!third.is_finished(), "send waits while the queue is full");
+
+    cluster.broker_up(1).await;
+    let third = tokio::time::timeout(Duration::from_secs(60), third)
+        .await
+        .expect("accepted once the queue has room")
+        .unwrap()
+        .unwrap();
+    let mut offsets = Vec::new();
+    for d in [first, second, third] {
+        offsets.push(
+            tokio::time::timeout(Duration::from_secs(60), d)
+                .await
+                .expect("delivered")
+                .unwrap()
+                .offset,
+        );
+    }
+    assert_eq!(offsets, vec![0, 1, 2]);
+    let got: Vec<_> = read(&mut c, 3)
+        .await
+        .into_iter()
+        .map(|m| m.value.unwrap())
+        .collect();
+    assert_eq!(got, vec!["1", "2", "3"], "nothing dropped, in order");
+    c.close().await.unwrap();
+    p.flush().await.unwrap();
+}

@@ -56,7 +56,7 @@ async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
         .expect("the worker joins the group")
         .unwrap();
     let tp = TopicPartition::new("numbers", 0);
-    let md = numbers.send("k".into(), 1).await.unwrap();
+    let md = numbers.send("k".into(), 1).await.unwrap().await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), app.processed(&tp, md.offset))
         .await
         .expect("processed before the outage");
@@ -75,10 +75,12 @@ async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
         .await
         .expect("delivered after the broker came back")
         .unwrap();
-    let md3 = tokio::time::timeout(Duration::from_secs(60), numbers.send("k".into(), 4))
-        .await
-        .expect("sends work again")
-        .unwrap();
+    let md3 = tokio::time::timeout(Duration::from_secs(60), async {
+        numbers.send("k".into(), 4).await?.await
+    })
+    .await
+    .expect("sends work again")
+    .unwrap();
     assert!(md3.offset > md.offset);
     tokio::time::timeout(Duration::from_secs(90), app.processed(&tp, md3.offset))
         .await
