@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use faustus::prelude::*;
 use faustus::transport::{
-    Consumer, ConsumerConfig, Delivery, Producer, ProducerConfig, Record, TopicSpec, Transport,
+    Consumer, ConsumerConfig, PartitionReader, ReaderConfig, Delivery, Producer, ProducerConfig, Record, TopicSpec, Transport,
 };
 use faustus::{Error, Result, TopicPartition};
 use support::*;
@@ -104,6 +104,11 @@ impl Transport for Gated {
     async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
         faustus_transport_memory::MemoryTransport::named(&self.name)
             .consumer(config)
+            .await
+    }
+    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
+        faustus_transport_memory::MemoryTransport::named(&self.name)
+            .reader(config)
             .await
     }
 }

@@ -232,7 +232,7 @@ async fn a_full_producer_queue_makes_send_wait_and_drops_nothing() {
     // librdkafka's queue holds two records.
     let t: Arc<dyn Transport> = Arc::new(cluster.kafka("queue.buffering.max.messages=2"));
     let p = t.producer(&ProducerConfig::new("p")).await.unwrap();
-    let mut c = t.consumer(&ConsumerConfig::groupless("r")).await.unwrap();
+    let mut c = t.reader(&ReaderConfig::new("r")).await.unwrap();
     c.assign(&[TopicPartition::new("full", 0)]).await.unwrap();
     let record = |v: &'static [u8]| Record::new("full", None, Some(Bytes::from_static(v)));
 
