@@ -1,4 +1,4 @@
-//! The contract of the [`WebDriver`] trait, as runnable checks.
+//! The contract of the [`WebDriver`](faustus_core::web::WebDriver) trait, as runnable checks.
 //!
 //! Every web driver runs this suite in its own tests, in one line:
 //!
