@@ -51,7 +51,7 @@ impl WebState {
 }
 
 /// A page the app defined, matched against a request path
-/// ([`App::match_page`]).
+/// ([`App::match_page`]); `faustus_core::web::PageMatch`.
 pub struct PageMatch {
     handler: PageFn,
     params: std::result::Result<Vec<(String, String)>, WebError>,

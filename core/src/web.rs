@@ -25,6 +25,8 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::url::DriverUrl;
 
+pub use crate::pages::PageMatch;
+
 /// An HTTP request with its whole body.
 pub type HttpRequest = http::Request<Bytes>;
 /// An HTTP response with its whole body.

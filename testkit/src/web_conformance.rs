@@ -41,9 +41,10 @@
 //!   query is a 400 naming it, and the server keeps serving afterwards.
 //! - [`check_concurrent_requests`]: several requests are handled at once (a
 //!   handler waiting for the others does not block them).
-//! - [`check_graceful_stop`]: `shutdown` lets a request in flight finish
-//!   and returns once the server stopped; then nothing accepts connections
-//!   on its address any more, and a second `shutdown` is harmless.
+//! - [`check_graceful_stop`]: `shutdown` stops accepting connections at
+//!   once, lets a request in flight finish (its answer is delivered) and
+//!   returns only after that; then nothing answers on its address, and a
+//!   second `shutdown` is harmless.
 //! - [`check_forward`]: `forward` (for `table_route`) either says the driver
 //!   cannot forward (`Error::State`) or delivers method, path, query,
 //!   headers and body to the other server and returns its answer as it was.

@@ -1,6 +1,7 @@
 //! The checks of the web driver conformance suite (see the parent module).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -409,15 +410,19 @@ pub async fn check_concurrent_requests(driver: Arc<dyn WebDriver>) {
 pub async fn check_graceful_stop(driver: Arc<dyn WebDriver>) {
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
     let entered = Arc::new(parking_lot::Mutex::new(Some(entered_tx)));
+    let finished = Arc::new(AtomicBool::new(false));
+    let handler_finished = finished.clone();
     let server = serve(
         &driver,
         handler(move |_r: HttpRequest| {
             let tx = entered.lock().take();
+            let finished = handler_finished.clone();
             async move {
                 if let Some(tx) = tx {
                     let _ = tx.send(());
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
+                finished.store(true, Ordering::SeqCst);
                 web::text("done")
             }
         }),
@@ -428,7 +433,25 @@ pub async fn check_graceful_stop(driver: Arc<dyn WebDriver>) {
     if tokio::time::timeout(DEADLINE, entered_rx).await.is_err() {
         panic!("the request never reached the handler");
     }
-    stop(server.clone()).await;
+    let stopping = tokio::spawn(stop(server.clone()));
+    // The server stops accepting while the request in flight still runs.
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the server kept accepting connections while draining"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Err(e) = stopping.await {
+        panic!("shutdown panicked: {e}");
+    }
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "shutdown returned before the request in flight finished"
+    );
     let r = match in_flight.await {
         Ok(r) => must(r, "the request in flight at shutdown"),
         Err(e) => panic!("request task failed: {e}"),
