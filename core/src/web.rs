@@ -2,27 +2,47 @@
 //!
 //! Requests and responses are `http` crate types with whole bodies, so any
 //! server (hyper, axum, a test harness) can implement it.
+//!
+//! Core holds the contract only: the traits, [`Request`], [`WebError`], the
+//! response helpers, [`PathPattern`] (route matching) and [`respond`] (a
+//! route's result as a response, panics caught). The built-in endpoints
+//! (`/`, `/stats`, `/router/`, `/table/{name}/{key}`, `/metrics`, `/health`,
+//! `/ready`) and the dashboard live in the `faustus-web` crate; a driver
+//! serves them by returning its site from [`WebDriver::site`] (the
+//! `hyper://` driver returns `faustus_web::site(app)`, and so can any other
+//! driver).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 
-use crate::error::Result;
+use crate::app::App;
+use crate::error::{Error, Result};
 use crate::url::DriverUrl;
+
+pub use crate::pages::PageMatch;
 
 /// An HTTP request with its whole body.
 pub type HttpRequest = http::Request<Bytes>;
 /// An HTTP response with its whole body.
 pub type HttpResponse = http::Response<Bytes>;
 
-/// Answers requests: the app's router (its pages plus the built-in ones).
+/// Answers requests: the app's site (its pages, plus the built-in ones when
+/// the driver provides them; see [`WebDriver::site`]).
 #[async_trait]
 pub trait WebHandler: Send + Sync + 'static {
     /// Answer one request. Never fails: errors become 4xx/5xx responses.
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
+
+    /// The server that served this handler stopped (or the one-off request
+    /// of [`App::handle_request`] was answered): release what the handler
+    /// holds (a consumer, say). The default holds nothing.
+    async fn close(&self) {}
 }
 
 /// A running server.
@@ -39,6 +59,21 @@ pub trait WebServer: Send + Sync + fmt::Debug + 'static {
 pub trait WebDriver: Send + Sync + fmt::Debug + 'static {
     /// Driver name, e.g. `"hyper"`.
     fn name(&self) -> &str;
+
+    /// The handler that answers `app`'s requests: the pages the app defined
+    /// (`App::page`) and whatever built-in endpoints this driver provides.
+    /// The worker calls it once per run and serves the result with
+    /// [`serve`](Self::serve); [`App::handle_request`] uses it too.
+    ///
+    /// The default is the app's pages only ([`App::pages_handler`]): 404 for
+    /// every other path. A driver that wants Faustus' built-in pages
+    /// (`/`, `/stats`, `/router/`, `/table/{name}/{key}`, `/metrics`,
+    /// `/health`, `/ready` and the dashboard) returns
+    /// `faustus_web::site(app)` here, as the `hyper://` driver does.
+    fn site(&self, app: &App) -> Arc<dyn WebHandler> {
+        app.pages_handler()
+    }
+
     /// Start serving `handler` on `addr`.
     async fn serve(
         &self,
@@ -51,10 +86,118 @@ pub trait WebDriver: Send + Sync + fmt::Debug + 'static {
     /// response, for `table_route`. Drivers that cannot forward say so.
     async fn forward(&self, base_url: &str, request: HttpRequest) -> Result<HttpResponse> {
         let _ = request;
-        Err(crate::Error::State(format!(
+        Err(Error::State(format!(
             "web driver {} cannot forward requests (to {base_url})",
             self.name()
         )))
+    }
+}
+
+/// One route's path pattern: literal segments and `{name}` parameters,
+/// e.g. `/table/{name}/{key}`. Empty segments are ignored, so `/count` and
+/// `/count/` match `/count/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    pattern: String,
+    segments: Vec<Segment>,
+}
+
+/// One segment of a route pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+fn split_path(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+impl PathPattern {
+    /// Parse a pattern; it starts with `/` and every `{…}` segment has a name.
+    pub fn parse(pattern: &str) -> Result<Self> {
+        if !pattern.starts_with('/') {
+            return Err(Error::config(
+                format!("page {pattern:?}"),
+                "a page path starts with '/'",
+            ));
+        }
+        let segments = split_path(pattern)
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(name) if !name.is_empty() => Ok(Segment::Param(name.to_string())),
+                    Some(_) => Err(Error::config(
+                        format!("page {pattern:?}"),
+                        "a path parameter needs a name: {name}",
+                    )),
+                    None => Ok(Segment::Literal(s.to_string())),
+                },
+            )
+            .collect::<Result<_>>()?;
+        Ok(PathPattern {
+            pattern: pattern.to_string(),
+            segments,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether two patterns match the same paths (`/a/{x}` and `/a/{y}` do not
+    /// count as the same: parameter names differ).
+    pub fn same_route(&self, other: &PathPattern) -> bool {
+        self.segments == other.segments
+    }
+
+    /// Match `path`: `None` when it does not match, else its path parameters
+    /// (percent-decoded; a 400 when a segment is badly encoded).
+    pub fn matches(&self, path: &str) -> Option<Result<Vec<(String, String)>, WebError>> {
+        let parts: Vec<&str> = split_path(path).collect();
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (seg, part) in self.segments.iter().zip(&parts) {
+            match seg {
+                Segment::Literal(l) => {
+                    if l != part {
+                        return None;
+                    }
+                }
+                Segment::Param(name) => match percent_decode(part, false) {
+                    Ok(v) => params.push((name.clone(), v)),
+                    Err(e) => return Some(Err(e)),
+                },
+            }
+        }
+        Some(Ok(params))
+    }
+}
+
+/// Turn what a route answered into the response: a [`WebError`] becomes its
+/// status and message (server errors logged with `method` and `uri`), and a
+/// panic in the route becomes a 500 naming the path (logged), so one bad
+/// handler never takes the server down. Sites (the app's pages, the
+/// built-in pages of `faustus-web`) answer every request through it.
+pub async fn respond<F>(method: &http::Method, uri: &http::Uri, route: F) -> HttpResponse
+where
+    F: Future<Output = WebResult>,
+{
+    match std::panic::AssertUnwindSafe(route).catch_unwind().await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            if e.status.is_server_error() {
+                tracing::error!(%method, %uri, status = %e.status, error = %e.message, "web request failed");
+            }
+            e.into_response()
+        }
+        Err(panic) => {
+            let msg = crate::agent::panic_message(&panic);
+            tracing::error!(%method, %uri, panic = %msg, "web handler panicked");
+            WebError::internal(format!("the handler of {} failed", uri.path())).into_response()
+        }
     }
 }
 
@@ -345,4 +488,28 @@ pub fn status(status: http::StatusCode, body: impl Into<String>) -> HttpResponse
     let mut r = text(body);
     *r.status_mut() = status;
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_with_params() {
+        let segs = PathPattern::parse("/table/{name}/{key}").unwrap();
+        assert_eq!(
+            segs.matches("/table/counts/h%C3%A9llo").unwrap().unwrap(),
+            vec![
+                ("name".to_string(), "counts".to_string()),
+                ("key".to_string(), "héllo".to_string())
+            ]
+        );
+        assert!(segs.matches("/table/counts").is_none());
+        assert!(segs.matches("/table/counts/%zz").unwrap().is_err());
+        let count = PathPattern::parse("/count/").unwrap();
+        assert!(count.matches("/count").is_some());
+        assert!(count.matches("/count/").is_some());
+        assert!(PathPattern::parse("count").is_err());
+        assert!(PathPattern::parse("/a/{}").is_err());
+    }
 }

@@ -1,6 +1,17 @@
 //! The `hyper://` web driver of Faustus: serves an app's pages and built-in
 //! endpoints on hyper 1 (HTTP/1.1) behind a tower concurrency limit.
 //!
+//! The built-in endpoints live here, not in core: [`site`] is an app's
+//! pages followed by `/`, `/stats`, `/router/`, `/table/{name}/{key}`,
+//! `/metrics` (Prometheus text through `prometheus-client`), `/health` and
+//! `/ready`, plus the dashboard. [`HyperDriver`] serves it (its
+//! `WebDriver::site`); another driver serves the same by returning
+//! [`site`] from its own `WebDriver::site`.
+//!
+//! Modules: `site` (the router: pages, then built-ins), `builtin` (their
+//! answers), `metrics` (`/metrics`), `dashboard` (the HTML page), `lag`
+//! (the consumer-lag sampler behind `/stats` and `/metrics`).
+//!
 //! URL options: `hyper://?max_body=1048576&max_connections=1024`
 //! (`max_body`: request body limit in bytes, larger bodies get 413;
 //! `max_concurrency`: requests handled at once, the rest wait).
@@ -19,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use faustus_core::web::{HttpRequest, HttpResponse, WebDriver, WebHandler, WebServer};
-use faustus_core::{DriverUrl, Error, Registry, Result};
+use faustus_core::{App, DriverUrl, Error, Registry, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -27,7 +38,14 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod builtin;
 pub mod client;
+mod dashboard;
+mod lag;
+pub mod metrics;
+mod site;
+
+pub use site::{site, BUILTIN_PATHS};
 
 /// The URL scheme this driver registers.
 pub const SCHEME: &str = "hyper";
@@ -157,6 +175,11 @@ async fn answer(
 impl WebDriver for HyperDriver {
     fn name(&self) -> &str {
         SCHEME
+    }
+
+    /// The app's pages, then the built-in endpoints and the dashboard ([`site`]).
+    fn site(&self, app: &App) -> Arc<dyn WebHandler> {
+        site(app)
     }
 
     async fn serve(
