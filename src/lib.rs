@@ -158,9 +158,15 @@ pub fn on_memory_broker(app: &App) -> bool {
     app.settings().broker.starts_with("memory://")
 }
 
-/// Start building an app, with this build's drivers registered:
+/// Start building an app, with this build's drivers registered and (feature
+/// `web`) the built-in site (`faustus_web::site`) as the app's site:
 /// `faustus::app("word-counts").broker("memory://").build()?`.
 pub fn app(id: impl Into<String>) -> AppBuilder {
     install_default_drivers();
-    App::builder(id)
+    let builder = App::builder(id);
+    // The built-in pages (`/`, `/stats`, `/metrics`, `/health`, `/ready`,
+    // the dashboard …) after the app's own, on whichever web driver.
+    #[cfg(feature = "web")]
+    let builder = builder.site(faustus_web::site);
+    builder
 }

@@ -1,53 +1,64 @@
 //! Faustus core: the app, topics, streams, agents, tables, the conductor, and
 //! the driver traits every transport, store and web server implements.
+//!
+//! The source is in layers (docs/ARCHITECTURE.md has the map); a folder
+//! only uses the folders below it:
+//!
+//! | layer | folder | holds |
+//! |---|---|---|
+//! | 7 | `runtime/` | worker, conductor, recovery, standbys, signals, timers, web pages |
+//! | 6 | `cluster/` | the cluster map: who owns which partition, standby placement |
+//! | 5 | `agent/`, `table/` | agents (builder, supervision, isolated partitions, RPC); tables (cache, flush, windowed, global, sets) |
+//! | 4 | `stream/` | streams and their operators, topics and channels, the agent run a stream belongs to |
+//! | 3 | `app/` | the [`App`] handle: settings, definitions, subscriptions, lazily created drivers |
+//! | 2 | `flow/` | buffers, acks, the current event, send deliveries |
+//! | 1 | `settings`, `monitor` | every setting; counters and figures |
+//! | 0 | `drivers/`, `error`, `lifecycle` | driver traits, codecs, URLs, registry; the error type; shutdown signal |
+//!
+//! The modules keep their public paths (`faustus_core::transport`,
+//! `faustus_core::topic`, …) through the re-exports below.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod acks;
 pub mod agent;
 pub mod app;
 pub mod cluster;
-pub mod codec;
-mod conductor;
-mod delivery;
+mod drivers;
 pub mod error;
-pub mod event;
-mod isolated;
+mod flow;
+pub mod lifecycle;
 pub mod monitor;
-mod pages;
-pub mod partitioner;
-pub mod queue;
-mod recovery;
-pub mod registry;
-pub mod rpc;
-pub mod set_table;
+mod runtime;
 pub mod settings;
-pub mod signals;
-mod standby;
-pub mod store;
 pub mod stream;
-mod stream_ops;
 pub mod table;
-pub mod timers;
-pub mod topic;
-pub mod transport;
-pub mod url;
-pub mod web;
-pub mod worker;
 
-pub use agent::{Agent, AgentBuilder, AgentError, AgentInfo, OnError, YieldingAgentBuilder};
+pub use agent::{rpc, Agent, AgentBuilder, AgentError, AgentInfo, OnError, YieldingAgentBuilder};
 pub use app::{App, AppBuilder, Service, TableInfo};
 pub use cluster::{ClusterMap, WorkerInfo};
+pub use drivers::{codec, partitioner, registry, store, transport, url};
 pub use error::{Error, Result};
-pub use event::{Event, EventInfo};
+pub use flow::event::{Event, EventInfo};
+pub use flow::{acks, event, queue};
 pub use http;
+pub use lifecycle::ShutdownSignal;
 pub use registry::Registry;
-pub use set_table::SetTable;
+pub use runtime::{signals, timers, worker};
 pub use settings::Settings;
+pub use stream::ops::{GroupBy, Through};
+pub use stream::topic::{self, Channel, SendOptions, Topic, TopicBuilder};
 pub use stream::Stream;
-pub use stream_ops::{GroupBy, Through};
+pub use table::set::{self as set_table, SetTable};
 pub use table::windowed::{WindowRange, WindowedTable};
 pub use table::{Table, TableBuilder};
-pub use topic::{Channel, SendOptions, Topic, TopicBuilder};
 pub use transport::{Message, RecordMetadata, TopicPartition};
 pub use url::DriverUrl;
-pub use worker::{ShutdownSignal, WorkerHandle};
+pub use worker::WorkerHandle;
+
+/// The web side: the `WebDriver` contract (traits over `http` types,
+/// [`Request`](web::Request), [`WebError`](web::WebError), route patterns,
+/// response helpers) and [`PageMatch`](web::PageMatch), an app page matched
+/// against a path.
+pub mod web {
+    pub use crate::drivers::web::*;
+    pub use crate::runtime::pages::PageMatch;
+}

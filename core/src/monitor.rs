@@ -259,7 +259,7 @@ pub fn topic_labels(topic: &str) -> String {
 }
 
 /// Prometheus label text for a topic partition.
-pub fn tp_labels(tp: &crate::transport::TopicPartition) -> String {
+pub fn tp_labels(tp: &crate::drivers::transport::TopicPartition) -> String {
     format!(
         "topic=\"{}\",partition=\"{}\"",
         escape_label(&tp.topic),

@@ -165,9 +165,9 @@ impl Settings {
                 return Err(Error::config(name, "must be longer than zero"));
             }
         }
-        crate::url::DriverUrl::parse("broker", &self.broker)?;
-        crate::url::DriverUrl::parse("store", &self.store)?;
-        crate::url::DriverUrl::parse("web", &self.web)?;
+        crate::drivers::url::DriverUrl::parse("broker", &self.broker)?;
+        crate::drivers::url::DriverUrl::parse("store", &self.store)?;
+        crate::drivers::url::DriverUrl::parse("web", &self.web)?;
         Ok(())
     }
 

@@ -4,9 +4,9 @@
 //! The built-in endpoints live here, not in core: [`site`] is an app's
 //! pages followed by `/`, `/stats`, `/router/`, `/table/{name}/{key}`,
 //! `/metrics` (Prometheus text through `prometheus-client`), `/health` and
-//! `/ready`, plus the dashboard. [`HyperDriver`] serves it (its
-//! `WebDriver::site`); another driver serves the same by returning
-//! [`site`] from its own `WebDriver::site`.
+//! `/ready`, plus the dashboard. It is the app's site when the app was
+//! built with `.site(faustus_web::site)` (`faustus::app` does that); the
+//! worker serves it on [`HyperDriver`] or any other web driver.
 //!
 //! Modules: `site` (the router: pages, then built-ins), `builtin` (their
 //! answers), `metrics` (`/metrics`), `dashboard` (the HTML page), `lag`
@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use faustus_core::web::{HttpRequest, HttpResponse, WebDriver, WebHandler, WebServer};
-use faustus_core::{App, DriverUrl, Error, Registry, Result};
+use faustus_core::{DriverUrl, Error, Registry, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -175,11 +175,6 @@ async fn answer(
 impl WebDriver for HyperDriver {
     fn name(&self) -> &str {
         SCHEME
-    }
-
-    /// The app's pages, then the built-in endpoints and the dashboard ([`site`]).
-    fn site(&self, app: &App) -> Arc<dyn WebHandler> {
-        site(app)
     }
 
     async fn serve(

@@ -1,6 +1,6 @@
-//! The site the `hyper://` driver serves: the app's pages first, then the
-//! built-in endpoints. Any other web driver serves the same by returning
-//! [`site`] from `WebDriver::site`.
+//! The built-in site: the app's pages first, then the built-in endpoints.
+//! An app has it as its site through `AppBuilder::site(faustus_web::site)`;
+//! any web driver serves it.
 
 use std::sync::Arc;
 
@@ -40,16 +40,10 @@ pub const BUILTIN_PATHS: [&str; 7] = [
 /// the app defined at one of these paths wins. Errors become their status
 /// with the message as a plain-text body; a panicking handler is a 500.
 ///
-/// A custom `WebDriver` serves the same site with
-///
-/// ```ignore
-/// fn site(&self, app: &faustus_core::App) -> std::sync::Arc<dyn faustus_core::web::WebHandler> {
-///     faustus_web::site(app)
-/// }
-/// ```
-///
-/// and calls `close()` on it when its server stopped (the worker does this
-/// for the site it serves).
+/// It is the app's site when the app was built with
+/// `.site(faustus_web::site)` (`faustus::app` does that): the worker then
+/// serves it on whichever web driver the `web` setting names, and closes it
+/// when its server stopped.
 pub fn site(app: &App) -> Arc<dyn WebHandler> {
     let builtins = BUILTIN_PATHS
         .iter()

@@ -16,6 +16,7 @@ fn app() -> (App, Topic<String, u64>) {
     faustus_web::register(&registry);
     let app = App::builder("site-app")
         .registry(registry)
+        .site(faustus_web::site)
         .env(Default::default())
         .broker(format!("memory://{}", unique_name("site")))
         .store("memory://")

@@ -7,7 +7,7 @@ use std::hash::Hash;
 
 use bytes::Bytes;
 
-use crate::transport::Delivery;
+use crate::drivers::transport::Delivery;
 
 /// An encoded table write: key and value (`None` deletes).
 pub(super) type Op = (Bytes, Option<Bytes>);

@@ -28,12 +28,12 @@ use serde::Serialize;
 
 use super::{Table, TableBuilder};
 use crate::app::{App, Service};
-use crate::error::Result;
-use crate::store::{TableStore, TableStoreExt, WriteBatch};
-use crate::transport::{
+use crate::drivers::store::{TableStore, TableStoreExt, WriteBatch};
+use crate::drivers::transport::{
     Message, PartitionReader, PartitionReaderExt, ReaderConfig, TopicPartition,
 };
-use crate::worker::ShutdownSignal;
+use crate::error::Result;
+use crate::lifecycle::ShutdownSignal;
 
 /// Quiet polls (200 ms each) after which missing offsets below the end
 /// count as read (compaction, transaction markers).

@@ -21,17 +21,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::codec::CodecChain;
+use crate::drivers::codec::CodecChain;
+use crate::drivers::store::{Store, TableSpec, TableStore, WriteBatch};
+use crate::drivers::transport::{Delivery, Producer, Record};
 use crate::error::{Error, Field, Result};
-use crate::event;
-use crate::store::{Store, TableSpec, TableStore, WriteBatch};
-use crate::topic::TopicDef;
-use crate::transport::{Delivery, Producer, Record};
+use crate::flow::event;
+use crate::stream::topic::TopicDef;
 
 mod builder;
 mod cache;
 pub mod global;
 mod ops;
+pub mod set;
 pub mod windowed;
 
 pub use builder::TableBuilder;
@@ -227,7 +228,7 @@ where
         if let Some(p) = self.event_partition()? {
             return Ok(p);
         }
-        Ok(crate::partitioner::partition_for_key(
+        Ok(crate::drivers::partitioner::partition_for_key(
             &self.inner.encode_key(key)?,
             self.inner.partitions,
         ))
@@ -236,7 +237,7 @@ where
     /// The partition the partitioner gives `key` (murmur2 of its encoded
     /// bytes, as for a keyed record sent to the changelog).
     pub fn key_partition(&self, key: &K) -> Result<u32> {
-        Ok(crate::partitioner::partition_for_key(
+        Ok(crate::drivers::partitioner::partition_for_key(
             &self.encode_key(key)?,
             self.inner.partitions,
         ))
@@ -676,7 +677,7 @@ where
     /// The partition `key` belongs to: the partitioner over its encoded
     /// key, as for the messages of a copartitioned topic.
     pub fn partition_for(&self, key: &K) -> Result<u32> {
-        Ok(crate::partitioner::partition_for_key(
+        Ok(crate::drivers::partitioner::partition_for_key(
             &self.encode_key(key)?,
             self.inner.partitions,
         ))

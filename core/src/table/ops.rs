@@ -150,7 +150,7 @@ where
     }
 
     async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>> {
-        let parsed: K = crate::web::parse_text(key).map_err(|e| Error::NotFound {
+        let parsed: K = crate::drivers::web::parse_text(key).map_err(|e| Error::NotFound {
             what: "table key",
             name: format!("{key:?} is not a key of table {:?}: {e}", self.name),
         })?;

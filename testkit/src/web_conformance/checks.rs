@@ -172,11 +172,11 @@ pub async fn check_binds_and_reports_address(driver: Arc<dyn WebDriver>) {
     stop(b).await;
 }
 
-/// The driver's site serves the app's pages: methods, path and query
+/// The driver serves the app's site (its pages): methods, path and query
 /// parameters, bodies, statuses; unknown paths are 404.
 pub async fn check_site_serves_app_pages(driver: Arc<dyn WebDriver>) {
     let app = app_with_pages("web-pages");
-    let site = driver.site(&app);
+    let site = app.site();
     let server = serve(&driver, site.clone()).await;
     let addr = server.local_addr();
 
@@ -286,7 +286,7 @@ pub async fn check_statuses_headers_and_bodies(driver: Arc<dyn WebDriver>) {
 /// the server keeps serving.
 pub async fn check_handler_errors_become_status(driver: Arc<dyn WebDriver>) {
     let app = app_with_pages("web-errors");
-    let site = driver.site(&app);
+    let site = app.site();
     let server = serve(&driver, site.clone()).await;
     let addr = server.local_addr();
     for (path, status, message) in [
@@ -344,7 +344,7 @@ pub async fn check_handler_errors_become_status(driver: Arc<dyn WebDriver>) {
 /// Malformed requests are refused and the server keeps serving.
 pub async fn check_bad_requests(driver: Arc<dyn WebDriver>) {
     let app = app_with_pages("web-bad");
-    let site = driver.site(&app);
+    let site = app.site();
     let server = serve(&driver, site.clone()).await;
     let addr = server.local_addr();
     for raw in [

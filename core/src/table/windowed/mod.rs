@@ -48,9 +48,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{Table, TableBuilder};
-use crate::codec::CodecChain;
+use crate::drivers::codec::CodecChain;
 use crate::error::{Error, Result};
-use crate::event;
+use crate::flow::event;
 
 mod builder;
 mod state;

@@ -7,6 +7,9 @@
 //! Messages that cannot be decoded are reported through the app's decode-error
 //! hook with their coordinates, acknowledged, and skipped.
 
+pub(crate) mod ops;
+pub mod topic;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -19,14 +22,14 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::acks::AckToken;
 use crate::agent::{AgentLink, Claim, HeldEvent};
 use crate::app::AppInner;
-use crate::codec::CodecChain;
+use crate::drivers::codec::CodecChain;
+use crate::drivers::transport::Message;
 use crate::error::{Error, Field};
-use crate::event::{CurrentEvent, Event, EventInfo, SharedAck};
-use crate::queue::StreamQueue;
-use crate::transport::Message;
+use crate::flow::acks::AckToken;
+use crate::flow::event::{CurrentEvent, Event, EventInfo, SharedAck};
+use crate::flow::queue::StreamQueue;
 
 /// How many events a stream takes from its buffer at once.
 const POP_BATCH: usize = 64;
@@ -117,7 +120,7 @@ pub(crate) struct Core<K, V> {
     /// The agent run this stream belongs to (failure handling, replies).
     pub(crate) agent: Option<AgentLink>,
     /// Stops the forwarding task feeding this stream (`through`, `group_by`) when dropped.
-    pub(crate) forwarder: Option<crate::stream_ops::ForwarderGuard>,
+    pub(crate) forwarder: Option<crate::stream::ops::ForwarderGuard>,
 }
 
 /// Add `acked` events to the monitor: the worker's total and, for an

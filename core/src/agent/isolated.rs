@@ -15,8 +15,8 @@ use futures::StreamExt;
 use crate::agent::{AgentLink, RunState};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::event::{self, CurrentEvent};
-use crate::queue::StreamQueue;
+use crate::flow::event::{self, CurrentEvent};
+use crate::flow::queue::StreamQueue;
 use crate::stream::Delivered;
 
 type Queue = Arc<StreamQueue<Delivered>>;

@@ -25,12 +25,12 @@ use tokio::sync::mpsc;
 
 use crate::agent::{Agent, Target};
 use crate::app::AppInner;
-use crate::codec::CodecChain;
-use crate::error::{Error, Field, Result};
-use crate::topic::SendOptions;
-use crate::transport::{
+use crate::drivers::codec::CodecChain;
+use crate::drivers::transport::{
     Message, PartitionReaderExt, ReaderConfig, Record, TopicSpec, TransportExt,
 };
+use crate::error::{Error, Field, Result};
+use crate::stream::topic::SendOptions;
 
 /// Header naming the topic a reply goes to.
 pub const REPLY_TO: &str = "faustus-reply-to";
@@ -164,7 +164,7 @@ async fn ensure_started(app: &Arc<AppInner>) -> Result<()> {
 
 async fn read_replies(
     app: Weak<AppInner>,
-    mut consumer: Box<dyn crate::transport::PartitionReader>,
+    mut consumer: Box<dyn crate::drivers::transport::PartitionReader>,
     expires: Duration,
 ) {
     loop {

@@ -33,9 +33,9 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use parking_lot::Mutex;
 
+use crate::drivers::transport::{Delivery, RecordMetadata, TopicPartition};
 use crate::error::{Coordinates, Error, Result};
 use crate::monitor::{AgentFailure, Monitor};
-use crate::transport::{Delivery, RecordMetadata, TopicPartition};
 
 /// Prune completed entries once the list has grown to this many.
 const PRUNE_AT: usize = 4096;
@@ -228,7 +228,7 @@ impl Tracker {
         if let Poll::Ready(result) = Pin::new(&mut delivery).poll(&mut cx) {
             return result.map(|m| Delivery::ready(Ok(m)));
         }
-        let source = crate::event::current()
+        let source = crate::flow::event::current()
             .and_then(|c| c.get())
             .and_then(|e| Some(Source(e.topic?, e.partition?, e.offset?)));
         let slot = Arc::new(Slot::new(delivery));
@@ -437,10 +437,10 @@ mod tests {
     async fn an_unobserved_failure_holds_its_source_partition() {
         let tracker = Tracker::default();
         let monitor = Monitor::default();
-        let cell = crate::event::CurrentEvent::new();
+        let cell = crate::flow::event::CurrentEvent::new();
         cell.set_message(&"in".into(), 2, 41, None);
         let (tx, d) = held_delivery();
-        let handle = crate::event::scope(cell, async {
+        let handle = crate::flow::event::scope(cell, async {
             tracker.track(&monitor, d, &"out".into(), Some(0))
         })
         .await

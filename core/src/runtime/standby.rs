@@ -22,11 +22,11 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::drivers::store::{TableStoreExt, WriteBatch};
+use crate::drivers::transport::{PartitionReader, TopicPartition};
 use crate::error::Result;
-use crate::store::{TableStoreExt, WriteBatch};
+use crate::lifecycle::ShutdownSignal;
 use crate::table::TableOps;
-use crate::transport::{PartitionReader, TopicPartition};
-use crate::worker::ShutdownSignal;
 
 /// Which partition numbers the conductor holds (or is recovering).
 #[derive(Debug)]

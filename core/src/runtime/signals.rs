@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::app::App;
-use crate::transport::TopicPartition;
+use crate::drivers::transport::TopicPartition;
 
 type PartitionsFn = Arc<dyn Fn(App, Vec<TopicPartition>) -> BoxFuture<'static, ()> + Send + Sync>;
 type AppFn = Arc<dyn Fn(App) -> BoxFuture<'static, ()> + Send + Sync>;

@@ -1,5 +1,8 @@
 //! Agents: named async stream processors, supervised by the worker.
 
+pub(crate) mod isolated;
+pub mod rpc;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
@@ -14,17 +17,17 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::acks::AckToken;
+use crate::agent::rpc::ReplyTarget;
 use crate::app::{App, AppInner};
+use crate::drivers::transport::{Delivery, Message};
 use crate::error::{Coordinates, Error, Result};
-use crate::event::{self, CurrentEvent};
+use crate::flow::acks::AckToken;
+use crate::flow::event::{self, CurrentEvent};
+use crate::flow::queue::StreamQueue;
+use crate::lifecycle::{panic_message, ShutdownSignal};
 use crate::monitor::AgentFailure;
-use crate::queue::StreamQueue;
-use crate::rpc::ReplyTarget;
+use crate::stream::topic::{Channel, SendOptions, Topic, TopicDef};
 use crate::stream::{ChannelItem, Core, Delivered, Source, Stream};
-use crate::topic::{Channel, SendOptions, Topic, TopicDef};
-use crate::transport::{Delivery, Message};
-use crate::worker::ShutdownSignal;
 
 /// Name, topic and help of an agent (the `agents` command prints these).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +249,7 @@ async fn dead_letter(
 /// [`Event`](crate::Event) the agent iterates (`events()` mode).
 pub(crate) enum Claim {
     Token(AckToken),
-    Shared(Arc<crate::event::SharedAck>),
+    Shared(Arc<crate::flow::event::SharedAck>),
 }
 
 impl Claim {
@@ -540,16 +543,6 @@ fn handle_report(app: &AppInner, error: &AgentError) {
         "agent failed; the event is acked and the agent restarts");
 }
 
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".into()
-    }
-}
-
 enum SourceSpec<K, V> {
     None,
     Topic(Topic<K, V>),
@@ -824,7 +817,12 @@ where
                         run(Stream::from_core(core), link)
                     };
                     if isolated {
-                        Box::pin(crate::isolated::run_isolated(app, source_queue, link, make))
+                        Box::pin(crate::agent::isolated::run_isolated(
+                            app,
+                            source_queue,
+                            link,
+                            make,
+                        ))
                     } else {
                         make(&app, source_queue, cell, link)
                     }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::drivers::url::DriverUrl;
 use crate::error::{Coordinates, Result};
-use crate::url::DriverUrl;
 
 /// A topic name plus a partition number.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::transport::TopicPartition;
+use crate::drivers::transport::TopicPartition;
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {

@@ -12,12 +12,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app::{App, AppInner};
-use crate::codec::CodecChain;
+use crate::drivers::codec::CodecChain;
+use crate::drivers::transport::{Acks, Delivery, Headers, Record, TopicSpec};
 use crate::error::{Error, Field, Result};
-use crate::event;
-use crate::queue::StreamQueue;
+use crate::flow::event;
+use crate::flow::queue::StreamQueue;
 use crate::stream::{ChannelItem, Core, Source, Stream};
-use crate::transport::{Acks, Delivery, Headers, Record, TopicSpec};
 
 /// The untyped description of a topic, shared by every handle to it.
 #[derive(Debug)]

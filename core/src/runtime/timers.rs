@@ -10,11 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
-use crate::agent::panic_message;
 use crate::app::{App, TaskFn, TimerDef};
 use crate::error::{Error, Result};
-use crate::event::{self, CurrentEvent};
-use crate::worker::ShutdownSignal;
+use crate::flow::event::{self, CurrentEvent};
+use crate::lifecycle::panic_message;
+use crate::lifecycle::ShutdownSignal;
 
 /// When a timer runs.
 #[derive(Clone, Debug)]

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::acks::{AckToken, PartitionAcks};
 use crate::app::App;
+use crate::drivers::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
 use crate::error::Result;
-use crate::queue::StreamQueue;
-use crate::recovery;
+use crate::flow::acks::{AckToken, PartitionAcks};
+use crate::flow::queue::StreamQueue;
+use crate::lifecycle::ShutdownSignal;
+use crate::runtime::recovery;
 use crate::stream::Delivered;
 use crate::table::TableOps;
-use crate::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
-use crate::worker::ShutdownSignal;
 
 type Queue = Arc<StreamQueue<Delivered>>;
 
@@ -572,7 +572,7 @@ impl Conductor {
     async fn on_revoked(&mut self, tps: Vec<TopicPartition>) {
         self.app.inner.monitor.add_rebalances(1);
         tracing::info!(partitions = ?tps, "partitions revoked");
-        crate::signals::partitions(&self.app, true, &tps).await;
+        crate::runtime::signals::partitions(&self.app, true, &tps).await;
         let set: BTreeSet<TopicPartition> = tps.into_iter().collect();
         self.release_partitions(&set).await;
     }
@@ -623,8 +623,8 @@ impl Conductor {
             t.activate(&all);
         }
         self.app.inner.assigned_changed.notify_waiters();
-        crate::signals::partitions(&self.app, false, &new).await;
-        crate::signals::rebalance_complete(&self.app).await;
+        crate::runtime::signals::partitions(&self.app, false, &new).await;
+        crate::runtime::signals::rebalance_complete(&self.app).await;
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(Ok(()));
         }
@@ -752,11 +752,11 @@ impl Conductor {
     /// Stop intake: drop undelivered messages, end every stream after the
     /// event in hand, wait for those to finish, commit, leave the group.
     async fn shutdown(&mut self) {
-        crate::signals::lifecycle(&self.app, false);
+        crate::runtime::signals::lifecycle(&self.app, false);
         let all: BTreeSet<TopicPartition> = self.parts.keys().cloned().collect();
         if !all.is_empty() {
             let tps: Vec<TopicPartition> = all.iter().cloned().collect();
-            crate::signals::partitions(&self.app, true, &tps).await;
+            crate::runtime::signals::partitions(&self.app, true, &tps).await;
         }
         for queues in self.subs.values() {
             for q in queues {

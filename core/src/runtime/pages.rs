@@ -4,9 +4,10 @@
 //!
 //! The built-in endpoints (`/`, `/stats`, `/router/`, `/table/{name}/{key}`,
 //! `/metrics`, `/health`, `/ready`), the dashboard and the Prometheus text
-//! live in the `faustus-web` crate: the worker serves what the app's web
-//! driver returns from [`WebDriver::site`] (the `hyper://` driver: those
-//! pages after the app's own).
+//! live in the `faustus-web` crate: the worker serves the app's site
+//! ([`AppBuilder::site`](crate::AppBuilder::site); `faustus::app` sets
+//! `faustus_web::site`: those pages after the app's own) on the driver the
+//! `web` setting names.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,12 +19,12 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 
 use crate::app::App;
-use crate::error::{Error, Result};
-use crate::url::DriverUrl;
-use crate::web::{
+use crate::drivers::url::DriverUrl;
+use crate::drivers::web::{
     self, HttpRequest, HttpResponse, PathPattern, Request, WebDriver, WebError, WebHandler,
     WebResult, WebServer,
 };
+use crate::error::{Error, Result};
 
 /// A page handler: gets the app and the request.
 pub(crate) type PageFn = Arc<dyn Fn(App, Request) -> BoxFuture<'static, WebResult> + Send + Sync>;
@@ -148,9 +149,18 @@ impl App {
     }
 
     /// A handler serving the pages the app defined and answering 404 for
-    /// every other path: the default [`WebDriver::site`].
+    /// every other path: the site of an app without one.
     pub fn pages_handler(&self) -> Arc<dyn WebHandler> {
         Arc::new(PagesOnly { app: self.clone() })
+    }
+
+    /// The handler the worker's web server serves: the app's site
+    /// ([`AppBuilder::site`](crate::AppBuilder::site)), else its pages only.
+    pub fn site(&self) -> Arc<dyn WebHandler> {
+        match &self.inner.site {
+            Some(site) => site(self),
+            None => self.pages_handler(),
+        }
     }
 }
 
@@ -210,26 +220,21 @@ impl App {
     }
 
     /// Answer one request as the worker's web server would: with the site
-    /// the running server serves, else with the site of the driver that the
-    /// `web` setting names ([`WebDriver::site`]: with `hyper://`, the app's
-    /// pages then the built-in endpoints), else with the app's pages only.
+    /// the running server serves, else with a one-off [`site`](App::site).
     /// Never fails: errors become 4xx/5xx.
     pub async fn handle_request(&self, request: HttpRequest) -> HttpResponse {
         let running = self.inner.web.site.lock().clone();
         if let Some(site) = running {
             return site.handle(request).await;
         }
-        let site = DriverUrl::parse("web", &self.settings().web)
-            .and_then(|url| self.registry().web(&url))
-            .map(|driver| driver.site(self))
-            .unwrap_or_else(|_| self.pages_handler());
+        let site = self.site();
         let response = site.handle(request).await;
         site.close().await;
         response
     }
 }
 
-use crate::web::{FORWARDED_BY, SERVED_BY};
+use crate::drivers::web::{FORWARDED_BY, SERVED_BY};
 
 impl App {
     /// Route a page to the worker that owns the key, like Faust's
@@ -383,7 +388,7 @@ pub(crate) async fn start(app: &App) -> Result<Option<Arc<dyn WebServer>>> {
     }
     let driver = app.registry().web(&url)?;
     let addr = resolve(&settings.web_host, settings.web_port).await?;
-    let handler = driver.site(app);
+    let handler = app.site();
     let server = match driver.serve(addr, handler.clone()).await {
         // Several workers (or test apps) on one host with the default port:
         // the later ones take any free port, published as their URL.

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::acks::AckToken;
-use crate::codec::CodecChain;
+use crate::drivers::codec::CodecChain;
+use crate::drivers::transport::Message;
 use crate::error::Coordinates;
-use crate::transport::Message;
+use crate::flow::acks::AckToken;
 
 /// Where the event being processed came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,14 +22,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::acks::AckToken;
 use crate::agent::{handle_failure, AgentCtx, AgentError, Handled};
+use crate::drivers::transport::{Delivery, Message};
 use crate::error::{Error, Field, Result};
-use crate::event::{self, CurrentEvent, Event, SharedAck};
-use crate::queue::StreamQueue;
+use crate::flow::acks::AckToken;
+use crate::flow::event::{self, CurrentEvent, Event, SharedAck};
+use crate::flow::queue::StreamQueue;
+use crate::stream::topic::{Channel, SendOptions, Topic, TopicDef};
 use crate::stream::{Core, Delivered, Processor, Pulled, Source, Stream};
-use crate::topic::{Channel, SendOptions, Topic, TopicDef};
-use crate::transport::{Delivery, Message};
 
 /// How many forwarded events may wait for their acknowledgement at once.
 const FORWARD_WINDOW: usize = 4096;
@@ -672,7 +672,7 @@ impl Drop for SentCount {
 async fn send(
     app: &crate::app::AppInner,
     dest: &TopicDef,
-    producer: &mut Option<Arc<dyn crate::transport::Producer>>,
+    producer: &mut Option<Arc<dyn crate::drivers::transport::Producer>>,
     sent: &mut SentCount,
     key: Option<Bytes>,
     value: Bytes,
@@ -686,7 +686,7 @@ async fn send(
             p
         }
     };
-    let record = crate::transport::Record {
+    let record = crate::drivers::transport::Record {
         topic: dest.name.clone(),
         partition: None,
         key,

@@ -7,10 +7,10 @@
 //! response helpers, [`PathPattern`] (route matching) and [`respond`] (a
 //! route's result as a response, panics caught). The built-in endpoints
 //! (`/`, `/stats`, `/router/`, `/table/{name}/{key}`, `/metrics`, `/health`,
-//! `/ready`) and the dashboard live in the `faustus-web` crate; a driver
-//! serves them by returning its site from [`WebDriver::site`] (the
-//! `hyper://` driver returns `faustus_web::site(app)`, and so can any other
-//! driver).
+//! `/ready`) and the dashboard live in the `faustus-web` crate: they are
+//! the app's *site* (`AppBuilder::site`, set by `faustus::app`), which the
+//! worker serves on whatever driver the `web` setting names. A driver only
+//! serves a handler.
 
 use std::fmt;
 use std::future::Future;
@@ -21,11 +21,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
 
-use crate::app::App;
+use crate::drivers::url::DriverUrl;
 use crate::error::{Error, Result};
-use crate::url::DriverUrl;
-
-pub use crate::pages::PageMatch;
 
 /// An HTTP request with its whole body.
 pub type HttpRequest = http::Request<Bytes>;
@@ -33,14 +30,14 @@ pub type HttpRequest = http::Request<Bytes>;
 pub type HttpResponse = http::Response<Bytes>;
 
 /// Answers requests: the app's site (its pages, plus the built-in ones when
-/// the driver provides them; see [`WebDriver::site`]).
+/// the app has them; see `AppBuilder::site`).
 #[async_trait]
 pub trait WebHandler: Send + Sync + 'static {
     /// Answer one request. Never fails: errors become 4xx/5xx responses.
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
 
     /// The server that served this handler stopped (or the one-off request
-    /// of [`App::handle_request`] was answered): release what the handler
+    /// of `App::handle_request` was answered): release what the handler
     /// holds (a consumer, say). The default holds nothing.
     async fn close(&self) {}
 }
@@ -59,20 +56,6 @@ pub trait WebServer: Send + Sync + fmt::Debug + 'static {
 pub trait WebDriver: Send + Sync + fmt::Debug + 'static {
     /// Driver name, e.g. `"hyper"`.
     fn name(&self) -> &str;
-
-    /// The handler that answers `app`'s requests: the pages the app defined
-    /// (`App::page`) and whatever built-in endpoints this driver provides.
-    /// The worker calls it once per run and serves the result with
-    /// [`serve`](Self::serve); [`App::handle_request`] uses it too.
-    ///
-    /// The default is the app's pages only ([`App::pages_handler`]): 404 for
-    /// every other path. A driver that wants Faustus' built-in pages
-    /// (`/`, `/stats`, `/router/`, `/table/{name}/{key}`, `/metrics`,
-    /// `/health`, `/ready` and the dashboard) returns
-    /// `faustus_web::site(app)` here, as the `hyper://` driver does.
-    fn site(&self, app: &App) -> Arc<dyn WebHandler> {
-        app.pages_handler()
-    }
 
     /// Start serving `handler` on `addr`.
     async fn serve(
@@ -194,7 +177,7 @@ where
             e.into_response()
         }
         Err(panic) => {
-            let msg = crate::agent::panic_message(&panic);
+            let msg = crate::lifecycle::panic_message(&panic);
             tracing::error!(%method, %uri, panic = %msg, "web handler panicked");
             WebError::internal(format!("the handler of {} failed", uri.path())).into_response()
         }

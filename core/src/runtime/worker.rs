@@ -7,40 +7,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::agent::panic_message;
 use crate::app::{App, TaskFn};
-use crate::conductor::Conductor;
+use crate::drivers::transport::ConsumerConfig;
 use crate::error::{Error, Result};
-use crate::event::{self, CurrentEvent};
-use crate::transport::ConsumerConfig;
-
-/// Fires once when the worker stops. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct ShutdownSignal {
-    rx: watch::Receiver<bool>,
-}
-
-impl ShutdownSignal {
-    /// A signal and the function that fires it.
-    pub fn new() -> (ShutdownSignal, impl Fn() + Send + Sync + Clone + 'static) {
-        let (tx, rx) = watch::channel(false);
-        let tx = Arc::new(tx);
-        (ShutdownSignal { rx }, move || {
-            tx.send_replace(true);
-        })
-    }
-
-    /// Whether it fired.
-    pub fn is_set(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    /// Wait until it fires.
-    pub async fn wait(&self) {
-        let mut rx = self.rx.clone();
-        let _ = rx.wait_for(|v| *v).await;
-    }
-}
+use crate::flow::event::{self, CurrentEvent};
+pub use crate::lifecycle::shutdown_signal;
+use crate::lifecycle::{panic_message, ShutdownSignal};
+use crate::runtime::conductor::Conductor;
 
 /// A running worker.
 pub struct WorkerHandle {
@@ -172,30 +145,6 @@ impl App {
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM: what [`App::run`] and
-/// the `worker` command stop on.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 type ReadyTx = watch::Sender<Option<std::result::Result<(), String>>>;
 
 async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
@@ -208,7 +157,7 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
 
 async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
     let inner = app.inner.clone();
-    crate::signals::lifecycle(&app, true);
+    crate::runtime::signals::lifecycle(&app, true);
     let settings = inner.settings();
     let transport = inner.transport().await?;
     let producer = inner.producer().await?;
@@ -235,7 +184,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     for s in &services {
         s.on_start(&app).await?;
     }
-    let web = crate::pages::start(&app).await?;
+    let web = crate::runtime::pages::start(&app).await?;
     let mut background: Vec<JoinHandle<()>> = Vec::new();
     for s in &services {
         let (s, app, sig) = (s.clone(), app.clone(), stop.clone());
@@ -252,7 +201,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
         }
     }
-    let leader = crate::timers::join_leader_election(&app).await?;
+    let leader = crate::runtime::timers::join_leader_election(&app).await?;
     if let Some(l) = leader {
         background.push(l);
     }
@@ -310,7 +259,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
                 background.push(tokio::spawn(run_task(app.clone(), name, run)));
             }
             for (name, schedule, on_leader, run) in timers {
-                background.push(tokio::spawn(crate::timers::run(
+                background.push(tokio::spawn(crate::runtime::timers::run(
                     app.clone(),
                     name,
                     schedule,
@@ -339,7 +288,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         Err(e) => failure = Some(e),
     }
 
-    crate::signals::lifecycle(&app, false);
+    crate::runtime::signals::lifecycle(&app, false);
     // Shutdown: timers and tasks first, then intake (the conductor finishes
     // events in hand, commits and leaves), then agents, then services.
     // Close every stream buffer first, so streams dropped with their tasks
@@ -398,7 +347,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             tracing::error!(service = s.name(), error = %e, "service failed to stop");
         }
     }
-    crate::pages::stop(&app, web).await;
+    crate::runtime::pages::stop(&app, web).await;
     for t in &tables {
         t.close();
     }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::drivers::url::DriverUrl;
 use crate::error::Result;
-use crate::url::DriverUrl;
 
 /// Identifies a table to a store.
 #[derive(Clone, Debug, PartialEq, Eq)]

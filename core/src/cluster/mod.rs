@@ -35,12 +35,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::error::{Error, Result};
-use crate::transport::{
+use crate::drivers::transport::{
     PartitionReader, PartitionReaderExt, ProducerExt, ReaderConfig, Record, TopicPartition,
     TopicSpec,
 };
-use crate::worker::ShutdownSignal;
+use crate::error::{Error, Result};
+use crate::lifecycle::ShutdownSignal;
 
 /// How often a worker republishes its record even when nothing changed.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -334,7 +334,7 @@ pub(crate) struct ClusterState {
     web_url: watch::Sender<Option<String>>,
     map: watch::Sender<ClusterMap>,
     /// Keeps the standby reader off the partitions the conductor holds.
-    pub(crate) standby: crate::standby::StandbyGate,
+    pub(crate) standby: crate::runtime::standby::StandbyGate,
 }
 
 impl Default for ClusterState {
@@ -530,7 +530,7 @@ impl ClusterService {
         }
         let (signal, stop) = ShutdownSignal::new();
         let reader = tokio::spawn(read_loop(app.clone(), topic.clone(), signal.clone()));
-        let standby = tokio::spawn(crate::standby::run(app.clone(), signal.clone()));
+        let standby = tokio::spawn(crate::runtime::standby::run(app.clone(), signal.clone()));
         let publisher = tokio::spawn(publish_loop(app.clone(), topic, signal));
         Some(ClusterService {
             stop: Box::new(stop),

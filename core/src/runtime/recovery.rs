@@ -19,13 +19,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::drivers::store::TableStoreExt;
+use crate::drivers::store::WriteBatch;
+use crate::drivers::transport::{PartitionReaderExt, TopicPartition};
 use crate::error::{Error, Result};
+use crate::lifecycle::ShutdownSignal;
 use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
-use crate::store::TableStoreExt;
-use crate::store::WriteBatch;
 use crate::table::TableOps;
-use crate::transport::{PartitionReaderExt, TopicPartition};
-use crate::worker::ShutdownSignal;
 
 /// Records per batch applied to a store, at most.
 const BATCH: usize = 65_536;
@@ -359,7 +359,7 @@ struct Part {
 }
 
 /// Applies the batches of a recovery, non-durably
-/// ([`TableStore::apply_replayed`](crate::store::TableStore::apply_replayed)),
+/// ([`TableStore::apply_replayed`](crate::drivers::store::TableStore::apply_replayed)),
 /// one at a time in the background while the next batch is read, and
 /// syncs each store it wrote to every [`SYNC_EVERY`] records and at the end.
 struct Writer<'a> {

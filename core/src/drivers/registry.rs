@@ -23,12 +23,12 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
-use crate::codec::{Base64Codec, Codec, CodecChain, Format};
+use crate::drivers::codec::{Base64Codec, Codec, CodecChain, Format};
+use crate::drivers::store::{Store, StoreContext, StoreFactory};
+use crate::drivers::transport::{Transport, TransportFactory};
+use crate::drivers::url::DriverUrl;
+use crate::drivers::web::{WebDriver, WebFactory};
 use crate::error::{DriverKind, Error, Result};
-use crate::store::{Store, StoreContext, StoreFactory};
-use crate::transport::{Transport, TransportFactory};
-use crate::url::DriverUrl;
-use crate::web::{WebDriver, WebFactory};
 
 /// Built-in schemes and the cargo feature of `faustus` that provides each.
 const FEATURES: &[(DriverKind, &str, &str)] = &[

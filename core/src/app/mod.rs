@@ -14,21 +14,26 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::acks::PartitionAcks;
 use crate::agent::{AgentBuilder, AgentDef, AgentInfo};
+use crate::drivers::registry::Registry;
+use crate::drivers::store::{Store, StoreContext};
+use crate::drivers::transport::{Producer, ProducerConfig, TopicPartition, Transport};
+use crate::drivers::url::DriverUrl;
+use crate::drivers::web::WebHandler;
 use crate::error::{Error, Result};
+use crate::flow::acks::PartitionAcks;
+use crate::flow::queue::StreamQueue;
 use crate::monitor::Monitor;
-use crate::queue::StreamQueue;
-use crate::registry::Registry;
 use crate::settings::Settings;
-use crate::store::{Store, StoreContext};
+use crate::stream::topic::{Channel, TopicBuilder, TopicDef};
 use crate::stream::{Core, Delivered, Source, Stream};
 use crate::table::{TableBuilder, TableOps};
-use crate::topic::{Channel, TopicBuilder, TopicDef};
-use crate::transport::{Producer, ProducerConfig, TopicPartition, Transport};
-use crate::url::DriverUrl;
 
 type DecodeHook = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// Builds the handler a worker's web server serves for an app: its pages
+/// and any built-in endpoints (see [`AppBuilder::site`]).
+pub type SiteFn = Arc<dyn Fn(&App) -> Arc<dyn WebHandler> + Send + Sync>;
 pub(crate) type TaskFn = Arc<dyn Fn(App) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// Name, changelog topic and help of a table.
@@ -54,7 +59,7 @@ pub(crate) struct TaskDef {
 /// A periodic task.
 pub(crate) struct TimerDef {
     pub(crate) name: String,
-    pub(crate) schedule: crate::timers::Schedule,
+    pub(crate) schedule: crate::runtime::timers::Schedule,
     pub(crate) on_leader: bool,
     pub(crate) run: TaskFn,
 }
@@ -73,7 +78,7 @@ pub trait Service: Send + Sync + 'static {
     }
 
     /// Background work; runs until it returns or `stop` fires.
-    async fn run(&self, _app: App, _stop: crate::worker::ShutdownSignal) -> Result<()> {
+    async fn run(&self, _app: App, _stop: crate::lifecycle::ShutdownSignal) -> Result<()> {
         Ok(())
     }
 
@@ -117,6 +122,8 @@ pub(crate) struct AppInner {
     pub(crate) space: Arc<Notify>,
     pub(crate) defs: Mutex<Defs>,
     decode_hook: Option<DecodeHook>,
+    /// The app's site (`AppBuilder::site`); its pages only when unset.
+    pub(crate) site: Option<SiteFn>,
     transport: tokio::sync::OnceCell<Arc<dyn Transport>>,
     producer: tokio::sync::OnceCell<Arc<dyn Producer>>,
     store: tokio::sync::OnceCell<Arc<dyn Store>>,
@@ -124,20 +131,20 @@ pub(crate) struct AppInner {
     pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
     pub(crate) assigned_changed: Notify,
     /// Pages, bound web address, readiness (`pages.rs`).
-    pub(crate) web: crate::pages::WebState,
+    pub(crate) web: crate::runtime::pages::WebState,
     /// Worker signals and leader state (`signals.rs`).
-    pub(crate) signals: crate::signals::Signals,
+    pub(crate) signals: crate::runtime::signals::Signals,
     /// Worker id, web URL and the cluster map (see `cluster`).
     pub(crate) cluster: crate::cluster::ClusterState,
     /// Agent RPC: the reply consumer and the requests waiting for replies.
-    pub(crate) replies: crate::rpc::Replies,
+    pub(crate) replies: crate::agent::rpc::Replies,
     /// Set when a windowed table takes its time from a field of the event's
     /// value (`relative_to_field`): streams then record each topic event's
     /// raw value and codec in the current-event cell. Unset, they skip it.
     event_values: std::sync::atomic::AtomicBool,
     /// Deliveries of records sent and not waited for; the commit settles
     /// them (see `delivery`).
-    pub(crate) deliveries: crate::delivery::Tracker,
+    pub(crate) deliveries: crate::flow::delivery::Tracker,
 }
 
 impl AppInner {
@@ -376,7 +383,7 @@ impl App {
         S: futures::Stream<Item = V> + Send + 'static,
     {
         use futures::StreamExt;
-        let cell = crate::event::current().unwrap_or_default();
+        let cell = crate::flow::event::current().unwrap_or_default();
         Stream::from_core(Core::new(
             self.inner.clone(),
             Source::Iter(values.boxed()),
@@ -417,7 +424,7 @@ impl App {
     {
         self.inner.defs.lock().timers.push(TimerDef {
             name: name.into(),
-            schedule: crate::timers::Schedule::Every(interval),
+            schedule: crate::runtime::timers::Schedule::Every(interval),
             on_leader: false,
             run: Arc::new(move |app| Box::pin(f(app))),
         });
@@ -505,9 +512,9 @@ impl App {
     /// assert_eq!(counts.partitions(), 4);
     /// assert!(app.declared_topic::<String, u64>("other").is_none());
     /// ```
-    pub fn declared_topic<K, V>(&self, name: &str) -> Option<crate::topic::Topic<K, V>> {
+    pub fn declared_topic<K, V>(&self, name: &str) -> Option<crate::stream::topic::Topic<K, V>> {
         let def = self.inner.defs.lock().topics.get(name).cloned()?;
-        Some(crate::topic::Topic::from_def(self.clone(), def))
+        Some(crate::stream::topic::Topic::from_def(self.clone(), def))
     }
 
     /// Wait until the message at `offset` of `tp` has been processed by every
@@ -578,6 +585,7 @@ pub struct AppBuilder {
     configured: Vec<ConfigHook>,
     after: Vec<AfterHook>,
     decode_hook: Option<DecodeHook>,
+    site: Option<SiteFn>,
 }
 
 macro_rules! setters {
@@ -607,6 +615,7 @@ impl AppBuilder {
             configured: Vec::new(),
             after: Vec::new(),
             decode_hook: None,
+            site: None,
         }
     }
 
@@ -713,6 +722,21 @@ impl AppBuilder {
         self
     }
 
+    /// What the worker's web server serves for this app: `site(app)` builds
+    /// the handler once per worker run (and for each one-off
+    /// [`App::handle_request`] without a running server). Without it, the
+    /// app's own pages only. `faustus::app` sets it to `faustus_web::site`:
+    /// the app's pages, then the built-in endpoints (`/`, `/stats`,
+    /// `/router/`, `/table/{name}/{key}`, `/metrics`, `/health`, `/ready`)
+    /// and the dashboard — whichever web driver serves them.
+    pub fn site(
+        mut self,
+        site: impl Fn(&App) -> Arc<dyn WebHandler> + Send + Sync + 'static,
+    ) -> Self {
+        self.site = Some(Arc::new(site));
+        self
+    }
+
     /// Finish: apply the environment, run the configuration signals, validate.
     pub fn build(mut self) -> Result<App> {
         if let Some(e) = self.errors.into_iter().next() {
@@ -755,6 +779,7 @@ impl AppBuilder {
                 space: Arc::new(Notify::new()),
                 defs: Mutex::new(Defs::default()),
                 decode_hook: self.decode_hook,
+                site: self.site,
                 transport: tokio::sync::OnceCell::new(),
                 producer: tokio::sync::OnceCell::new(),
                 store: tokio::sync::OnceCell::new(),
