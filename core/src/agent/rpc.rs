@@ -27,80 +27,13 @@ use crate::agent::{Agent, Target};
 use crate::app::AppInner;
 use crate::drivers::codec::CodecChain;
 use crate::drivers::transport::{
-    Message, PartitionReaderExt, ReaderConfig, Record, TopicSpec, TransportExt,
+    Message, PartitionReaderExt, ReaderConfig, TopicSpec, TransportExt,
 };
 use crate::error::{Error, Field, Result};
 use crate::stream::topic::SendOptions;
 
-/// Header naming the topic a reply goes to.
-pub const REPLY_TO: &str = "faustus-reply-to";
-/// Header carrying the request's correlation id (in the request and its reply).
-pub const CORRELATION_ID: &str = "faustus-correlation-id";
-
-/// Where the reply to one event goes.
-#[derive(Debug, Clone)]
-pub(crate) struct ReplyTarget {
-    topic: String,
-    correlation_id: Bytes,
-}
-
-fn header<'m>(msg: &'m Message, name: &str) -> Option<&'m Bytes> {
-    msg.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-impl ReplyTarget {
-    /// The reply address of a request message, if it is one.
-    pub(crate) fn of(msg: &Message) -> Option<ReplyTarget> {
-        let topic = std::str::from_utf8(header(msg, REPLY_TO)?)
-            .ok()?
-            .to_string();
-        let correlation_id = header(msg, CORRELATION_ID)?.clone();
-        Some(ReplyTarget {
-            topic,
-            correlation_id,
-        })
-    }
-
-    /// Send `value` as the reply. Returns once the producer accepted it: the
-    /// commit of the request waits for its delivery (a failed one holds it;
-    /// see `delivery`).
-    pub(crate) async fn send<R: Serialize + 'static>(
-        &self,
-        app: &AppInner,
-        codec: &CodecChain,
-        value: &R,
-    ) -> Result<()> {
-        let bytes = codec.encode(value).map_err(|message| Error::Encode {
-            field: Field::Value,
-            topic: self.topic.clone(),
-            codec: codec.name().to_string(),
-            message,
-        })?;
-        let producer = app.producer().await?;
-        let record = Record {
-            topic: self.topic.as_str().into(),
-            partition: None,
-            key: Some(self.correlation_id.clone()),
-            value: Some(bytes),
-            headers: vec![(CORRELATION_ID.to_string(), self.correlation_id.clone())],
-            timestamp_ms: Some(now_ms()),
-            acks: None,
-        };
-        let topic = record.topic.clone();
-        let delivery = producer.send(record).await?;
-        // Not awaited: the commit of the request settles it.
-        drop(app.deliveries.track(&app.monitor, delivery, &topic, None)?);
-        app.monitor.add_messages_sent(1);
-        Ok(())
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::stream::owner::{header, now_ms};
+pub use crate::stream::owner::{CORRELATION_ID, REPLY_TO};
 
 type Waiter = (usize, mpsc::UnboundedSender<(usize, Message)>);
 

@@ -8,6 +8,7 @@
 //! hook with their coordinates, acknowledged, and skipped.
 
 pub(crate) mod ops;
+pub(crate) mod owner;
 pub mod topic;
 
 use std::collections::VecDeque;
@@ -22,7 +23,6 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::agent::{AgentLink, Claim, HeldEvent};
 use crate::app::AppInner;
 use crate::drivers::codec::CodecChain;
 use crate::drivers::transport::Message;
@@ -30,6 +30,7 @@ use crate::error::{Error, Field};
 use crate::flow::acks::AckToken;
 use crate::flow::event::{CurrentEvent, Event, EventInfo, SharedAck};
 use crate::flow::queue::StreamQueue;
+use crate::stream::owner::{AgentLink, Claim, HeldEvent};
 
 /// How many events a stream takes from its buffer at once.
 const POP_BATCH: usize = 64;

@@ -22,12 +22,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::{handle_failure, AgentCtx, AgentError, Handled};
 use crate::drivers::transport::{Delivery, Message};
 use crate::error::{Error, Field, Result};
 use crate::flow::acks::AckToken;
 use crate::flow::event::{self, CurrentEvent, Event, SharedAck};
 use crate::flow::queue::StreamQueue;
+use crate::stream::owner::{handle_failure, AgentCtx, AgentError, Handled};
 use crate::stream::topic::{Channel, SendOptions, Topic, TopicDef};
 use crate::stream::{Core, Delivered, Processor, Pulled, Source, Stream};
 
