@@ -52,7 +52,8 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut w = self.app.replies.waiting.lock();
+        let state = self.app.state::<Replies>();
+        let mut w = state.waiting.lock();
         for id in &self.ids {
             w.remove(id);
         }
@@ -60,7 +61,7 @@ impl Drop for Registration {
 }
 
 async fn ensure_started(app: &Arc<AppInner>) -> Result<()> {
-    app.replies
+    app.state::<Replies>()
         .started
         .get_or_try_init(|| async {
             let settings = app.settings();
@@ -119,7 +120,7 @@ async fn read_replies(
                             continue;
                         }
                     }
-                    let waiter = app.replies.waiting.lock().get(&id).cloned();
+                    let waiter = app.state::<Replies>().waiting.lock().get(&id).cloned();
                     match waiter {
                         Some((index, tx)) => {
                             let _ = tx.send((index, msg));
@@ -181,7 +182,8 @@ where
             .map(|_| Bytes::from(uuid::Uuid::new_v4().to_string()))
             .collect();
         {
-            let mut w = app.replies.waiting.lock();
+            let state = app.state::<Replies>();
+            let mut w = state.waiting.lock();
             for (i, id) in ids.iter().enumerate() {
                 w.insert(id.clone(), (i, tx.clone()));
             }

@@ -96,8 +96,6 @@ pub(crate) struct Defs {
     pub(crate) tasks: Vec<TaskDef>,
     pub(crate) timers: Vec<TimerDef>,
     pub(crate) services: Vec<Arc<dyn Service>>,
-    /// Values other crates keep with the app, one per type (`App::extension`).
-    pub(crate) extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
 /// A stream buffer fed by the conductor.
@@ -130,14 +128,11 @@ pub(crate) struct AppInner {
     /// Partitions this worker holds now, with their ack trackers.
     pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
     pub(crate) assigned_changed: Notify,
-    /// Pages, bound web address, readiness (`pages.rs`).
-    pub(crate) web: crate::runtime::pages::WebState,
-    /// Worker signals and leader state (`signals.rs`).
-    pub(crate) signals: crate::runtime::signals::Signals,
-    /// Worker id, web URL and the cluster map (see `cluster`).
-    pub(crate) cluster: crate::cluster::ClusterState,
-    /// Agent RPC: the reply consumer and the requests waiting for replies.
-    pub(crate) replies: crate::agent::rpc::Replies,
+    /// State the upper layers keep per app, one value per type (the web
+    /// pages' routes and readiness, worker signals, the cluster map, RPC
+    /// replies, `App::extension`s): each layer owns its type, so the app
+    /// names none of them. See [`AppInner::state`].
+    slots: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     /// Set when a windowed table takes its time from a field of the event's
     /// value (`relative_to_field`): streams then record each topic event's
     /// raw value and codec in the current-event cell. Unset, they skip it.
@@ -263,6 +258,19 @@ impl AppInner {
         self.subs
             .version
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The app's value of type `T`, created with `T::default()` on first use
+    /// (the slots behind [`App::extension`], and the state of the layers
+    /// above the app: web pages, signals, cluster map, RPC replies).
+    pub(crate) fn state<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.slots
+            .lock()
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone()
+            .downcast::<T>()
+            .expect("slots are keyed by their TypeId")
     }
 
     pub(crate) fn acks_for(&self, tp: &TopicPartition) -> Option<Arc<PartitionAcks>> {
@@ -450,15 +458,7 @@ impl App {
     /// assert_eq!(app.clone().extension::<Greetings>().0.lock().unwrap().len(), 1);
     /// ```
     pub fn extension<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
-        self.inner
-            .defs
-            .lock()
-            .extensions
-            .entry(TypeId::of::<T>())
-            .or_insert_with(|| Arc::new(T::default()))
-            .clone()
-            .downcast::<T>()
-            .expect("extensions are keyed by their TypeId")
+        self.inner.state::<T>()
     }
 
     /// Start `service` with the worker and stop it with it.
@@ -785,10 +785,7 @@ impl AppBuilder {
                 store: tokio::sync::OnceCell::new(),
                 assigned: Mutex::new(HashMap::new()),
                 assigned_changed: Notify::new(),
-                web: Default::default(),
-                signals: Default::default(),
-                cluster: Default::default(),
-                replies: Default::default(),
+                slots: Mutex::new(HashMap::new()),
                 event_values: Default::default(),
                 deliveries: Default::default(),
             }),

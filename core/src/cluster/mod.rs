@@ -370,7 +370,7 @@ impl App {
     /// first use and kept for the life of this `App`.
     pub fn worker_id(&self) -> String {
         self.inner
-            .cluster
+            .state::<ClusterState>()
             .worker_id
             .lock()
             .get_or_insert_with(|| {
@@ -402,7 +402,7 @@ impl App {
                 "the worker id cannot change while the worker runs".into(),
             ));
         }
-        *self.inner.cluster.worker_id.lock() = Some(id);
+        *self.inner.state::<ClusterState>().worker_id.lock() = Some(id);
         Ok(())
     }
 
@@ -414,7 +414,7 @@ impl App {
         if !settings.canonical_url.is_empty() {
             return settings.canonical_url.clone();
         }
-        if let Some(url) = self.inner.cluster.web_url.borrow().clone() {
+        if let Some(url) = self.inner.state::<ClusterState>().web_url.borrow().clone() {
             return url;
         }
         settings.canonical_url()
@@ -430,18 +430,21 @@ impl App {
     /// assert_eq!(app.canonical_url(), "http://127.0.0.1:41234");
     /// ```
     pub fn set_web_url(&self, url: impl Into<String>) {
-        self.inner.cluster.web_url.send_replace(Some(url.into()));
+        self.inner
+            .state::<ClusterState>()
+            .web_url
+            .send_replace(Some(url.into()));
     }
 
     /// The latest cluster map this worker has read (empty until its worker
     /// has started and read the cluster topic).
     pub fn cluster_map(&self) -> ClusterMap {
-        self.inner.cluster.map.borrow().clone()
+        self.inner.state::<ClusterState>().map.borrow().clone()
     }
 
     /// A receiver of every new cluster map (`changed().await`, then `borrow()`).
     pub fn cluster_watch(&self) -> watch::Receiver<ClusterMap> {
-        self.inner.cluster.map.subscribe()
+        self.inner.state::<ClusterState>().map.subscribe()
     }
 
     /// Wait until the cluster map satisfies `cond`, and return it.
@@ -593,22 +596,25 @@ async fn read_cluster_topic(app: &App, topic: &str, stop: &ShutdownSignal) -> Re
             log.apply(m.offset, id, record);
         }
         let map = log.map();
-        app.inner.cluster.map.send_if_modified(|old| {
-            if *old == map {
-                false
-            } else {
-                tracing::debug!(workers = map.workers().len(), "cluster map changed");
-                *old = map;
-                true
-            }
-        });
+        app.inner
+            .state::<ClusterState>()
+            .map
+            .send_if_modified(|old| {
+                if *old == map {
+                    false
+                } else {
+                    tracing::debug!(workers = map.workers().len(), "cluster map changed");
+                    *old = map;
+                    true
+                }
+            });
     }
     consumer.close().await.ok();
     Ok(())
 }
 
 async fn publish_loop(app: App, topic: String, stop: ShutdownSignal) {
-    let mut url_rx = app.inner.cluster.web_url.subscribe();
+    let mut url_rx = app.inner.state::<ClusterState>().web_url.subscribe();
     let mut map_rx = app.cluster_watch();
     let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::cluster::ClusterState;
 use crate::drivers::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
 use crate::error::Result;
 use crate::flow::acks::{AckToken, PartitionAcks};
@@ -565,7 +566,11 @@ impl Conductor {
         for t in &self.tables {
             t.deactivate(&gone);
         }
-        self.app.inner.cluster.standby.release(&gone);
+        self.app
+            .inner
+            .state::<ClusterState>()
+            .standby
+            .release(&gone);
         self.app.inner.assigned_changed.notify_waiters();
     }
 
@@ -646,7 +651,12 @@ impl Conductor {
             self.consumer.pause(new).await?;
         }
         // Standby reading of these partitions stops before they are recovered.
-        self.app.inner.cluster.standby.claim(&partitions).await;
+        self.app
+            .inner
+            .state::<ClusterState>()
+            .standby
+            .claim(&partitions)
+            .await;
         let (cancel, fire) = ShutdownSignal::new();
         // Global tables keep themselves current (their own reader).
         let local: Vec<Arc<dyn TableOps>> = self

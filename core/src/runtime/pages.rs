@@ -105,7 +105,7 @@ impl App {
     /// `/ready` and the `faustus_ready` metric report). False before the
     /// first assignment is recovered and after the worker stopped.
     pub fn is_ready(&self) -> bool {
-        self.inner.web.ready.load(Ordering::Acquire)
+        self.inner.state::<WebState>().ready.load(Ordering::Acquire)
     }
 
     /// Keys of table `table` in the partitions this worker serves (reads the
@@ -139,7 +139,8 @@ impl App {
     /// The page the app defined for `path`, if any (pages are tried in the
     /// order they were defined).
     pub fn match_page(&self, path: &str) -> Option<PageMatch> {
-        let routes = self.inner.web.routes.read();
+        let state = self.inner.state::<WebState>();
+        let routes = state.routes.read();
         routes.iter().find_map(|r| {
             r.pattern.matches(path).map(|params| PageMatch {
                 handler: r.handler.clone(),
@@ -187,7 +188,8 @@ impl App {
         Fut: Future<Output = WebResult> + Send + 'static,
     {
         let pattern = PathPattern::parse(path)?;
-        let mut routes = self.inner.web.routes.write();
+        let state = self.inner.state::<WebState>();
+        let mut routes = state.routes.write();
         if routes.iter().any(|r| r.pattern.same_route(&pattern)) {
             return Err(Error::config(
                 format!("page {path:?}"),
@@ -204,7 +206,7 @@ impl App {
     /// Paths of the pages the app defined.
     pub fn pages(&self) -> Vec<String> {
         self.inner
-            .web
+            .state::<WebState>()
             .routes
             .read()
             .iter()
@@ -215,7 +217,7 @@ impl App {
     /// The URL the worker's web server listens on (`http://host:port`, with
     /// the real port when `web_port` was 0); `None` when it is not running.
     pub fn web_url(&self) -> Option<String> {
-        let addr = (*self.inner.web.bound.lock())?;
+        let addr = (*self.inner.state::<WebState>().bound.lock())?;
         Some(format!("http://{addr}"))
     }
 
@@ -223,7 +225,7 @@ impl App {
     /// the running server serves, else with a one-off [`site`](App::site).
     /// Never fails: errors become 4xx/5xx.
     pub async fn handle_request(&self, request: HttpRequest) -> HttpResponse {
-        let running = self.inner.web.site.lock().clone();
+        let running = self.inner.state::<WebState>().site.lock().clone();
         if let Some(site) = running {
             return site.handle(request).await;
         }
@@ -351,7 +353,7 @@ impl App {
 async fn forward(app: &App, url: &str, request: Request) -> WebResult {
     let driver = app
         .inner
-        .web
+        .state::<WebState>()
         .driver
         .lock()
         .clone()
@@ -403,9 +405,9 @@ pub(crate) async fn start(app: &App) -> Result<Option<Arc<dyn WebServer>>> {
         }
         r => r?,
     };
-    *app.inner.web.driver.lock() = Some(driver);
-    *app.inner.web.site.lock() = Some(handler);
-    *app.inner.web.bound.lock() = Some(server.local_addr());
+    *app.inner.state::<WebState>().driver.lock() = Some(driver);
+    *app.inner.state::<WebState>().site.lock() = Some(handler);
+    *app.inner.state::<WebState>().bound.lock() = Some(server.local_addr());
     app.set_web_url(format!("http://{}", server.local_addr()));
     tracing::info!(url = %format!("http://{}", server.local_addr()), "web server listening");
     Ok(Some(server))
@@ -439,16 +441,16 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 /// Stop the web server (drains in-flight requests), close its site and
 /// forget its address.
 pub(crate) async fn stop(app: &App, server: Option<Arc<dyn WebServer>>) {
-    app.inner.web.set_ready(false);
+    app.inner.state::<WebState>().set_ready(false);
     if let Some(server) = server {
         if let Err(e) = server.shutdown().await {
             tracing::warn!(error = %e, "web server did not shut down cleanly");
         }
     }
-    *app.inner.web.bound.lock() = None;
-    *app.inner.web.driver.lock() = None;
+    *app.inner.state::<WebState>().bound.lock() = None;
+    *app.inner.state::<WebState>().driver.lock() = None;
     // After the server: no request reaches the site any more.
-    let site = app.inner.web.site.lock().take();
+    let site = app.inner.state::<WebState>().site.lock().take();
     if let Some(site) = site {
         site.close().await;
     }

@@ -56,7 +56,7 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.inner
-            .signals
+            .state::<Signals>()
             .assigned
             .lock()
             .push(Arc::new(move |a, t| Box::pin(f(a, t))));
@@ -70,7 +70,7 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.inner
-            .signals
+            .state::<Signals>()
             .revoked
             .lock()
             .push(Arc::new(move |a, t| Box::pin(f(a, t))));
@@ -84,7 +84,7 @@ impl App {
         Fut: Future<Output = ()> + Send + 'static,
     {
         self.inner
-            .signals
+            .state::<Signals>()
             .rebalance_complete
             .lock()
             .push(Arc::new(move |a| Box::pin(f(a))));
@@ -92,21 +92,29 @@ impl App {
 
     /// Signal: a worker is starting for this app (before anything runs). Sync.
     pub fn on_worker_init(&self, f: impl Fn(&App) + Send + Sync + 'static) {
-        self.inner.signals.worker_init.lock().push(Arc::new(f));
+        self.inner
+            .state::<Signals>()
+            .worker_init
+            .lock()
+            .push(Arc::new(f));
     }
 
     /// Signal: the worker is about to stop (before intake stops). Sync.
     pub fn on_before_shutdown(&self, f: impl Fn(&App) + Send + Sync + 'static) {
-        self.inner.signals.before_shutdown.lock().push(Arc::new(f));
+        self.inner
+            .state::<Signals>()
+            .before_shutdown
+            .lock()
+            .push(Arc::new(f));
     }
 }
 
 /// Run the receivers of a partitions signal, in order of connection.
 pub(crate) async fn partitions(app: &App, revoked: bool, tps: &[TopicPartition]) {
     let receivers: Vec<PartitionsFn> = if revoked {
-        app.inner.signals.revoked.lock().clone()
+        app.inner.state::<Signals>().revoked.lock().clone()
     } else {
-        app.inner.signals.assigned.lock().clone()
+        app.inner.state::<Signals>().assigned.lock().clone()
     };
     for r in receivers {
         r(app.clone(), tps.to_vec()).await;
@@ -115,7 +123,12 @@ pub(crate) async fn partitions(app: &App, revoked: bool, tps: &[TopicPartition])
 
 /// Run the `on_rebalance_complete` receivers.
 pub(crate) async fn rebalance_complete(app: &App) {
-    let receivers = app.inner.signals.rebalance_complete.lock().clone();
+    let receivers = app
+        .inner
+        .state::<Signals>()
+        .rebalance_complete
+        .lock()
+        .clone();
     for r in receivers {
         r(app.clone()).await;
     }
@@ -125,16 +138,16 @@ pub(crate) async fn rebalance_complete(app: &App) {
 /// (the latter once per worker run).
 pub(crate) fn lifecycle(app: &App, init: bool) {
     use std::sync::atomic::Ordering;
-    let flag = &app.inner.signals.shutting_down;
+    let flag = &app.inner.state::<Signals>().shutting_down;
     if init {
         flag.store(false, Ordering::Release);
     } else if flag.swap(true, Ordering::AcqRel) {
         return;
     }
     let receivers = if init {
-        app.inner.signals.worker_init.lock().clone()
+        app.inner.state::<Signals>().worker_init.lock().clone()
     } else {
-        app.inner.signals.before_shutdown.lock().clone()
+        app.inner.state::<Signals>().before_shutdown.lock().clone()
     };
     for r in receivers {
         r(app);

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::cluster::ClusterState;
 use crate::drivers::store::{TableStoreExt, WriteBatch};
 use crate::drivers::transport::{PartitionReader, TopicPartition};
 use crate::error::Result;
@@ -106,7 +107,7 @@ fn wanted(app: &App, tables: &[Arc<dyn TableOps>]) -> BTreeMap<TopicPartition, u
     let map = app.cluster_map();
     let id = app.worker_id();
     let replicas = app.inner.settings().table_standby_replicas;
-    let active = app.inner.cluster.standby.active();
+    let active = app.inner.state::<ClusterState>().standby.active();
     let mut out = BTreeMap::new();
     for (i, t) in tables.iter().enumerate() {
         for p in map.standbys_of(&id, t.name(), t.partitions(), replicas) {
@@ -121,7 +122,12 @@ fn wanted(app: &App, tables: &[Arc<dyn TableOps>]) -> BTreeMap<TopicPartition, u
 async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) -> Result<()> {
     let mut consumer = crate::cluster::partition_reader(app, "standby").await?;
     let mut map_rx = app.cluster_watch();
-    let mut gate_rx = app.inner.cluster.standby.version.subscribe();
+    let mut gate_rx = app
+        .inner
+        .state::<ClusterState>()
+        .standby
+        .version
+        .subscribe();
     let mut current: BTreeMap<TopicPartition, usize> = BTreeMap::new();
     let mut first = true;
     while !stop.is_set() {
@@ -163,7 +169,7 @@ async fn read(app: &App, tables: &[Arc<dyn TableOps>], stop: &ShutdownSignal) ->
                 .push((m.key.clone().unwrap_or_default(), m.value.clone()));
             b.offset = Some(m.offset);
         }
-        let gate = &app.inner.cluster.standby;
+        let gate = &app.inner.state::<ClusterState>().standby;
         let _applying = gate.applying.lock().await;
         let active = gate.active();
         // One store write per table per poll (redb: one transaction).

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::flow::event::{self, CurrentEvent};
 use crate::lifecycle::panic_message;
 use crate::lifecycle::ShutdownSignal;
+use crate::runtime::signals::Signals;
 
 /// When a timer runs.
 #[derive(Clone, Debug)]
@@ -141,14 +142,17 @@ impl App {
     /// partition 0. On by itself with `timer_on_leader` or an `on_leader`
     /// crontab; without it, `is_leader` is always false.
     pub fn enable_leader_election(&self) {
-        self.inner.signals.leader.store(true, Ordering::Release);
+        self.inner
+            .state::<Signals>()
+            .leader
+            .store(true, Ordering::Release);
     }
 }
 
 /// Subscribe to the leader topic when the app takes part in leader election;
 /// the returned task drains it (nothing is expected on it).
 pub(crate) async fn join_leader_election(app: &App) -> Result<Option<JoinHandle<()>>> {
-    if !app.inner.signals.leader.load(Ordering::Acquire) {
+    if !app.inner.state::<Signals>().leader.load(Ordering::Acquire) {
         return Ok(None);
     }
     let topic = app

@@ -14,6 +14,7 @@ use crate::flow::event::{self, CurrentEvent};
 pub use crate::lifecycle::shutdown_signal;
 use crate::lifecycle::{panic_message, ShutdownSignal};
 use crate::runtime::conductor::Conductor;
+use crate::runtime::pages::WebState;
 
 /// A running worker.
 pub struct WorkerHandle {
@@ -232,7 +233,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     match started {
         Ok(()) if !stop.is_set() => {
             // /ready answers "ready" before anyone waiting on ready() wakes.
-            inner.web.set_ready(true);
+            inner.state::<WebState>().set_ready(true);
             ready.send_replace(Some(Ok(())));
             tracing::info!(app = %app.id(), "worker ready");
             let (tasks, timers) = {
