@@ -16,8 +16,8 @@ use crate::agent::{AgentLink, RunState};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::flow::event::{self, CurrentEvent};
+use crate::flow::queue::Delivered;
 use crate::flow::queue::StreamQueue;
-use crate::stream::Delivered;
 
 type Queue = Arc<StreamQueue<Delivered>>;
 
@@ -35,8 +35,8 @@ where
         .lock()
         .agents
         .iter()
-        .find(|a| *a.name == *link.ctx.name)
-        .and_then(|a| a.topic.clone())
+        .find(|a| a.name() == &*link.ctx.name)
+        .and_then(|a| a.topic().map(str::to_string))
         .unwrap_or_default();
     let mut running: HashMap<u32, Queue> = HashMap::new();
     // Instances stop with this run (failure elsewhere, or shutdown).

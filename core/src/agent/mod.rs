@@ -3,6 +3,9 @@
 pub(crate) mod isolated;
 pub mod rpc;
 
+pub use crate::app::defs::AgentInfo;
+use crate::app::defs::AgentOps;
+
 pub use crate::stream::owner::{dead_letter_headers, AgentError, OnError};
 pub(crate) use crate::stream::owner::{
     AgentCtx, AgentLink, Handled, HeldEvent, OnErrorFn, RunState,
@@ -22,27 +25,17 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::app::topic::SendOptions;
 use crate::app::{App, AppInner};
 use crate::drivers::transport::Delivery;
 use crate::error::{Coordinates, Error, Result};
 use crate::flow::event::{self, CurrentEvent};
 use crate::flow::queue::StreamQueue;
+use crate::flow::queue::{ChannelItem, Delivered};
 use crate::lifecycle::{panic_message, ShutdownSignal};
 use crate::monitor::AgentFailure;
-use crate::stream::topic::{Channel, SendOptions, Topic};
-use crate::stream::{ChannelItem, Core, Delivered, Source, Stream};
-
-/// Name, topic and help of an agent (the `agents` command prints these).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AgentInfo {
-    /// Agent name.
-    pub name: String,
-    /// Topic it reads, or `<channel>`.
-    pub topic: String,
-    /// Its help text.
-    pub help: String,
-}
+use crate::stream::topic::{Channel, Topic};
+use crate::stream::{Core, Source, Stream};
 
 /// One run of the agent's function over a fresh stream on its buffer.
 type Launch =
@@ -66,8 +59,20 @@ pub(crate) struct AgentDef {
     launch: Launch,
 }
 
-impl AgentDef {
-    pub(crate) fn info(&self) -> AgentInfo {
+impl AgentOps for AgentDef {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn info(&self) -> AgentInfo {
         AgentInfo {
             name: format!("@{}", self.name),
             topic: self.topic.clone().unwrap_or_else(|| "<channel>".into()),
@@ -76,7 +81,7 @@ impl AgentDef {
     }
 
     /// Stop handing it new events: its stream ends after what is buffered is purged.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         match &self.buffer {
             Buffer::Topic(q) => q.close(),
             Buffer::Channel(close) => close(true),
@@ -86,7 +91,7 @@ impl AgentDef {
         }
     }
 
-    pub(crate) fn reopen(&self) {
+    fn reopen(&self) {
         match &self.buffer {
             Buffer::Topic(q) => q.reopen(),
             Buffer::Channel(close) => close(false),
@@ -99,7 +104,13 @@ impl AgentDef {
     /// Run the agent until its stream ends or the worker stops, restarting it
     /// (with backoff) when it fails or panics; failures go through the
     /// agent's policy (on_error, dead letters, restart limit).
-    pub(crate) async fn supervise(self: Arc<Self>, app: App, stop: ShutdownSignal) {
+    fn supervise(self: Arc<Self>, app: App, stop: ShutdownSignal) -> BoxFuture<'static, ()> {
+        Box::pin(self.run_supervised(app, stop))
+    }
+}
+
+impl AgentDef {
+    async fn run_supervised(self: Arc<Self>, app: App, stop: ShutdownSignal) {
         let mut backoff = Duration::from_millis(100);
         let mut restarts: VecDeque<tokio::time::Instant> = VecDeque::new();
         let mut last_failed: Option<(Coordinates, u32)> = None;
@@ -399,7 +410,7 @@ where
             .lock()
             .agents
             .iter()
-            .any(|a| a.name == self.name)
+            .any(|a| a.name() == self.name)
         {
             return Err(Error::config(
                 format!("agent {:?}", self.name),
@@ -737,5 +748,13 @@ where
             Target::Topic(t) => t.send_with(key, value, options).await.map(Some),
             Target::Channel(c) => c.send(value).await.map(|_| None),
         }
+    }
+}
+
+/// Agents an app defines.
+impl App {
+    /// Define an agent; finish with `.build(fn)`.
+    pub fn agent<K, V>(&self, name: impl Into<String>) -> AgentBuilder<K, V> {
+        AgentBuilder::new(self.clone(), name)
     }
 }

@@ -24,13 +24,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::agent::{Agent, Target};
+use crate::app::topic::SendOptions;
 use crate::app::AppInner;
 use crate::drivers::codec::CodecChain;
 use crate::drivers::transport::{
     Message, PartitionReaderExt, ReaderConfig, TopicSpec, TransportExt,
 };
 use crate::error::{Error, Field, Result};
-use crate::stream::topic::SendOptions;
 
 use crate::stream::owner::{header, now_ms};
 pub use crate::stream::owner::{CORRELATION_ID, REPLY_TO};

@@ -1,20 +1,23 @@
 //! The [`App`]: settings, drivers, and everything an app defines.
 
+pub(crate) mod defs;
+pub(crate) mod topic;
+
+pub use defs::AgentInfo;
+use defs::{AgentOps, TableOps};
+use topic::TopicDef;
+
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::agent::{AgentBuilder, AgentDef, AgentInfo};
 use crate::drivers::registry::Registry;
 use crate::drivers::store::{Store, StoreContext};
 use crate::drivers::transport::{Producer, ProducerConfig, TopicPartition, Transport};
@@ -22,12 +25,10 @@ use crate::drivers::url::DriverUrl;
 use crate::drivers::web::WebHandler;
 use crate::error::{Error, Result};
 use crate::flow::acks::PartitionAcks;
+use crate::flow::queue::Delivered;
 use crate::flow::queue::StreamQueue;
 use crate::monitor::Monitor;
 use crate::settings::Settings;
-use crate::stream::topic::{Channel, TopicBuilder, TopicDef};
-use crate::stream::{Core, Delivered, Source, Stream};
-use crate::table::{TableBuilder, TableOps};
 
 type DecodeHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
@@ -48,20 +49,6 @@ pub struct TableInfo {
     pub help: String,
     /// Its number of partitions.
     pub partitions: u32,
-}
-
-/// A one-shot task started when the worker is ready.
-pub(crate) struct TaskDef {
-    pub(crate) name: String,
-    pub(crate) run: TaskFn,
-}
-
-/// A periodic task.
-pub(crate) struct TimerDef {
-    pub(crate) name: String,
-    pub(crate) schedule: crate::runtime::timers::Schedule,
-    pub(crate) on_leader: bool,
-    pub(crate) run: TaskFn,
 }
 
 /// Something with start/stop hooks and background work that lives as long as the worker.
@@ -91,10 +78,8 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Default)]
 pub(crate) struct Defs {
     pub(crate) topics: BTreeMap<String, Arc<TopicDef>>,
-    pub(crate) agents: Vec<Arc<AgentDef>>,
+    pub(crate) agents: Vec<Arc<dyn AgentOps>>,
     pub(crate) tables: Vec<Arc<dyn TableOps>>,
-    pub(crate) tasks: Vec<TaskDef>,
-    pub(crate) timers: Vec<TimerDef>,
     pub(crate) services: Vec<Arc<dyn Service>>,
 }
 
@@ -349,95 +334,6 @@ impl App {
         &self.inner.monitor
     }
 
-    /// Describe a topic; finish with `.build()`.
-    pub fn topic<K, V>(&self, name: impl Into<String>) -> TopicBuilder<K, V> {
-        TopicBuilder::new(self.clone(), name)
-    }
-
-    /// An in-memory channel holding at most `stream_buffer_maxsize` values.
-    pub fn channel<V>(&self) -> Channel<V>
-    where
-        V: DeserializeOwned + Send + 'static,
-    {
-        Channel::new(self.clone(), self.inner.settings().stream_buffer_maxsize)
-    }
-
-    /// An in-memory channel holding at most `capacity` values.
-    pub fn channel_with_capacity<V>(&self, capacity: usize) -> Channel<V>
-    where
-        V: DeserializeOwned + Send + 'static,
-    {
-        Channel::new(self.clone(), capacity)
-    }
-
-    /// Define an agent; finish with `.build(fn)`.
-    pub fn agent<K, V>(&self, name: impl Into<String>) -> AgentBuilder<K, V> {
-        AgentBuilder::new(self.clone(), name)
-    }
-
-    /// Define a table; finish with `.build()`.
-    pub fn table<K, V>(&self, name: impl Into<String>) -> TableBuilder<K, V>
-    where
-        K: Serialize + DeserializeOwned + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-    {
-        TableBuilder::new(self.clone(), name)
-    }
-
-    /// A stream over any async stream of values (or `futures::stream::iter(..)`).
-    pub fn stream<V, S>(&self, values: S) -> Stream<(), V>
-    where
-        V: DeserializeOwned + Send + 'static,
-        S: futures::Stream<Item = V> + Send + 'static,
-    {
-        use futures::StreamExt;
-        let cell = crate::flow::event::current().unwrap_or_default();
-        Stream::from_core(Core::new(
-            self.inner.clone(),
-            Source::Iter(values.boxed()),
-            cell,
-        ))
-    }
-
-    /// A stream over the values of any iterator.
-    pub fn stream_iter<V, I>(&self, values: I) -> Stream<(), V>
-    where
-        V: DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item = V>,
-        I::IntoIter: Send + 'static,
-    {
-        self.stream(futures::stream::iter(values))
-    }
-
-    /// Run `f` once, after the worker is fully started (recovered, consuming).
-    pub fn task<F, Fut>(&self, name: impl Into<String>, f: F)
-    where
-        F: Fn(App) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-    {
-        self.inner.defs.lock().tasks.push(TaskDef {
-            name: name.into(),
-            run: Arc::new(move |app| Box::pin(f(app))),
-        });
-    }
-
-    /// Run `f` every `interval`, first one interval after the worker started.
-    /// Runs keep to that grid (no drift); a run slower than the interval is
-    /// reported and the ticks it overran are skipped: runs never overlap or
-    /// pile up. See also `timer_on_leader` and `crontab`.
-    pub fn timer<F, Fut>(&self, name: impl Into<String>, interval: Duration, f: F)
-    where
-        F: Fn(App) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<()>> + Send + 'static,
-    {
-        self.inner.defs.lock().timers.push(TimerDef {
-            name: name.into(),
-            schedule: crate::runtime::timers::Schedule::Every(interval),
-            on_leader: false,
-            run: Arc::new(move |app| Box::pin(f(app))),
-        });
-    }
-
     /// The value of type `T` kept with this app, created with `T::default()`
     /// on first use; every clone of the app shares it.
     ///
@@ -496,25 +392,6 @@ impl App {
     /// Names of the topics the app declared.
     pub fn topics(&self) -> Vec<String> {
         self.inner.defs.lock().topics.keys().cloned().collect()
-    }
-
-    /// A handle to the topic named `name` if the app declared it (a topic,
-    /// an agent's topic, a changelog …), with the options and codecs it was
-    /// declared with; `K` and `V` are the caller's to choose, as with
-    /// [`App::topic`]. Sending through it creates the topic on the broker
-    /// first, as the app would.
-    ///
-    /// ```
-    /// use faustus_core::App;
-    /// let app = App::builder("declared").broker("memory://").build().unwrap();
-    /// app.topic::<String, u64>("counts").partitions(4).build().unwrap();
-    /// let counts = app.declared_topic::<String, u64>("counts").unwrap();
-    /// assert_eq!(counts.partitions(), 4);
-    /// assert!(app.declared_topic::<String, u64>("other").is_none());
-    /// ```
-    pub fn declared_topic<K, V>(&self, name: &str) -> Option<crate::stream::topic::Topic<K, V>> {
-        let def = self.inner.defs.lock().topics.get(name).cloned()?;
-        Some(crate::stream::topic::Topic::from_def(self.clone(), def))
     }
 
     /// Wait until the message at `offset` of `tp` has been processed by every

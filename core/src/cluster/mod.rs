@@ -23,6 +23,8 @@
 //! after its last record — a logical clock, so every reader decides alike and
 //! no wall clocks are compared.
 
+pub(crate) mod standby;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
@@ -334,7 +336,7 @@ pub(crate) struct ClusterState {
     web_url: watch::Sender<Option<String>>,
     map: watch::Sender<ClusterMap>,
     /// Keeps the standby reader off the partitions the conductor holds.
-    pub(crate) standby: crate::runtime::standby::StandbyGate,
+    pub(crate) standby: crate::cluster::standby::StandbyGate,
 }
 
 impl Default for ClusterState {
@@ -533,7 +535,7 @@ impl ClusterService {
         }
         let (signal, stop) = ShutdownSignal::new();
         let reader = tokio::spawn(read_loop(app.clone(), topic.clone(), signal.clone()));
-        let standby = tokio::spawn(crate::runtime::standby::run(app.clone(), signal.clone()));
+        let standby = tokio::spawn(crate::cluster::standby::run(app.clone(), signal.clone()));
         let publisher = tokio::spawn(publish_loop(app.clone(), topic, signal));
         Some(ClusterService {
             stop: Box::new(stop),

@@ -7,6 +7,8 @@
 //! back; the conductor parks them and pauses their partitions. When a stream
 //! drains a full buffer to half it wakes whoever waits for space.
 
+use crate::drivers::transport::Message;
+use crate::flow::acks::AckToken;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -257,6 +259,20 @@ impl<T> StreamQueue<T> {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+}
+
+/// A message handed by the conductor to one stream, with that stream's claim on it.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub(crate) msg: Message,
+    pub(crate) token: AckToken,
+}
+
+/// A typed value sent through an in-memory channel.
+#[derive(Debug)]
+pub(crate) struct ChannelItem<K, V> {
+    pub(crate) key: Option<K>,
+    pub(crate) value: V,
 }
 
 #[cfg(test)]

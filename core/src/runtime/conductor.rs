@@ -15,10 +15,10 @@ use crate::cluster::ClusterState;
 use crate::drivers::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
 use crate::error::Result;
 use crate::flow::acks::{AckToken, PartitionAcks};
+use crate::flow::queue::Delivered;
 use crate::flow::queue::StreamQueue;
 use crate::lifecycle::ShutdownSignal;
 use crate::runtime::recovery;
-use crate::stream::Delivered;
 use crate::table::TableOps;
 
 type Queue = Arc<StreamQueue<Delivered>>;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 
-use crate::app::{App, TaskFn, TimerDef};
+use crate::app::{App, TaskFn};
 use crate::error::{Error, Result};
 use crate::flow::event::{self, CurrentEvent};
 use crate::lifecycle::panic_message;
@@ -91,12 +91,16 @@ impl App {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         self.enable_leader_election();
-        self.inner.defs.lock().timers.push(TimerDef {
-            name: name.into(),
-            schedule: Schedule::Every(interval),
-            on_leader: true,
-            run: Arc::new(move |app| Box::pin(f(app))),
-        });
+        self.inner
+            .state::<Scheduled>()
+            .timers
+            .lock()
+            .push(TimerDef {
+                name: name.into(),
+                schedule: Schedule::Every(interval),
+                on_leader: true,
+                run: Arc::new(move |app| Box::pin(f(app))),
+            });
     }
 
     /// Run `f` at the times of the cron expression `expr` in `timezone`
@@ -127,12 +131,16 @@ impl App {
         if on_leader {
             self.enable_leader_election();
         }
-        self.inner.defs.lock().timers.push(TimerDef {
-            name: name.into(),
-            schedule: Schedule::Cron(Box::new(cron)),
-            on_leader,
-            run: Arc::new(move |app| Box::pin(f(app))),
-        });
+        self.inner
+            .state::<Scheduled>()
+            .timers
+            .lock()
+            .push(TimerDef {
+                name: name.into(),
+                schedule: Schedule::Cron(Box::new(cron)),
+                on_leader,
+                run: Arc::new(move |app| Box::pin(f(app))),
+            });
         Ok(())
     }
 
@@ -263,5 +271,62 @@ async fn once(app: &App, name: &str, on_leader: bool, run: &TaskFn, interval: Op
             );
             tracing::warn!(timer = %name, ?took, ?interval, "timer run took longer than its interval; the ticks it overran are skipped, not stacked");
         }
+    }
+}
+
+/// A one-shot task started when the worker is ready.
+pub(crate) struct TaskDef {
+    pub(crate) name: String,
+    pub(crate) run: TaskFn,
+}
+
+/// A periodic task.
+pub(crate) struct TimerDef {
+    pub(crate) name: String,
+    pub(crate) schedule: Schedule,
+    pub(crate) on_leader: bool,
+    pub(crate) run: TaskFn,
+}
+
+/// The tasks and timers an app defined (its slot: `AppInner::state`).
+#[derive(Default)]
+pub(crate) struct Scheduled {
+    pub(crate) tasks: parking_lot::Mutex<Vec<TaskDef>>,
+    pub(crate) timers: parking_lot::Mutex<Vec<TimerDef>>,
+}
+
+/// Tasks and timers an app defines.
+impl App {
+    /// Run `f` once, after the worker is fully started (recovered, consuming).
+    pub fn task<F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(App) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.inner.state::<Scheduled>().tasks.lock().push(TaskDef {
+            name: name.into(),
+            run: Arc::new(move |app| Box::pin(f(app))),
+        });
+    }
+
+    /// Run `f` every `interval`, first one interval after the worker started.
+    /// Runs keep to that grid (no drift); a run slower than the interval is
+    /// reported and the ticks it overran are skipped: runs never overlap or
+    /// pile up. See also `timer_on_leader` and `crontab`.
+    pub fn timer<F, Fut>(&self, name: impl Into<String>, interval: Duration, f: F)
+    where
+        F: Fn(App) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        self.inner
+            .state::<Scheduled>()
+            .timers
+            .lock()
+            .push(TimerDef {
+                name: name.into(),
+                schedule: Schedule::Every(interval),
+                on_leader: false,
+                run: Arc::new(move |app| Box::pin(f(app))),
+            });
     }
 }

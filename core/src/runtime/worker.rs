@@ -15,6 +15,7 @@ pub use crate::lifecycle::shutdown_signal;
 use crate::lifecycle::{panic_message, ShutdownSignal};
 use crate::runtime::conductor::Conductor;
 use crate::runtime::pages::WebState;
+use crate::runtime::timers::Scheduled;
 
 /// A running worker.
 pub struct WorkerHandle {
@@ -198,7 +199,7 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     let mut agent_tasks = Vec::new();
     for a in &agents {
         a.reopen();
-        for _ in 0..a.concurrency.max(1) {
+        for _ in 0..a.concurrency().max(1) {
             agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
         }
     }
@@ -236,26 +237,26 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             inner.state::<WebState>().set_ready(true);
             ready.send_replace(Some(Ok(())));
             tracing::info!(app = %app.id(), "worker ready");
-            let (tasks, timers) = {
-                let d = inner.defs.lock();
-                (
-                    d.tasks
-                        .iter()
-                        .map(|t| (t.name.clone(), t.run.clone()))
-                        .collect::<Vec<_>>(),
-                    d.timers
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.name.clone(),
-                                t.schedule.clone(),
-                                t.on_leader,
-                                t.run.clone(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            };
+            let scheduled = inner.state::<Scheduled>();
+            let tasks: Vec<_> = scheduled
+                .tasks
+                .lock()
+                .iter()
+                .map(|t| (t.name.clone(), t.run.clone()))
+                .collect();
+            let timers: Vec<_> = scheduled
+                .timers
+                .lock()
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.schedule.clone(),
+                        t.on_leader,
+                        t.run.clone(),
+                    )
+                })
+                .collect();
             for (name, run) in tasks {
                 background.push(tokio::spawn(run_task(app.clone(), name, run)));
             }

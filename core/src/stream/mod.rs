@@ -30,24 +30,11 @@ use crate::error::{Error, Field};
 use crate::flow::acks::AckToken;
 use crate::flow::event::{CurrentEvent, Event, EventInfo, SharedAck};
 use crate::flow::queue::StreamQueue;
+pub(crate) use crate::flow::queue::{ChannelItem, Delivered};
 use crate::stream::owner::{AgentLink, Claim, HeldEvent};
 
 /// How many events a stream takes from its buffer at once.
 const POP_BATCH: usize = 64;
-
-/// A message handed by the conductor to one stream, with that stream's claim on it.
-#[derive(Debug)]
-pub(crate) struct Delivered {
-    pub(crate) msg: Message,
-    pub(crate) token: AckToken,
-}
-
-/// A typed value sent through an in-memory channel.
-#[derive(Debug)]
-pub(crate) struct ChannelItem<K, V> {
-    pub(crate) key: Option<K>,
-    pub(crate) value: V,
-}
 
 type SyncProcessor<V> = Box<dyn Fn(V) -> V + Send + Sync>;
 type AsyncProcessor<V> = Box<dyn Fn(V) -> BoxFuture<'static, V> + Send + Sync>;
@@ -610,5 +597,33 @@ where
             Some(s) => s.poll_next_unpin(cx),
             None => Poll::Ready(None),
         }
+    }
+}
+
+/// Streams over values that come from no topic.
+impl crate::app::App {
+    /// A stream over any async stream of values (or `futures::stream::iter(..)`).
+    pub fn stream<V, S>(&self, values: S) -> Stream<(), V>
+    where
+        V: DeserializeOwned + Send + 'static,
+        S: futures::Stream<Item = V> + Send + 'static,
+    {
+        use futures::StreamExt;
+        let cell = crate::flow::event::current().unwrap_or_default();
+        Stream::from_core(Core::new(
+            self.inner.clone(),
+            Source::Iter(values.boxed()),
+            cell,
+        ))
+    }
+
+    /// A stream over the values of any iterator.
+    pub fn stream_iter<V, I>(&self, values: I) -> Stream<(), V>
+    where
+        V: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = V>,
+        I::IntoIter: Send + 'static,
+    {
+        self.stream(futures::stream::iter(values))
     }
 }

@@ -22,14 +22,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use crate::app::topic::{SendOptions, TopicDef};
 use crate::drivers::transport::{Delivery, Message};
 use crate::error::{Error, Field, Result};
 use crate::flow::acks::AckToken;
 use crate::flow::event::{self, CurrentEvent, Event, SharedAck};
+use crate::flow::queue::Delivered;
 use crate::flow::queue::StreamQueue;
 use crate::stream::owner::{handle_failure, AgentCtx, AgentError, Handled};
-use crate::stream::topic::{Channel, SendOptions, Topic, TopicDef};
-use crate::stream::{Core, Delivered, Processor, Pulled, Source, Stream};
+use crate::stream::topic::{Channel, Topic};
+use crate::stream::{Core, Processor, Pulled, Source, Stream};
 
 /// How many forwarded events may wait for their acknowledgement at once.
 const FORWARD_WINDOW: usize = 4096;

@@ -12,15 +12,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use crate::app::topic::{SendOptions, TopicDef};
 use crate::app::AppInner;
 use crate::drivers::codec::CodecChain;
 use crate::drivers::transport::{Message, Record};
 use crate::error::{Coordinates, Error, Field, Result};
 use crate::flow::acks::AckToken;
+use crate::flow::queue::Delivered;
 use crate::flow::queue::StreamQueue;
 use crate::monitor::AgentFailure;
-use crate::stream::topic::{SendOptions, TopicDef};
-use crate::stream::Delivered;
 
 /// Header naming the topic a reply goes to.
 pub const REPLY_TO: &str = "faustus-reply-to";

@@ -11,116 +11,15 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use crate::app::topic::SendOptions;
+use crate::app::topic::TopicDef;
 use crate::app::{App, AppInner};
-use crate::drivers::codec::CodecChain;
-use crate::drivers::transport::{Acks, Delivery, Headers, Record, TopicSpec};
+use crate::drivers::transport::{Acks, Delivery};
 use crate::error::{Error, Field, Result};
 use crate::flow::event;
+use crate::flow::queue::ChannelItem;
 use crate::flow::queue::StreamQueue;
-use crate::stream::{ChannelItem, Core, Source, Stream};
-
-/// The untyped description of a topic, shared by every handle to it.
-#[derive(Debug)]
-pub(crate) struct TopicDef {
-    pub(crate) name: Arc<str>,
-    pub(crate) partitions: Option<u32>,
-    pub(crate) replicas: Option<u16>,
-    pub(crate) retention: Option<Duration>,
-    pub(crate) compacting: bool,
-    pub(crate) deleting: bool,
-    pub(crate) internal: bool,
-    pub(crate) config: BTreeMap<String, String>,
-    pub(crate) acks: Option<Acks>,
-    pub(crate) key_codec: CodecChain,
-    pub(crate) value_codec: CodecChain,
-    pub(crate) declared: tokio::sync::OnceCell<()>,
-    /// `faustus_messages_sent_total` of this topic (taken on the first send).
-    sent: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
-}
-
-impl TopicDef {
-    pub(crate) fn spec(&self, app: &AppInner) -> TopicSpec {
-        let mut spec = TopicSpec::new(
-            self.name.to_string(),
-            self.partitions.unwrap_or(app.settings().topic_partitions),
-        );
-        spec.replicas = self
-            .replicas
-            .unwrap_or(app.settings().topic_replication_factor);
-        spec.compacting = self.compacting;
-        spec.deleting = self.deleting;
-        spec.retention = self.retention;
-        spec.config = self.config.clone();
-        spec
-    }
-
-    /// Send pre-encoded bytes to this topic (declaring it first).
-    pub(crate) async fn send_raw(
-        &self,
-        inner: &AppInner,
-        key: Option<Bytes>,
-        value: Option<Bytes>,
-        options: SendOptions,
-    ) -> Result<Delivery> {
-        self.declare(inner).await?;
-        let producer = inner.producer().await?;
-        let options_partition = options.partition;
-        let record = Record {
-            topic: self.name.clone(),
-            partition: options.partition,
-            key,
-            value,
-            headers: options.headers,
-            timestamp_ms: options.timestamp_ms,
-            acks: self.acks,
-        };
-        let d = producer.send(record).await?;
-        let d = inner
-            .deliveries
-            .track(&inner.monitor, d, &self.name, options_partition)?;
-        inner.monitor.add_messages_sent(1);
-        self.sent
-            .get_or_init(|| {
-                inner.monitor.counter(
-                    "faustus_messages_sent_total",
-                    crate::monitor::topic_labels(&self.name),
-                )
-            })
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(d)
-    }
-
-    fn same_options(&self, other: &TopicDef) -> bool {
-        self.partitions == other.partitions
-            && self.replicas == other.replicas
-            && self.retention == other.retention
-            && self.compacting == other.compacting
-            && self.deleting == other.deleting
-            && self.config == other.config
-            && self.acks == other.acks
-            && self.key_codec.name() == other.key_codec.name()
-            && self.value_codec.name() == other.value_codec.name()
-    }
-
-    /// Create the topic on the transport once per process.
-    pub(crate) async fn declare(&self, app: &AppInner) -> Result<()> {
-        self.declared
-            .get_or_try_init(|| async {
-                let transport = app.transport().await?;
-                // A source topic the app does not own and gave no partition
-                // count is used as it exists; internal topics must match.
-                if !self.internal
-                    && self.partitions.is_none()
-                    && transport.partition_count(&self.name).await?.is_some()
-                {
-                    return Ok(());
-                }
-                transport.create_topic(&self.spec(app)).await
-            })
-            .await
-            .map(|_| ())
-    }
-}
+use crate::stream::{Core, Source, Stream};
 
 /// Options of a topic, set through [`App::topic`].
 #[must_use = "call .build() to get the topic"]
@@ -266,56 +165,6 @@ impl<K, V> TopicBuilder<K, V> {
             def,
             _types: PhantomData,
         })
-    }
-}
-
-impl TopicDef {
-    pub(crate) fn check_compatible(&self, other: &TopicDef) -> Result<()> {
-        if self.same_options(other) {
-            Ok(())
-        } else {
-            Err(Error::config(
-                format!("topic {:?}", self.name),
-                "declared twice with different options (partitions, codecs, retention or config)",
-            ))
-        }
-    }
-}
-
-/// Options for one send.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct SendOptions {
-    /// Explicit partition (default: by key, murmur2).
-    pub partition: Option<u32>,
-    /// Headers.
-    pub headers: Headers,
-    /// Timestamp in ms since the epoch.
-    pub timestamp_ms: Option<i64>,
-}
-
-impl SendOptions {
-    /// No options.
-    pub fn new() -> Self {
-        SendOptions::default()
-    }
-
-    /// Send to this partition.
-    pub fn partition(mut self, p: u32) -> Self {
-        self.partition = Some(p);
-        self
-    }
-
-    /// Add a header.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Set the record's timestamp (ms since the epoch; default: the producer's clock).
-    pub fn timestamp_ms(mut self, t: i64) -> Self {
-        self.timestamp_ms = Some(t);
-        self
     }
 }
 
@@ -586,5 +435,48 @@ where
             Source::Channel(self.queue.clone()),
             cell,
         ))
+    }
+}
+
+/// Topics and channels an app defines.
+impl App {
+    /// Describe a topic; finish with `.build()`.
+    pub fn topic<K, V>(&self, name: impl Into<String>) -> TopicBuilder<K, V> {
+        TopicBuilder::new(self.clone(), name)
+    }
+
+    /// An in-memory channel holding at most `stream_buffer_maxsize` values.
+    pub fn channel<V>(&self) -> Channel<V>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        Channel::new(self.clone(), self.inner.settings().stream_buffer_maxsize)
+    }
+
+    /// An in-memory channel holding at most `capacity` values.
+    pub fn channel_with_capacity<V>(&self, capacity: usize) -> Channel<V>
+    where
+        V: DeserializeOwned + Send + 'static,
+    {
+        Channel::new(self.clone(), capacity)
+    }
+
+    /// A handle to the topic named `name` if the app declared it (a topic,
+    /// an agent's topic, a changelog …), with the options and codecs it was
+    /// declared with; `K` and `V` are the caller's to choose, as with
+    /// [`App::topic`]. Sending through it creates the topic on the broker
+    /// first, as the app would.
+    ///
+    /// ```
+    /// use faustus_core::App;
+    /// let app = App::builder("declared").broker("memory://").build().unwrap();
+    /// app.topic::<String, u64>("counts").partitions(4).build().unwrap();
+    /// let counts = app.declared_topic::<String, u64>("counts").unwrap();
+    /// assert_eq!(counts.partitions(), 4);
+    /// assert!(app.declared_topic::<String, u64>("other").is_none());
+    /// ```
+    pub fn declared_topic<K, V>(&self, name: &str) -> Option<crate::stream::topic::Topic<K, V>> {
+        let def = self.inner.defs.lock().topics.get(name).cloned()?;
+        Some(crate::stream::topic::Topic::from_def(self.clone(), def))
     }
 }

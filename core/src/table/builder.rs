@@ -200,3 +200,15 @@ where
         Ok(table)
     }
 }
+
+/// Tables an app defines.
+impl App {
+    /// Define a table; finish with `.build()`.
+    pub fn table<K, V>(&self, name: impl Into<String>) -> TableBuilder<K, V>
+    where
+        K: Serialize + DeserializeOwned + std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        TableBuilder::new(self.clone(), name)
+    }
+}

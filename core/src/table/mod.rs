@@ -20,13 +20,13 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::app::topic::TopicDef;
 use crate::app::App;
 use crate::drivers::codec::CodecChain;
 use crate::drivers::store::{Store, TableSpec, TableStore, WriteBatch};
 use crate::drivers::transport::{Delivery, Producer, Record};
 use crate::error::{Error, Field, Result};
 use crate::flow::event;
-use crate::stream::topic::TopicDef;
 
 mod builder;
 mod cache;
@@ -39,36 +39,7 @@ pub use builder::TableBuilder;
 pub use cache::DEFAULT_CACHE_CAPACITY;
 use cache::{KeyFilter, Known, Op, Parts, Slot};
 
-/// What the worker needs of any table, whatever its types.
-#[async_trait]
-pub(crate) trait TableOps: Send + Sync + 'static {
-    fn name(&self) -> &str;
-    fn help(&self) -> &str;
-    fn changelog(&self) -> &Arc<TopicDef>;
-    fn partitions(&self) -> u32;
-    async fn open(&self, store: &Arc<dyn Store>, producer: Arc<dyn Producer>) -> Result<()>;
-    fn table_store(&self) -> Option<Arc<dyn TableStore>>;
-    /// Serve these partitions (after recovery).
-    fn activate(&self, partitions: &BTreeSet<u32>);
-    /// Stop serving these partitions; forget their cached values.
-    fn deactivate(&self, partitions: &BTreeSet<u32>);
-    /// Wait for the changelog acknowledgements of all writes so far and store
-    /// them with their offsets.
-    async fn flush(&self) -> Result<()>;
-    /// For the web view: the value of a key given as text (JSON, else a
-    /// bare string), as JSON; `None` when absent here.
-    async fn get_text(self: Arc<Self>, key: &str) -> Result<Option<serde_json::Value>>;
-    /// Keys stored in the partitions this worker serves (no flush).
-    async fn local_len(&self) -> Result<u64>;
-    /// Whether there are writes a flush would send or store.
-    fn has_changes(&self) -> bool;
-    /// The worker stopped: forget cached values and let go of the store
-    /// (its files can be opened again, by this app or another).
-    fn close(&self);
-    /// A global table: its own reader keeps every partition current; the
-    /// conductor neither recovers nor deactivates it.
-    fn is_global(&self) -> bool;
-}
+pub(crate) use crate::app::defs::TableOps;
 
 /// Clears a flag when dropped (whichever way a flush ends).
 struct ClearOnDrop<'a>(&'a AtomicBool);
