@@ -7,6 +7,8 @@
 //! Messages that cannot be decoded are reported through the app's decode-error
 //! hook with their coordinates, acknowledged, and skipped.
 
+mod batch;
+mod forward;
 pub(crate) mod ops;
 pub(crate) mod owner;
 pub mod topic;
@@ -108,7 +110,7 @@ pub(crate) struct Core<K, V> {
     /// The agent run this stream belongs to (failure handling, replies).
     pub(crate) agent: Option<AgentLink>,
     /// Stops the forwarding task feeding this stream (`through`, `group_by`) when dropped.
-    pub(crate) forwarder: Option<crate::stream::ops::ForwarderGuard>,
+    pub(crate) forwarder: Option<crate::stream::forward::ForwarderGuard>,
 }
 
 /// Add `acked` events to the monitor: the worker's total and, for an
