@@ -92,22 +92,16 @@ where
                 (p, r)
             }));
         };
-    let assigned = |app: &App| -> Vec<u32> {
-        app.inner
-            .assigned
-            .lock()
+    let mut assignment = app.inner.assignment.subscribe();
+    let mut local = VecDeque::new();
+    loop {
+        // Start instances for assigned partitions, stop those of revoked ones.
+        let now: Vec<u32> = assignment
+            .borrow_and_update()
             .keys()
             .filter(|tp| *tp.topic == *topic)
             .map(|tp| tp.partition)
-            .collect()
-    };
-    let mut local = VecDeque::new();
-    loop {
-        let changed = app.inner.assigned_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        // Start instances for assigned partitions, stop those of revoked ones.
-        let now = assigned(&app);
+            .collect();
         for p in &now {
             start(*p, &mut running, &mut instances);
         }
@@ -172,7 +166,11 @@ where
                     return Err(e);
                 }
             }
-            _ = &mut changed => {}
+            r = assignment.changed() => {
+                if r.is_err() {
+                    break;
+                }
+            }
         }
     }
     // The agent's buffer closed (shutdown): stop every instance.

@@ -217,8 +217,7 @@ impl AppBuilder {
                 transport: tokio::sync::OnceCell::new(),
                 producer: tokio::sync::OnceCell::new(),
                 store: tokio::sync::OnceCell::new(),
-                assigned: Mutex::new(HashMap::new()),
-                assigned_changed: Notify::new(),
+                assignment: tokio::sync::watch::Sender::new(Assignment::default()),
                 slots: Mutex::new(HashMap::new()),
                 event_values: Default::default(),
                 deliveries: Default::default(),
@@ -226,4 +225,3 @@ impl AppBuilder {
         })
     }
 }
-

@@ -35,6 +35,9 @@ use crate::settings::Settings;
 
 type DecodeHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
+/// The partitions a worker holds, with their ack trackers.
+pub(crate) type Assignment = Arc<HashMap<TopicPartition, Arc<PartitionAcks>>>;
+
 /// Builds the handler a worker's web server serves for an app: its pages
 /// and any built-in endpoints (see [`AppBuilder::site`]).
 pub type SiteFn = Arc<dyn Fn(&App) -> Arc<dyn WebHandler> + Send + Sync>;
@@ -114,8 +117,9 @@ pub(crate) struct AppInner {
     producer: tokio::sync::OnceCell<Arc<dyn Producer>>,
     store: tokio::sync::OnceCell<Arc<dyn Store>>,
     /// Partitions this worker holds now, with their ack trackers.
-    pub(crate) assigned: Mutex<HashMap<TopicPartition, Arc<PartitionAcks>>>,
-    pub(crate) assigned_changed: Notify,
+    /// Changed by the conductor on each rebalance; watched by isolated
+    /// agents, the cluster map and `App::processed`.
+    pub(crate) assignment: tokio::sync::watch::Sender<Assignment>,
     /// State the upper layers keep per app, one value per type (the web
     /// pages' routes and readiness, worker signals, the cluster map, RPC
     /// replies, `App::extension`s): each layer owns its type, so the app
@@ -260,10 +264,6 @@ impl AppInner {
             .downcast::<T>()
             .expect("slots are keyed by their TypeId")
     }
-
-    pub(crate) fn acks_for(&self, tp: &TopicPartition) -> Option<Arc<PartitionAcks>> {
-        self.assigned.lock().get(tp).cloned()
-    }
 }
 
 /// A Faustus application: its settings and everything it defines.
@@ -400,17 +400,21 @@ impl App {
     /// Wait until the message at `offset` of `tp` has been processed by every
     /// stream that received it (the worker must hold the partition).
     pub async fn processed(&self, tp: &TopicPartition, offset: i64) {
+        let mut assignment = self.inner.assignment.subscribe();
         loop {
-            let notified = self.inner.assigned_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(acks) = self.inner.acks_for(tp) {
-                tokio::select! {
+            let acks = assignment.borrow_and_update().get(tp).cloned();
+            match acks {
+                Some(acks) => tokio::select! {
                     _ = acks.processed(offset) => return,
-                    _ = &mut notified => continue,
+                    _ = assignment.changed() => {}
+                },
+                // The sender lives as long as the app: `changed` never fails here.
+                None => {
+                    if assignment.changed().await.is_err() {
+                        return;
+                    }
                 }
             }
-            notified.await;
         }
     }
 
@@ -428,7 +432,7 @@ impl App {
 
     /// Partitions this worker holds now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
-        let mut v: Vec<_> = self.inner.assigned.lock().keys().cloned().collect();
+        let mut v: Vec<_> = self.inner.assignment.borrow().keys().cloned().collect();
         v.sort();
         v
     }

@@ -161,7 +161,7 @@ impl App {
     /// This worker's record as it stands now.
     fn local_record(&self, beat: u64) -> WorkerRecord {
         let assigned: BTreeSet<TopicPartition> =
-            self.inner.assigned.lock().keys().cloned().collect();
+            self.inner.assignment.borrow().keys().cloned().collect();
         let active: BTreeSet<u32> = assigned.iter().map(|tp| tp.partition).collect();
         let map = self.cluster_map();
         let replicas = self.inner.settings().table_standby_replicas;
@@ -316,10 +316,9 @@ async fn publish_loop(app: App, topic: String, stop: ShutdownSignal) {
     beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut beat = 0u64;
     let mut last: Option<String> = None;
+    let mut assignment = app.inner.assignment.subscribe();
     loop {
-        let changed = app.inner.assigned_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
+        assignment.borrow_and_update();
         let record = app.local_record(beat);
         // Compare without the beat: republish on a real change only.
         let now = serde_json::to_string(&(
@@ -336,7 +335,7 @@ async fn publish_loop(app: App, topic: String, stop: ShutdownSignal) {
         // is fixed (reproducible runs in the cluster simulator).
         tokio::select! {
             biased;
-            _ = &mut changed => {}
+            r = assignment.changed() => { if r.is_err() { return; } }
             r = url_rx.changed() => { if r.is_err() { return; } }
             r = map_rx.changed() => { if r.is_err() { return; } }
             _ = beats.tick() => {

@@ -551,12 +551,16 @@ impl Conductor {
             tracing::error!(error = %e, "commit on revocation failed");
         }
         self.app.inner.deliveries.release(tps);
-        let mut assigned = self.app.inner.assigned.lock();
         for tp in tps {
             self.parts.remove(tp);
-            assigned.remove(tp);
         }
-        drop(assigned);
+        let parts = &self.parts;
+        // Watchers (isolated agents, the cluster map) see the change below.
+        self.app.inner.assignment.send_if_modified(|a| {
+            let before = a.len();
+            Arc::make_mut(a).retain(|tp, _| parts.contains_key(tp));
+            a.len() != before
+        });
         let still: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
         let gone: BTreeSet<u32> = tps
             .iter()
@@ -571,7 +575,6 @@ impl Conductor {
             .state::<ClusterState>()
             .standby
             .release(&gone);
-        self.app.inner.assigned_changed.notify_waiters();
     }
 
     async fn on_revoked(&mut self, tps: Vec<TopicPartition>) {
@@ -602,7 +605,7 @@ impl Conductor {
             return Ok(());
         }
         {
-            let mut assigned = self.app.inner.assigned.lock();
+            let mut assigned = HashMap::new();
             for tp in &new {
                 let acks = PartitionAcks::new(tp.clone());
                 assigned.insert(tp.clone(), acks.clone());
@@ -622,12 +625,15 @@ impl Conductor {
                     },
                 );
             }
+            self.app
+                .inner
+                .assignment
+                .send_modify(|a| Arc::make_mut(a).extend(assigned));
         }
         let all: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
         for t in &self.tables {
             t.activate(&all);
         }
-        self.app.inner.assigned_changed.notify_waiters();
         crate::runtime::signals::partitions(&self.app, false, &new).await;
         crate::runtime::signals::rebalance_complete(&self.app).await;
         if let Some(ready) = self.ready.take() {

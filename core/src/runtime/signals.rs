@@ -40,8 +40,8 @@ impl App {
     pub fn is_leader(&self) -> bool {
         let topic = self.leader_topic();
         self.inner
-            .assigned
-            .lock()
+            .assignment
+            .borrow()
             .keys()
             .any(|tp| tp.partition == 0 && *tp.topic == *topic)
     }
