@@ -6,6 +6,11 @@
 //! dropped (agent error, panic or shutdown) or when the event is acked by hand.
 //! Messages that cannot be decoded are reported through the app's decode-error
 //! hook with their coordinates, acknowledged, and skipped.
+//!
+//! Files: this one is the stream's core (pull, decode, processors, the
+//! event in hand and its ack) and the [`Stream`] type; `ops` the operators,
+//! `forward` `through`/`group_by`, `batch` `take`'s batcher, `topic` typed
+//! topics and channels, `owner` the agent run a stream belongs to.
 
 mod batch;
 mod forward;

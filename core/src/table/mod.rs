@@ -6,6 +6,13 @@
 //! worker commits source offsets only after the changelog records those
 //! events produced are acknowledged. On assignment each table partition is
 //! recovered from its changelog before its events are processed.
+//!
+//! Files: this one is the typed [`Table`] API (reads, writes, iteration —
+//! about 700 lines, one concept: every method is a user-facing operation on
+//! the same cache; splitting reads from writes would scatter what each
+//! partition's cache guarantees); `cache` the per-partition cache, eviction
+//! and key filter; `builder` the definition; `ops` what the worker drives
+//! (open, activate, flush); `windowed`, `global`, `set` the other kinds.
 
 use std::collections::BTreeSet;
 use std::fmt;
