@@ -7,8 +7,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::{App, TaskFn};
-use crate::drivers::transport::ConsumerConfig;
+use crate::app::defs::{AgentOps, TableOps};
+use crate::app::topic::TopicDef;
+use crate::app::{App, Service, TaskFn};
+use crate::cluster::ClusterService;
+use crate::drivers::transport::{ConsumerConfig, Producer};
+use crate::drivers::web::WebServer;
 use crate::error::{Error, Result};
 use crate::flow::event::{self, CurrentEvent};
 pub use crate::lifecycle::shutdown_signal;
@@ -157,38 +161,75 @@ async fn run_worker(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()
     result
 }
 
+/// What the app defined, as the worker found it at start.
+struct Defined {
+    topics: Vec<Arc<TopicDef>>,
+    tables: Vec<Arc<dyn TableOps>>,
+    agents: Vec<Arc<dyn AgentOps>>,
+    services: Vec<Arc<dyn Service>>,
+}
+
+/// What a worker run started, stopped in the reverse order by [`Running::stop`].
+struct Running {
+    web: Option<Arc<dyn WebServer>>,
+    producer: Arc<dyn Producer>,
+    /// Services' `run`, leader election, tasks and timers.
+    background: Vec<JoinHandle<()>>,
+    agent_tasks: Vec<JoinHandle<()>>,
+    cluster: Option<ClusterService>,
+    conductor: Option<JoinHandle<Result<()>>>,
+}
+
 async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Result<()> {
-    let inner = app.inner.clone();
     crate::runtime::signals::lifecycle(&app, true);
+    let defined = {
+        let d = app.inner.defs.lock();
+        Defined {
+            topics: d.topics.values().cloned().collect(),
+            tables: d.tables.clone(),
+            agents: d.agents.clone(),
+            services: d.services.clone(),
+        }
+    };
+    let (mut running, ready_rx) = start(&app, &defined, &stop).await?;
+    let failure = running.serve(&app, &stop, &ready, ready_rx).await;
+    crate::runtime::signals::lifecycle(&app, false);
+    let failure = running.stop(&app, &defined, &stop, failure).await;
+    tracing::info!(app = %app.id(), "worker stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Start everything, in order: topics declared, tables opened, services,
+/// the web server, agents, leader election, the cluster map, the conductor.
+async fn start(
+    app: &App,
+    defined: &Defined,
+    stop: &ShutdownSignal,
+) -> Result<(Running, tokio::sync::oneshot::Receiver<Result<()>>)> {
+    let inner = &app.inner;
     let settings = inner.settings();
     let transport = inner.transport().await?;
     let producer = inner.producer().await?;
-    let (topics, tables, agents, services) = {
-        let d = inner.defs.lock();
-        (
-            d.topics.values().cloned().collect::<Vec<_>>(),
-            d.tables.clone(),
-            d.agents.clone(),
-            d.services.clone(),
-        )
-    };
     tracing::info!(app = %app.id(), transport = transport.name(), broker = %settings.broker, store = %settings.store,
-        agents = agents.len(), tables = tables.len(), "starting worker");
-    for t in &topics {
-        t.declare(&inner).await?;
+        agents = defined.agents.len(), tables = defined.tables.len(), "starting worker");
+    for t in &defined.topics {
+        t.declare(inner).await?;
     }
-    if !tables.is_empty() {
+    if !defined.tables.is_empty() {
         let store = inner.store().await?;
-        for t in &tables {
+        for t in &defined.tables {
             t.open(&store, producer.clone()).await?;
         }
     }
-    for s in &services {
-        s.on_start(&app).await?;
+    for s in &defined.services {
+        s.on_start(app).await?;
     }
-    let web = crate::runtime::pages::start(&app).await?;
+    let web = crate::runtime::pages::start(app).await?;
     let mut background: Vec<JoinHandle<()>> = Vec::new();
-    for s in &services {
+    for s in &defined.services {
         let (s, app, sig) = (s.clone(), app.clone(), stop.clone());
         background.push(tokio::spawn(async move {
             if let Err(e) = s.run(app, sig).await {
@@ -197,17 +238,16 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         }));
     }
     let mut agent_tasks = Vec::new();
-    for a in &agents {
+    for a in &defined.agents {
         a.reopen();
         for _ in 0..a.concurrency().max(1) {
             agent_tasks.push(tokio::spawn(a.clone().supervise(app.clone(), stop.clone())));
         }
     }
-    let leader = crate::runtime::timers::join_leader_election(&app).await?;
-    if let Some(l) = leader {
+    if let Some(l) = crate::runtime::timers::join_leader_election(app).await? {
         background.push(l);
     }
-    let cluster = crate::cluster::ClusterService::start(&app).await;
+    let cluster = ClusterService::start(app).await;
     let consumer = transport
         .consumer(&ConsumerConfig::group(
             app.id().to_string(),
@@ -216,52 +256,91 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
         .await?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let conductor = tokio::spawn(Conductor::new(app.clone(), consumer, ready_tx).run(stop.clone()));
-    let mut conductor = Some(conductor);
-
-    // Tasks and timers start once the first assignment is recovered.
-    // A stop before the first assignment is no failure, even when the
-    // conductor, stopping too, dropped its ready sender.
-    let started = tokio::select! {
-        biased;
-        _ = stop.wait() => Ok(()),
-        r = ready_rx => match r {
-            Ok(r) => r,
-            Err(_) if stop.is_set() => Ok(()),
-            Err(_) => Err(Error::State("conductor stopped".into())),
-        },
+    let running = Running {
+        web,
+        producer,
+        background,
+        agent_tasks,
+        cluster,
+        conductor: Some(conductor),
     };
-    let mut failure = None;
-    match started {
-        Ok(()) if !stop.is_set() => {
-            // /ready answers "ready" before anyone waiting on ready() wakes.
-            inner.state::<WebState>().set_ready(true);
-            ready.send_replace(Some(Ok(())));
-            tracing::info!(app = %app.id(), "worker ready");
-            let scheduled = inner.state::<Scheduled>();
-            let tasks: Vec<_> = scheduled
-                .tasks
-                .lock()
-                .iter()
-                .map(|t| (t.name.clone(), t.run.clone()))
-                .collect();
-            let timers: Vec<_> = scheduled
-                .timers
-                .lock()
-                .iter()
-                .map(|t| {
-                    (
-                        t.name.clone(),
-                        t.schedule.clone(),
-                        t.on_leader,
-                        t.run.clone(),
-                    )
-                })
-                .collect();
-            for (name, run) in tasks {
-                background.push(tokio::spawn(run_task(app.clone(), name, run)));
+    Ok((running, ready_rx))
+}
+
+impl Running {
+    /// Once the first assignment is recovered: ready, tasks and timers
+    /// start; then run until asked to stop or the conductor fails (the
+    /// failure, if any). A stop before the first assignment is no failure,
+    /// even when the conductor, stopping too, dropped its ready sender.
+    async fn serve(
+        &mut self,
+        app: &App,
+        stop: &ShutdownSignal,
+        ready: &ReadyTx,
+        ready_rx: tokio::sync::oneshot::Receiver<Result<()>>,
+    ) -> Option<Error> {
+        let started = tokio::select! {
+            biased;
+            _ = stop.wait() => Ok(()),
+            r = ready_rx => match r {
+                Ok(r) => r,
+                Err(_) if stop.is_set() => Ok(()),
+                Err(_) => Err(Error::State("conductor stopped".into())),
+            },
+        };
+        match started {
+            Ok(()) if !stop.is_set() => {}
+            Ok(()) => return None,
+            Err(e) => return Some(e),
+        }
+        // /ready answers "ready" before anyone waiting on ready() wakes.
+        app.inner.state::<WebState>().set_ready(true);
+        ready.send_replace(Some(Ok(())));
+        tracing::info!(app = %app.id(), "worker ready");
+        self.start_tasks_and_timers(app, stop);
+        let c = self.conductor.as_mut()?;
+        tokio::select! {
+            _ = stop.wait() => None,
+            r = c => {
+                self.conductor = None;
+                match r {
+                    Ok(Ok(())) if stop.is_set() => None,
+                    Ok(Ok(())) => Some(Error::State("conductor stopped".into())),
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(Error::Task { what: "conductor".into(), message: e.to_string() }),
+                }
             }
-            for (name, schedule, on_leader, run) in timers {
-                background.push(tokio::spawn(crate::runtime::timers::run(
+        }
+    }
+
+    fn start_tasks_and_timers(&mut self, app: &App, stop: &ShutdownSignal) {
+        let scheduled = app.inner.state::<Scheduled>();
+        let tasks: Vec<_> = scheduled
+            .tasks
+            .lock()
+            .iter()
+            .map(|t| (t.name.clone(), t.run.clone()))
+            .collect();
+        let timers: Vec<_> = scheduled
+            .timers
+            .lock()
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.schedule.clone(),
+                    t.on_leader,
+                    t.run.clone(),
+                )
+            })
+            .collect();
+        for (name, run) in tasks {
+            self.background
+                .push(tokio::spawn(run_task(app.clone(), name, run)));
+        }
+        for (name, schedule, on_leader, run) in timers {
+            self.background
+                .push(tokio::spawn(crate::runtime::timers::run(
                     app.clone(),
                     name,
                     schedule,
@@ -269,94 +348,81 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
                     run,
                     stop.clone(),
                 )));
-            }
-            // Run until asked to stop, or until the conductor fails.
-            if let Some(c) = conductor.as_mut() {
-                tokio::select! {
-                    _ = stop.wait() => {}
-                    r = c => {
-                        conductor = None;
-                        failure = match r {
-                            Ok(Ok(())) if stop.is_set() => None,
-                            Ok(Ok(())) => Some(Error::State("conductor stopped".into())),
-                            Ok(Err(e)) => Some(e),
-                            Err(e) => Some(Error::Task { what: "conductor".into(), message: e.to_string() }),
-                        };
-                    }
-                }
-            }
         }
-        Ok(()) => {}
-        Err(e) => failure = Some(e),
     }
 
-    crate::runtime::signals::lifecycle(&app, false);
-    // Shutdown: timers and tasks first, then intake (the conductor finishes
-    // events in hand, commits and leaves), then agents, then services.
-    // Close every stream buffer first, so streams dropped with their tasks
-    // give their buffered events back instead of counting them as done.
-    for queues in inner.subs.by_topic.lock().values() {
-        for q in queues {
-            q.close();
+    /// Shutdown: timers and tasks first, then intake (the conductor
+    /// finishes events in hand, commits and leaves), then agents, the
+    /// cluster map, the producer, services, the web server, tables. Returns
+    /// the run's failure, or the first one met while stopping.
+    async fn stop(
+        self,
+        app: &App,
+        defined: &Defined,
+        stop: &ShutdownSignal,
+        mut failure: Option<Error>,
+    ) -> Option<Error> {
+        // Close every stream buffer first, so streams dropped with their
+        // tasks give their buffered events back instead of counting them as done.
+        for queues in app.inner.subs.by_topic.lock().values() {
+            for q in queues {
+                q.close();
+            }
         }
-    }
-    for b in &background {
-        b.abort();
-    }
-    let stop_all = || {
-        for a in &agents {
-            a.close();
+        for b in &self.background {
+            b.abort();
         }
-    };
-    if failure.is_some() {
-        stop_all();
-    }
-    if let Some(c) = conductor {
-        // The conductor watches the same signal; make sure it fired.
-        if !stop.is_set() {
+        let stop_all = || {
+            for a in &defined.agents {
+                a.close();
+            }
+        };
+        if failure.is_some() {
             stop_all();
         }
-        match c.await {
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
+        if let Some(c) = self.conductor {
+            // The conductor watches the same signal; make sure it fired.
+            if !stop.is_set() {
+                stop_all();
             }
-            Err(e) => {
-                failure.get_or_insert(Error::Task {
-                    what: "conductor".into(),
-                    message: e.to_string(),
-                });
+            match c.await {
+                Ok(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                Err(e) => {
+                    failure.get_or_insert(Error::Task {
+                        what: "conductor".into(),
+                        message: e.to_string(),
+                    });
+                }
+                Ok(Ok(())) => {}
             }
-            Ok(Ok(())) => {}
         }
-    }
-    stop_all();
-    let agents_done = futures::future::join_all(agent_tasks);
-    if tokio::time::timeout(Duration::from_secs(30), agents_done)
-        .await
-        .is_err()
-    {
-        tracing::warn!("agents did not stop within 30 s");
-    }
-    if let Some(cluster) = cluster {
-        // After the conductor released its partitions: a graceful leave.
-        cluster.leave().await;
-    }
-    if let Err(e) = producer.flush().await {
-        tracing::error!(error = %e, "final producer flush failed");
-    }
-    for s in services.iter().rev() {
-        if let Err(e) = s.on_stop(&app).await {
-            tracing::error!(service = s.name(), error = %e, "service failed to stop");
+        stop_all();
+        let agents_done = futures::future::join_all(self.agent_tasks);
+        if tokio::time::timeout(Duration::from_secs(30), agents_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("agents did not stop within 30 s");
         }
-    }
-    crate::runtime::pages::stop(&app, web).await;
-    for t in &tables {
-        t.close();
-    }
-    tracing::info!(app = %app.id(), "worker stopped");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+        if let Some(cluster) = self.cluster {
+            // After the conductor released its partitions: a graceful leave.
+            cluster.leave().await;
+        }
+        if let Err(e) = self.producer.flush().await {
+            tracing::error!(error = %e, "final producer flush failed");
+        }
+        for s in defined.services.iter().rev() {
+            if let Err(e) = s.on_stop(app).await {
+                tracing::error!(service = s.name(), error = %e, "service failed to stop");
+            }
+        }
+        crate::runtime::pages::stop(app, self.web).await;
+        for t in &defined.tables {
+            t.close();
+        }
+        failure
     }
 }
 
