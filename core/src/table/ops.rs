@@ -107,6 +107,147 @@ where
             }),
         }
     }
+
+    /// Take each partition's changes: the changed keys, encoded (coalescing
+    /// mode), or the ops written (per-write mode). A key that cannot be
+    /// encoded stays changed and its error is the flush's.
+    fn take_changes(&self, first_error: &mut Option<Error>) -> Vec<FlushWork<K>> {
+        let mut work: Vec<FlushWork<K>> = Vec::new();
+        let mut buf = BytesMut::new();
+        let mut parts = self.parts.lock();
+        for (n, part) in parts.iter_mut() {
+            part.store_epoch += 1;
+            if !part.dirty.is_empty() {
+                let mut ops = Vec::with_capacity(part.dirty.len());
+                let mut keys = Vec::with_capacity(part.dirty.len());
+                let mut kept = Vec::new();
+                for k in std::mem::take(&mut part.dirty) {
+                    let Some(slot) = part.cache.get_mut(&k) else {
+                        continue;
+                    };
+                    match self.encode_op_in(&k, slot.value.as_ref(), &mut buf) {
+                        Ok(op) => {
+                            slot.dirty = false;
+                            ops.push(op);
+                            keys.push(k);
+                        }
+                        Err(e) => {
+                            tracing::error!(table = %self.name, partition = n, error = %e, "cannot encode a table entry for the changelog");
+                            first_error.get_or_insert(e);
+                            kept.push(k);
+                        }
+                    }
+                }
+                part.dirty = kept;
+                work.push(FlushWork {
+                    partition: n,
+                    ops,
+                    keys,
+                    deliveries: Vec::new(),
+                });
+            } else if !part.pending.is_empty() || !part.deliveries.is_empty() {
+                work.push(FlushWork {
+                    partition: n,
+                    ops: std::mem::take(&mut part.pending),
+                    keys: Vec::new(),
+                    deliveries: std::mem::take(&mut part.deliveries),
+                });
+            }
+        }
+        work
+    }
+
+    /// Send the changed keys' records to the changelog, one batch per
+    /// partition (per-write ops were sent when written). One error slot per
+    /// partition.
+    async fn send_changes(&self, rt: &Runtime, work: &mut [FlushWork<K>]) -> Vec<Option<Error>> {
+        let mut failed: Vec<Option<Error>> = Vec::with_capacity(work.len());
+        for w in work.iter_mut() {
+            let mut f = None;
+            if !w.keys.is_empty() {
+                let records = w
+                    .ops
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut record =
+                            Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
+                        record.partition = Some(w.partition);
+                        record
+                    })
+                    .collect();
+                match rt.producer.send_batch(records).await {
+                    Ok(d) => w.deliveries = d,
+                    Err(e) => f = Some(e),
+                }
+            }
+            failed.push(f);
+        }
+        failed
+    }
+
+    /// Await each partition's changelog deliveries: its store batch carries
+    /// the highest changelog offset — none when a record failed (its keys
+    /// are marked changed again, to be resent at the next flush) or for a
+    /// global table (its reader owns the offsets).
+    async fn await_changelog(
+        &self,
+        work: Vec<FlushWork<K>>,
+        failed: Vec<Option<Error>>,
+        first_error: &mut Option<Error>,
+    ) -> Vec<(u32, WriteBatch)> {
+        let mut batches = Vec::with_capacity(work.len());
+        for (w, mut failed) in work.into_iter().zip(failed) {
+            let p = w.partition;
+            let mut offset = None;
+            for d in w.deliveries {
+                match d.await {
+                    Ok(md) => offset = offset.max(Some(md.offset)),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                tracing::error!(table = %self.name, partition = p, error = %e, "changelog write failed; the changed keys are sent again at the next commit");
+                self.mark_changed_again(p, w.keys);
+                first_error.get_or_insert(e);
+                // Data ahead of its offset is safe; the offset waits for the changelog.
+                offset = None;
+            }
+            // A global table's offsets belong to its changelog reader: other
+            // workers write to the same partitions, and their records below
+            // ours may not be read yet.
+            let offset = if self.global { None } else { offset };
+            batches.push((p, WriteBatch { ops: w.ops, offset }));
+        }
+        batches
+    }
+
+    /// Mark `keys` of partition `p` changed again, so the next flush resends them.
+    fn mark_changed_again(&self, p: u32, keys: Vec<K>) {
+        let mut parts = self.parts.lock();
+        if let Some(part) = parts.get_mut(&p) {
+            for k in keys {
+                if let Some(slot) = part.cache.get_mut(&k) {
+                    if !std::mem::replace(&mut slot.dirty, true) {
+                        part.dirty.push(k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a flush stored its changes: bump every partition's store epoch
+    /// (a store check that overlapped the flush must not trust what it saw)
+    /// and evict down to the capacity.
+    fn trim_after_flush(&self) {
+        let capacity = self.part_capacity();
+        let mut parts = self.parts.lock();
+        for (_, part) in parts.iter_mut() {
+            part.store_epoch += 1;
+            part.trim(capacity);
+        }
+    }
 }
 
 #[async_trait]
@@ -238,129 +379,20 @@ where
         // From taking the changed keys until they are stored, their cache
         // entries are the only copy outside the changelog: no eviction.
         self.flushing.store(true, Ordering::Release);
-        let _flushing = ClearOnDrop(&self.flushing);
-        // Changed keys (coalescing) or written ops (per write), per partition.
-        let mut work: Vec<FlushWork<K>> = Vec::new();
+        let flushing = ClearOnDrop(&self.flushing);
         let mut first_error = None;
-        {
-            let mut buf = BytesMut::new();
-            let mut parts = self.parts.lock();
-            for (n, part) in parts.iter_mut() {
-                part.store_epoch += 1;
-                if !part.dirty.is_empty() {
-                    let mut ops = Vec::with_capacity(part.dirty.len());
-                    let mut keys = Vec::with_capacity(part.dirty.len());
-                    let mut kept = Vec::new();
-                    for k in std::mem::take(&mut part.dirty) {
-                        let Some(slot) = part.cache.get_mut(&k) else {
-                            continue;
-                        };
-                        match self.encode_op_in(&k, slot.value.as_ref(), &mut buf) {
-                            Ok(op) => {
-                                slot.dirty = false;
-                                ops.push(op);
-                                keys.push(k);
-                            }
-                            Err(e) => {
-                                tracing::error!(table = %self.name, partition = n, error = %e, "cannot encode a table entry for the changelog");
-                                first_error.get_or_insert(e);
-                                kept.push(k);
-                            }
-                        }
-                    }
-                    part.dirty = kept;
-                    work.push(FlushWork {
-                        partition: n,
-                        ops,
-                        keys,
-                        deliveries: Vec::new(),
-                    });
-                } else if !part.pending.is_empty() || !part.deliveries.is_empty() {
-                    work.push(FlushWork {
-                        partition: n,
-                        ops: std::mem::take(&mut part.pending),
-                        keys: Vec::new(),
-                        deliveries: std::mem::take(&mut part.deliveries),
-                    });
-                }
-            }
-        }
+        let mut work = self.take_changes(&mut first_error);
         // Send every partition's changes to the changelog first, then await
         // the deliveries, then store every partition in one store write (one
         // durable commit per flush, not one per partition).
-        let mut failed: Vec<Option<Error>> = Vec::with_capacity(work.len());
-        for w in &mut work {
-            let mut f = None;
-            if !w.keys.is_empty() {
-                let records = w
-                    .ops
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut record =
-                            Record::new(self.changelog.name.clone(), Some(k.clone()), v.clone());
-                        record.partition = Some(w.partition);
-                        record
-                    })
-                    .collect();
-                match rt.producer.send_batch(records).await {
-                    Ok(d) => w.deliveries = d,
-                    Err(e) => f = Some(e),
-                }
-            }
-            failed.push(f);
-        }
-        let mut batches = Vec::with_capacity(work.len());
-        for (w, mut failed) in work.into_iter().zip(failed) {
-            let p = w.partition;
-            let mut offset = None;
-            for d in w.deliveries {
-                match d.await {
-                    Ok(md) => offset = offset.max(Some(md.offset)),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                tracing::error!(table = %self.name, partition = p, error = %e, "changelog write failed; the changed keys are sent again at the next commit");
-                // Mark them changed again so the next flush resends them.
-                {
-                    let mut parts = self.parts.lock();
-                    if let Some(part) = parts.get_mut(&p) {
-                        for k in w.keys {
-                            if let Some(slot) = part.cache.get_mut(&k) {
-                                if !std::mem::replace(&mut slot.dirty, true) {
-                                    part.dirty.push(k);
-                                }
-                            }
-                        }
-                    }
-                }
-                first_error.get_or_insert(e);
-                // Data ahead of its offset is safe; the offset waits for the changelog.
-                offset = None;
-            }
-            // A global table's offsets belong to its changelog reader: other
-            // workers write to the same partitions, and their records below
-            // ours may not be read yet.
-            let offset = if self.global { None } else { offset };
-            batches.push((p, WriteBatch { ops: w.ops, offset }));
-        }
+        let failed = self.send_changes(&rt, &mut work).await;
+        let batches = self.await_changelog(work, failed, &mut first_error).await;
         if !batches.is_empty() {
             rt.store.apply_partitions(batches).await?;
         }
         // What was stored is clean: evict down to the capacity.
-        drop(_flushing);
-        {
-            let capacity = self.part_capacity();
-            let mut parts = self.parts.lock();
-            for (_, part) in parts.iter_mut() {
-                // A store check that overlapped this flush must not trust
-                // what it saw.
-                part.store_epoch += 1;
-                part.trim(capacity);
-            }
-        }
+        drop(flushing);
+        self.trim_after_flush();
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
