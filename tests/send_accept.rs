@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use faustus::prelude::*;
 use faustus::transport::{
-    Consumer, ConsumerConfig, PartitionReader, ReaderConfig, Delivery, Producer, ProducerConfig, Record, TopicSpec, Transport,
+    Consumer, ConsumerConfig, Delivery, PartitionReader, Producer, ProducerConfig, ReaderConfig,
+    Record, TopicSpec, Transport,
 };
 use faustus::{Error, Result, TopicPartition};
 use support::*;

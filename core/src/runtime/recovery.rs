@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::drivers::store::TableStoreExt;
 use crate::drivers::store::WriteBatch;
-use crate::drivers::transport::{PartitionReaderExt, TopicPartition};
+use crate::drivers::transport::{PartitionReader, PartitionReaderExt, TopicPartition};
 use crate::error::{Error, Result};
 use crate::lifecycle::ShutdownSignal;
 use crate::monitor::{Monitor, RecoveryProgress, RecoveryState};
@@ -169,160 +169,33 @@ pub(crate) async fn recover(
     partitions: BTreeSet<u32>,
     cancel: ShutdownSignal,
 ) -> Result<Outcome> {
-    let mut consumer = crate::cluster::partition_reader(&app, "recovery").await?;
-    // tp -> (table index, end offset)
-    let mut todo: HashMap<TopicPartition, (usize, i64)> = HashMap::new();
-    let mut starts = Vec::new();
+    let mut reader = crate::cluster::partition_reader(&app, "recovery").await?;
     let mut progress = Progress::new(tables.iter().map(|t| t.name().to_string()));
-    for (i, table) in tables.iter().enumerate() {
-        let Some(store) = table.table_store() else {
-            return Err(Error::State(format!(
-                "table {:?} is not open",
-                table.name()
-            )));
-        };
-        for &p in partitions.iter().filter(|p| **p < table.partitions()) {
-            let tp = TopicPartition::new(table.changelog().name.clone(), p);
-            let end = consumer.high_watermark(&tp).await?;
-            let mut start = store.replay_from(p).await?;
-            if start > end {
-                tracing::warn!(table = table.name(), partition = p, stored = start - 1, changelog_end = end,
-                    "the store has applied changelog offsets the changelog does not have (topic recreated or another broker?): wiping the partition and replaying it in full");
-                store.drop_partition(p).await?;
-                start = 0;
-            }
-            if start < end {
-                progress.plan(i, p, (end - start) as u64);
-                starts.push((tp.clone(), start));
-                todo.insert(tp, (i, end));
-            }
-        }
-    }
-    if todo.is_empty() {
-        consumer.close().await.ok();
+    let (parts, starts) = plan(&mut *reader, &tables, &partitions, &mut progress).await?;
+    if parts.is_empty() {
+        reader.close().await.ok();
         return Ok(Outcome::Done);
     }
     tracing::info!(
-        partitions = todo.len(),
+        partitions = parts.len(),
         records = progress.total(),
         "recovering tables from their changelogs"
     );
     progress.publish(&app.inner.monitor, RecoveryState::Running);
-    let mut parts: Vec<Part> = Vec::with_capacity(todo.len());
-    let mut index: HashMap<TopicPartition, usize> = HashMap::with_capacity(todo.len());
-    for (tp, (table, end)) in todo {
-        index.insert(tp.clone(), parts.len());
-        parts.push(Part {
-            tp,
-            table,
-            end,
-            batch: WriteBatch::new(),
-            bytes: 0,
-            open: true,
-        });
-    }
-    consumer.assign_at(&starts).await?;
-    let mut writer = Writer::new(&tables);
-    let mut open = parts.len();
-    let mut last_log = Instant::now();
-    let mut last_monitor = Instant::now();
-    let mut idle = 0u32;
-    let mut outcome = Outcome::Done;
-    let mut result = Ok(());
-    while open > 0 {
-        if cancel.is_set() {
-            outcome = Outcome::Cancelled;
-            break;
-        }
-        let msgs = match consumer.poll(Duration::from_millis(200)).await {
-            Ok(msgs) if !msgs.is_empty() => msgs,
-            Ok(_) => {
-                // Offsets below the end can be missing (compaction, transaction
-                // markers). After a long quiet spell, treat what is left as read.
-                idle += 1;
-                if idle >= IDLE_POLLS_BEFORE_DONE {
-                    for part in parts.iter_mut().filter(|p| p.open) {
-                        tracing::warn!(changelog = %part.tp, "no more records arrive below the changelog end; treating the partition as recovered");
-                        part.open = false;
-                        open -= 1;
-                        if let Err(e) = writer.flush(part).await {
-                            result = Err(e);
-                            break;
-                        }
-                    }
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                continue;
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        };
-        idle = 0;
-        // Messages come in runs of one partition: look the partition up
-        // once per run.
-        let mut last: Option<usize> = None;
-        for m in msgs {
-            let at = match last {
-                Some(at)
-                    if parts[at].tp.partition == m.partition && *parts[at].tp.topic == *m.topic =>
-                {
-                    at
-                }
-                _ => match index.get(&m.tp()) {
-                    Some(&at) => at,
-                    None => continue,
-                },
-            };
-            last = Some(at);
-            let part = &mut parts[at];
-            if !part.open || m.offset >= part.end {
-                continue;
-            }
-            let key = m.key.unwrap_or_default();
-            part.bytes += key.len() + m.value.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
-            part.batch.ops.push((key, m.value));
-            part.batch.offset = Some(m.offset);
-            progress.advance(part.table, 1);
-            let finished = m.offset + 1 >= part.end;
-            if finished {
-                part.open = false;
-                open -= 1;
-            }
-            if finished || part.batch.ops.len() >= BATCH || part.bytes >= BATCH_BYTES {
-                if let Err(e) = writer.flush(part).await {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        if result.is_err() {
-            break;
-        }
-        if last_log.elapsed() >= LOG_EVERY {
-            last_log = Instant::now();
-            progress.log();
-        }
-        if last_monitor.elapsed() >= MONITOR_EVERY {
-            last_monitor = Instant::now();
-            progress.publish(&app.inner.monitor, RecoveryState::Running);
-        }
-    }
+    reader.assign_at(&starts).await?;
+    let mut replay = Replay::new(parts, Writer::new(&tables), progress);
+    let (outcome, result) = replay.run(&mut *reader, &app.inner.monitor, &cancel).await;
     // Store what was read (with its offsets) before stopping, even when
     // cancelled, then make it durable.
-    if result.is_ok() {
-        for part in &mut parts {
-            if let Err(e) = writer.flush(part).await {
-                result = Err(e);
-                break;
-            }
-        }
-    }
+    let result = match result {
+        Ok(()) => replay.flush_all().await,
+        e => e,
+    };
+    let Replay {
+        writer, progress, ..
+    } = replay;
     let synced = writer.finish().await;
-    consumer.close().await.ok();
+    reader.close().await.ok();
     result?;
     synced?;
     let (state, what) = match outcome {
@@ -341,6 +214,187 @@ pub(crate) async fn recover(
         "{what}"
     );
     Ok(outcome)
+}
+
+/// What each table partition must replay: from the offset its store
+/// applied last to the changelog's end (a store ahead of its changelog — a
+/// topic recreated — is wiped and replayed in full). The partitions to
+/// replay, and where the reader starts on each.
+async fn plan(
+    reader: &mut dyn PartitionReader,
+    tables: &[Arc<dyn TableOps>],
+    partitions: &BTreeSet<u32>,
+    progress: &mut Progress,
+) -> Result<(Vec<Part>, Vec<(TopicPartition, i64)>)> {
+    let mut parts = Vec::new();
+    let mut starts = Vec::new();
+    for (i, table) in tables.iter().enumerate() {
+        let Some(store) = table.table_store() else {
+            return Err(Error::State(format!(
+                "table {:?} is not open",
+                table.name()
+            )));
+        };
+        for &p in partitions.iter().filter(|p| **p < table.partitions()) {
+            let tp = TopicPartition::new(table.changelog().name.clone(), p);
+            let end = reader.high_watermark(&tp).await?;
+            let mut start = store.replay_from(p).await?;
+            if start > end {
+                tracing::warn!(table = table.name(), partition = p, stored = start - 1, changelog_end = end,
+                    "the store has applied changelog offsets the changelog does not have (topic recreated or another broker?): wiping the partition and replaying it in full");
+                store.drop_partition(p).await?;
+                start = 0;
+            }
+            if start < end {
+                progress.plan(i, p, (end - start) as u64);
+                starts.push((tp.clone(), start));
+                parts.push(Part {
+                    tp,
+                    table: i,
+                    end,
+                    batch: WriteBatch::new(),
+                    bytes: 0,
+                    open: true,
+                });
+            }
+        }
+    }
+    Ok((parts, starts))
+}
+
+/// The replay of the planned partitions: records read are batched per
+/// partition and applied by the writer.
+struct Replay<'a> {
+    parts: Vec<Part>,
+    index: HashMap<TopicPartition, usize>,
+    /// Partitions still below their end.
+    open: usize,
+    writer: Writer<'a>,
+    progress: Progress,
+}
+
+impl<'a> Replay<'a> {
+    fn new(parts: Vec<Part>, writer: Writer<'a>, progress: Progress) -> Self {
+        let index = parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.tp.clone(), i))
+            .collect();
+        let open = parts.len();
+        Replay {
+            parts,
+            index,
+            open,
+            writer,
+            progress,
+        }
+    }
+
+    /// Read until every partition reached its end, `cancel` fired, or an error.
+    async fn run(
+        &mut self,
+        reader: &mut dyn PartitionReader,
+        monitor: &Monitor,
+        cancel: &ShutdownSignal,
+    ) -> (Outcome, Result<()>) {
+        let mut last_log = Instant::now();
+        let mut last_monitor = Instant::now();
+        let mut idle = 0u32;
+        while self.open > 0 {
+            if cancel.is_set() {
+                return (Outcome::Cancelled, Ok(()));
+            }
+            let msgs = match reader.poll(Duration::from_millis(200)).await {
+                Ok(msgs) if !msgs.is_empty() => msgs,
+                Ok(_) => {
+                    // Offsets below the end can be missing (compaction,
+                    // transaction markers). After a long quiet spell, treat
+                    // what is left as read.
+                    idle += 1;
+                    if idle >= IDLE_POLLS_BEFORE_DONE {
+                        if let Err(e) = self.close_quiet().await {
+                            return (Outcome::Done, Err(e));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return (Outcome::Done, Err(e)),
+            };
+            idle = 0;
+            if let Err(e) = self.apply(msgs).await {
+                return (Outcome::Done, Err(e));
+            }
+            if last_log.elapsed() >= LOG_EVERY {
+                last_log = Instant::now();
+                self.progress.log();
+            }
+            if last_monitor.elapsed() >= MONITOR_EVERY {
+                last_monitor = Instant::now();
+                self.progress.publish(monitor, RecoveryState::Running);
+            }
+        }
+        (Outcome::Done, Ok(()))
+    }
+
+    /// Batch one poll's records per partition; a partition's batch goes to
+    /// the writer when full or when the partition reached its end.
+    async fn apply(&mut self, msgs: Vec<crate::drivers::transport::Message>) -> Result<()> {
+        // Messages come in runs of one partition: look the partition up
+        // once per run.
+        let mut last: Option<usize> = None;
+        for m in msgs {
+            let at = match last {
+                Some(at)
+                    if self.parts[at].tp.partition == m.partition
+                        && *self.parts[at].tp.topic == *m.topic =>
+                {
+                    at
+                }
+                _ => match self.index.get(&m.tp()) {
+                    Some(&at) => at,
+                    None => continue,
+                },
+            };
+            last = Some(at);
+            let part = &mut self.parts[at];
+            if !part.open || m.offset >= part.end {
+                continue;
+            }
+            let key = m.key.unwrap_or_default();
+            part.bytes += key.len() + m.value.as_ref().map_or(0, |v| v.len()) + OP_OVERHEAD;
+            part.batch.ops.push((key, m.value));
+            part.batch.offset = Some(m.offset);
+            self.progress.advance(part.table, 1);
+            let finished = m.offset + 1 >= part.end;
+            if finished {
+                part.open = false;
+                self.open -= 1;
+            }
+            if finished || part.batch.ops.len() >= BATCH || part.bytes >= BATCH_BYTES {
+                self.writer.flush(part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// No more records arrive below the ends: the open partitions are done.
+    async fn close_quiet(&mut self) -> Result<()> {
+        for part in self.parts.iter_mut().filter(|p| p.open) {
+            tracing::warn!(changelog = %part.tp, "no more records arrive below the changelog end; treating the partition as recovered");
+            part.open = false;
+            self.open -= 1;
+            self.writer.flush(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Hand every partition's pending batch to the writer.
+    async fn flush_all(&mut self) -> Result<()> {
+        for part in &mut self.parts {
+            self.writer.flush(part).await?;
+        }
+        Ok(())
+    }
 }
 
 /// One changelog partition being replayed.
