@@ -256,17 +256,21 @@ async fn a_full_producer_queue_makes_send_wait_and_drops_nothing() {
     assert_eq!(values, vec!["0", "1", "2", "3"]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_reported() {
-    let name = unique("send-fails");
-    let (_open, gate) = watch::channel(true);
+/// An app on a gated memory broker whose agent `double` sends twice every
+/// `numbers` value to `doubled` with the natural `send(..).await`; the
+/// record of `fail_value` (if any) is refused by the broker.
+fn doubling_app(
+    name: &str,
+    gate: watch::Receiver<bool>,
+    fail_value: &'static [u8],
+) -> (App, Topic<String, u64>) {
     let app = gated_app(
         Gated {
-            name: name.clone(),
+            name: name.to_string(),
             capacity: 1000,
             open: gate,
-            fail_topic: "doubled",
-            fail_value: b"26",
+            fail_topic: if fail_value.is_empty() { "" } else { "doubled" },
+            fail_value,
         },
         "send-fails",
     );
@@ -282,21 +286,26 @@ async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_rep
         .unwrap();
     app.agent::<String, u64>("double")
         .on(&numbers)
-        .build({
+        .build(move |s| {
             let doubled = doubled.clone();
-            move |s| {
-                let doubled = doubled.clone();
-                async move {
-                    let mut items = s.items();
-                    while let Some((k, n)) = items.next().await {
-                        // The natural code: no wait for the broker.
-                        doubled.send(k.unwrap_or_default(), n * 2).await?;
-                    }
-                    Ok(())
+            async move {
+                let mut items = s.items();
+                while let Some((k, n)) = items.next().await {
+                    // The natural code: no wait for the broker.
+                    doubled.send(k.unwrap_or_default(), n * 2).await?;
                 }
+                Ok(())
             }
         })
         .unwrap();
+    (app, numbers)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_reported() {
+    let name = unique("send-fails");
+    let (_open, gate) = watch::channel(true);
+    let (app, numbers) = doubling_app(&name, gate, b"26");
     let worker = start(&app).await;
     let tp = TopicPartition::new("numbers", 0);
     let mut last = 0;
@@ -350,39 +359,7 @@ async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_rep
 
     // A new worker processes the event again (and the ones after it).
     let (_open2, gate2) = watch::channel(true);
-    let app2 = gated_app(
-        Gated {
-            name: name.clone(),
-            capacity: 1000,
-            open: gate2,
-            fail_topic: "",
-            fail_value: b"",
-        },
-        "send-fails",
-    );
-    let numbers2 = app2
-        .topic::<String, u64>("numbers")
-        .partitions(1)
-        .build()
-        .unwrap();
-    let doubled2 = app2
-        .topic::<String, u64>("doubled")
-        .partitions(1)
-        .build()
-        .unwrap();
-    app2.agent::<String, u64>("double")
-        .on(&numbers2)
-        .build(move |s| {
-            let doubled = doubled2.clone();
-            async move {
-                let mut items = s.items();
-                while let Some((k, n)) = items.next().await {
-                    doubled.send(k.unwrap_or_default(), n * 2).await?;
-                }
-                Ok(())
-            }
-        })
-        .unwrap();
+    let (app2, _) = doubling_app(&name, gate2, b"");
     let worker2 = start(&app2).await;
     eventually("the held events committed by the next worker", || {
         b.committed("send-fails", &tp) == Some(5)
