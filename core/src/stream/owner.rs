@@ -316,6 +316,9 @@ pub(crate) struct HeldEvent(Option<HeldParts>);
 /// it back at the front).
 type HeldParts = (Message, Claim, Option<Arc<StreamQueue<Delivered>>>);
 
+/// A held event to settle: its message, its token, the buffer it came from.
+pub(crate) type Settled = (Message, AckToken, Option<Arc<StreamQueue<Delivered>>>);
+
 impl HeldEvent {
     pub(crate) fn new(
         msg: Message,
@@ -351,9 +354,7 @@ impl HeldEvent {
 
     /// Message, token and buffer, for the supervisor to settle; `None` when
     /// the event was already acked by hand.
-    pub(crate) fn settle(
-        mut self,
-    ) -> Option<(Message, AckToken, Option<Arc<StreamQueue<Delivered>>>)> {
+    pub(crate) fn settle(mut self) -> Option<Settled> {
         let (msg, claim, queue) = self.0.take()?;
         Some((msg, claim.take()?, queue))
     }
