@@ -22,6 +22,10 @@
 //! are the ones that check that something does *not* happen (a paused
 //! partition stays silent for [`QUIET`]).
 //!
+//! (One file of about a thousand lines on purpose: the checks are
+//! independent, one per clause of the contract below, and this header is
+//! the contract; the helpers they share are at the end.)
+//!
 //! What the contract says, check by check:
 //!
 //! - [`check_create_topic`]: creating a topic is idempotent with the same
