@@ -6,14 +6,15 @@
 //!
 //! | layer | folder | holds |
 //! |---|---|---|
-//! | 7 | `runtime/` | worker, conductor, recovery, standbys, signals, timers, web pages |
-//! | 6 | `cluster/` | the cluster map: who owns which partition, standby placement |
-//! | 5 | `agent/`, `table/` | agents (builder, supervision, isolated partitions, RPC); tables (cache, flush, windowed, global, sets) |
-//! | 4 | `stream/` | streams and their operators, topics and channels, the agent run a stream belongs to |
-//! | 3 | `app/` | the [`App`] handle: settings, definitions, subscriptions, lazily created drivers |
-//! | 2 | `flow/` | buffers, acks, the current event, send deliveries |
-//! | 1 | `settings`, `monitor` | every setting; counters and figures |
-//! | 0 | `drivers/`, `error`, `lifecycle` | driver traits, codecs, URLs, registry; the error type; shutdown signal |
+//! | 8 | `runtime/` | worker, conductor, recovery, signals, timers, web pages |
+//! | 7 | `cluster/` | the cluster map (who owns which partition), standby replicas |
+//! | 6 | `agent/`, `table/` | agents (builder, supervision, isolated partitions, RPC); tables (cache, flush, windowed, global, sets) |
+//! | 5 | `stream/` | streams and their operators, topics and channels, the agent run a stream belongs to |
+//! | 4 | `app/` | the [`App`] handle: settings, definitions, subscriptions, assignment, lazily created drivers |
+//! | 3 | `flow/` | buffers, acks, the current event, send deliveries |
+//! | 2 | `settings`, `monitor` | every setting; counters and figures |
+//! | 1 | `drivers/` | driver traits, codecs, URLs, the scheme registry |
+//! | 0 | `error`, `lifecycle` | the error type; the shutdown signal |
 //!
 //! The modules keep their public paths (`faustus_core::transport`,
 //! `faustus_core::topic`, …) through the re-exports below.
