@@ -373,3 +373,83 @@ async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_rep
     assert_eq!(out, vec!["2", "4", "6", "8", "26", "6", "8"]);
     worker2.stop().await.unwrap();
 }
+
+/// An app command's sends are delivered before the command line returns:
+/// `send(..).await` returns once a record is accepted, so the command line
+/// flushes the app (`App::flush`) after the command. Without that the
+/// process ended with records still queued (the runtime, and the producer's
+/// queue with it, went away): the word-count demo's `produce` command sent
+/// nothing to a real broker.
+#[test]
+fn a_commands_sends_are_delivered_before_the_command_line_returns() {
+    let name = unique("cmd-flush");
+    let (_open, gate) = watch::channel(true);
+    let app = gated_app(
+        Gated {
+            name: name.clone(),
+            capacity: 1000,
+            open: gate,
+            fail_topic: "",
+            fail_value: b"",
+        },
+        "cmd-flush",
+    );
+    let out = app
+        .topic::<String, u64>("out")
+        .partitions(1)
+        .build()
+        .unwrap();
+    app.command(
+        faustus::clap::Command::new("produce"),
+        move |_app, _args| {
+            let out = out.clone();
+            async move {
+                for n in 0..200u64 {
+                    out.send("k".into(), n).await?;
+                }
+                Ok(())
+            }
+        },
+    );
+    let code = faustus::cli::run(&app, ["test", "produce"].map(std::ffi::OsString::from));
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    assert_eq!(broker(&name).messages("out", 0).len(), 200);
+}
+
+/// `App::flush` waits for what was sent and reports a delivery nobody
+/// awaited that failed.
+#[tokio::test(start_paused = true)]
+async fn flush_waits_for_the_deliveries_and_fails_on_an_unobserved_failure() {
+    let name = unique("app-flush");
+    let (open, gate) = watch::channel(false);
+    let app = gated_app(
+        Gated {
+            name: name.clone(),
+            capacity: 100,
+            open: gate,
+            fail_topic: "out",
+            fail_value: b"13",
+        },
+        "app-flush",
+    );
+    let out = app
+        .topic::<String, u64>("out")
+        .partitions(1)
+        .build()
+        .unwrap();
+    for n in [1u64, 2] {
+        out.send("k".into(), n).await.unwrap();
+    }
+    let flushing = tokio::spawn({
+        let app = app.clone();
+        async move { app.flush().await }
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!flushing.is_finished(), "the deliveries are held");
+    open.send_replace(true);
+    flushing.await.unwrap().unwrap();
+    assert_eq!(broker(&name).messages("out", 0).len(), 2);
+    out.send("k".into(), 13).await.unwrap();
+    let err = app.flush().await.unwrap_err();
+    assert!(err.to_string().contains("not delivered"), "{err}");
+}

@@ -88,5 +88,12 @@ pub(super) fn run(app: &App, name: &str, m: &clap::ArgMatches) -> ExitCode {
         return ExitCode::from(super::EXIT_USAGE);
     };
     super::worker::init_logging("warn");
-    super::finish(super::block_on(run(app.clone(), m.clone())))
+    let app = app.clone();
+    super::finish(super::block_on(async move {
+        let ran = run(app.clone(), m.clone()).await;
+        // What the command sent is delivered before the process exits
+        // (`send(..).await` returns once a record is accepted).
+        let flushed = app.flush().await;
+        ran.and(flushed)
+    }))
 }

@@ -447,6 +447,42 @@ impl App {
         self.inner.producer().await
     }
 
+    /// Wait until every record sent so far (`send(..).await` returns once
+    /// a record is accepted, before its delivery) is delivered or failed.
+    /// Fails when a delivery nobody awaited failed (each is also logged
+    /// and counted). A worker does this at every commit and when it stops;
+    /// call it before a process that sent without a worker ends (the
+    /// command line does, after every command). Creates no producer.
+    ///
+    /// ```
+    /// # async fn demo(app: faustus_core::App) -> faustus_core::Result<()> {
+    /// let orders = app.topic::<String, String>("orders").build()?;
+    /// orders.send("k".into(), "v".into()).await?;
+    /// app.flush().await?; // delivered before the process exits
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self) -> Result<()> {
+        let Some(producer) = self.inner.producer.get() else {
+            return Ok(());
+        };
+        let taken = self.inner.deliveries.take();
+        if let Err(e) = producer.flush().await {
+            self.inner.deliveries.restore(taken);
+            return Err(e);
+        }
+        match self
+            .inner
+            .deliveries
+            .settle(&self.inner.monitor, taken)
+            .await
+        {
+            0 => Ok(()),
+            n => Err(Error::State(format!(
+                "{n} record(s) sent without waiting were not delivered (logged above)"
+            ))),
+        }
+    }
+
     /// The table store (created on first use).
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
         self.inner.store().await
