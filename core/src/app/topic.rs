@@ -58,7 +58,10 @@ impl TopicDef {
         value: Option<Bytes>,
         options: SendOptions,
     ) -> Result<Delivery> {
-        self.declare(inner).await?;
+        // Declared once per process: after that, no future per send.
+        if !self.declared.initialized() {
+            self.declare(inner).await?;
+        }
         let producer = inner.producer().await?;
         let options_partition = options.partition;
         let record = Record {
