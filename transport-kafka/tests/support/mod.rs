@@ -121,14 +121,15 @@ impl MockKafka {
         KafkaTransport::from_url(&DriverUrl::parse("broker", &url).unwrap()).unwrap()
     }
 
-    /// The transport of the conformance suite: Kafka, with topics created
-    /// through the mock cluster. Group timings are shortened (the defaults,
-    /// a 45 s session timeout and 3 s heartbeats, made the two-member check
-    /// take 91 s, within a second of its 90 s deadline per step: a slow
-    /// rebalance failed it once).
+    /// Kafka on this cluster, with topics created through the mock cluster.
     pub(crate) fn transport(self: &Arc<Self>) -> Arc<dyn Transport> {
+        self.transport_with("")
+    }
+
+    /// [`transport`](Self::transport) with librdkafka `options` (`key=value&...`).
+    pub(crate) fn transport_with(self: &Arc<Self>, options: &str) -> Arc<dyn Transport> {
         Arc::new(MockTransport {
-            inner: self.kafka("session.timeout.ms=6000&heartbeat.interval.ms=500"),
+            inner: self.kafka(options),
             mock: self.clone(),
         })
     }
