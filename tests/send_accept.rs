@@ -73,6 +73,30 @@ async fn deliver(
     }
 }
 
+impl Gated {
+    /// A memory broker `name` behind a producer queue of `capacity`, which
+    /// delivers while `open` is true.
+    fn new(name: String, capacity: usize, open: watch::Receiver<bool>) -> Self {
+        Gated {
+            name,
+            capacity,
+            open,
+            fail_topic: "",
+            fail_value: b"",
+        }
+    }
+
+    /// The broker refuses the record of `topic` whose value is `value`
+    /// (none when `value` is empty).
+    fn failing(mut self, topic: &'static str, value: &'static [u8]) -> Self {
+        if !value.is_empty() {
+            self.fail_topic = topic;
+            self.fail_value = value;
+        }
+        self
+    }
+}
+
 #[async_trait]
 impl Transport for Gated {
     fn name(&self) -> &str {
@@ -166,16 +190,7 @@ fn gated_app(gated: Gated, id: &str) -> faustus::App {
 async fn send_returns_once_accepted_and_the_delivery_gives_the_metadata() {
     let name = unique("send-accepted");
     let (open, gate) = watch::channel(false);
-    let app = gated_app(
-        Gated {
-            name: name.clone(),
-            capacity: 100,
-            open: gate,
-            fail_topic: "",
-            fail_value: b"",
-        },
-        "send-accepted",
-    );
+    let app = gated_app(Gated::new(name.clone(), 100, gate), "send-accepted");
     let words = app
         .topic::<String, u64>("words")
         .partitions(1)
@@ -216,16 +231,7 @@ async fn send_returns_once_accepted_and_the_delivery_gives_the_metadata() {
 async fn a_full_producer_queue_makes_send_wait_and_drops_nothing() {
     let name = unique("send-queue");
     let (open, gate) = watch::channel(false);
-    let app = gated_app(
-        Gated {
-            name: name.clone(),
-            capacity: 3,
-            open: gate,
-            fail_topic: "",
-            fail_value: b"",
-        },
-        "send-queue",
-    );
+    let app = gated_app(Gated::new(name.clone(), 3, gate), "send-queue");
     let words = app
         .topic::<String, u64>("words")
         .partitions(1)
@@ -265,13 +271,7 @@ fn doubling_app(
     fail_value: &'static [u8],
 ) -> (App, Topic<String, u64>) {
     let app = gated_app(
-        Gated {
-            name: name.to_string(),
-            capacity: 1000,
-            open: gate,
-            fail_topic: if fail_value.is_empty() { "" } else { "doubled" },
-            fail_value,
-        },
+        Gated::new(name.to_string(), 1000, gate).failing("doubled", fail_value),
         "send-fails",
     );
     let numbers = app
@@ -384,16 +384,7 @@ async fn a_failed_delivery_holds_the_commit_of_the_event_that_sent_it_and_is_rep
 fn a_commands_sends_are_delivered_before_the_command_line_returns() {
     let name = unique("cmd-flush");
     let (_open, gate) = watch::channel(true);
-    let app = gated_app(
-        Gated {
-            name: name.clone(),
-            capacity: 1000,
-            open: gate,
-            fail_topic: "",
-            fail_value: b"",
-        },
-        "cmd-flush",
-    );
+    let app = gated_app(Gated::new(name.clone(), 1000, gate), "cmd-flush");
     let out = app
         .topic::<String, u64>("out")
         .partitions(1)
@@ -423,13 +414,7 @@ async fn flush_waits_for_the_deliveries_and_fails_on_an_unobserved_failure() {
     let name = unique("app-flush");
     let (open, gate) = watch::channel(false);
     let app = gated_app(
-        Gated {
-            name: name.clone(),
-            capacity: 100,
-            open: gate,
-            fail_topic: "out",
-            fail_value: b"13",
-        },
+        Gated::new(name.clone(), 100, gate).failing("out", b"13"),
         "app-flush",
     );
     let out = app
