@@ -211,7 +211,7 @@ pub fn commands(wc: &WordCount) {
             .arg(
                 Arg::new("max-latency")
                     .long("max-latency")
-                    .value_parser(value_parser!(f64))
+                    .value_parser(latency_secs)
                     .default_value("0")
                     .help("Wait up to this many seconds between posts"),
             ),
@@ -230,7 +230,9 @@ pub fn commands(wc: &WordCount) {
                     }
                     if latency > 0.0 {
                         let pause = latency * ((i % 7) as f64 / 7.0);
-                        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+                        // `latency` is checked (0..=3600 s), so this cannot fail.
+                        let pause = Duration::try_from_secs_f64(pause).unwrap_or_default();
+                        tokio::time::sleep(pause).await;
                     }
                     i += 1;
                 }
@@ -239,6 +241,14 @@ pub fn commands(wc: &WordCount) {
             }
         },
     );
+}
+
+/// `--max-latency`: seconds, from 0 to an hour.
+fn latency_secs(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(s) if (0.0..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("expected seconds from 0 to 3600, got {v:?}")),
+    }
 }
 
 fn main() -> ExitCode {

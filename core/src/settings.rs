@@ -313,8 +313,16 @@ fn parse_bool(v: &str) -> std::result::Result<bool, String> {
     }
 }
 
+/// The longest duration a setting or option takes: 100 years (36 500 days).
+/// Longer values are refused rather than saturated: they are typos (or
+/// "never", which no setting means), and timers and instants cannot hold
+/// much more anyway.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// Parse a duration: seconds as a number (`3`, `0.5`, as Faust takes floats)
-/// or with a unit: `250ms`, `3s`, `5m`, `1h`, `1d`.
+/// or with a unit: `250ms`, `3s`, `5m`, `1h`, `1d`. At most
+/// [`MAX_DURATION`] (100 years); negative, non-finite and longer values are
+/// errors (the message quotes the value; callers add the setting's name).
 pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
     let t = v.trim();
     let split = t
@@ -336,10 +344,19 @@ pub fn parse_duration(v: &str) -> std::result::Result<Duration, String> {
             ))
         }
     };
-    if !secs.is_finite() || secs < 0.0 {
+    if secs.is_nan() || secs < 0.0 {
         return Err(format!("duration must be zero or positive, got {v:?}"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    let too_long = || {
+        format!(
+            "duration {v:?} is too long: at most 100 years ({}s, or 36500d)",
+            MAX_DURATION.as_secs()
+        )
+    };
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(too_long());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| too_long())
 }
 
 #[cfg(test)]
@@ -443,5 +460,55 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn durations_that_do_not_fit_are_errors_not_panics() {
+        // The longest accepted: exactly 100 years, in any unit.
+        assert_eq!(parse_duration("36500d").unwrap(), MAX_DURATION);
+        assert_eq!(
+            parse_duration(&MAX_DURATION.as_secs().to_string()).unwrap(),
+            MAX_DURATION
+        );
+        for v in [
+            "36501d",
+            "3153600001",
+            "99999999999999999999999",
+            "99999999999999999999999ms",
+            "99999999999999999999999d",
+            // Parses as f64 infinity.
+            &"9".repeat(400),
+        ] {
+            let e = parse_duration(v).unwrap_err();
+            assert!(
+                e.contains("too long") && e.contains("100 years"),
+                "{v}: {e}"
+            );
+        }
+        for v in ["", ".", "1..2", "NaN", "inf", "-inf", "1e3", "3 s s"] {
+            assert!(parse_duration(v).is_err(), "{v:?} accepted");
+        }
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_too_long_duration_names_the_setting_and_the_variable() {
+        let mut s = Settings::defaults("app");
+        let e = s
+            .apply_env(
+                &env(&[("FAUSTUS_BROKER_COMMIT_INTERVAL", "99999999999999999999999")]),
+                &BTreeSet::new(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("broker_commit_interval")
+                && e.contains("FAUSTUS_BROKER_COMMIT_INTERVAL")
+                && e.contains("too long"),
+            "{e}"
+        );
+        let e = s.set("reply_expires", "1000000d").unwrap_err().to_string();
+        assert!(e.contains("reply_expires") && e.contains("too long"), "{e}");
+        assert_eq!(s.broker_commit_interval, Duration::from_secs(3));
     }
 }

@@ -124,7 +124,9 @@ impl Progress {
                 let eta = if remaining == 0 {
                     Some(Duration::ZERO)
                 } else if rate > 0.0 {
-                    Some(Duration::from_secs_f64(remaining as f64 / rate))
+                    // None when it does not fit a Duration (a huge backlog
+                    // at a trickle): unknown rather than a panic.
+                    Duration::try_from_secs_f64(remaining as f64 / rate).ok()
                 } else {
                     None
                 };
@@ -526,5 +528,20 @@ mod tests {
         assert_eq!((fig.done, fig.remaining), (1000, 0));
         assert_eq!(fig.eta, Some(Duration::ZERO));
         assert_eq!(fig.state, RecoveryState::Done);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_eta_too_long_for_a_duration_is_unknown_not_a_panic() {
+        let monitor = Monitor::default();
+        let mut p = Progress::new(["counts".to_string()]);
+        p.plan(0, 0, u64::MAX);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        p.advance(0, 1);
+        // 1.8e19 records left at 0.1 records/s: 1.8e20 s, more than a Duration holds.
+        p.publish(&monitor, RecoveryState::Running);
+        let fig = &monitor.recovery_progress()[0];
+        assert_eq!(fig.remaining, u64::MAX - 1);
+        assert!(fig.rate > 0.0 && fig.rate.is_finite(), "{}", fig.rate);
+        assert_eq!(fig.eta, None);
     }
 }
