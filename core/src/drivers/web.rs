@@ -171,8 +171,14 @@ where
     match std::panic::AssertUnwindSafe(route).catch_unwind().await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            if e.status.is_server_error() {
-                tracing::error!(%method, %uri, status = %e.status, error = %e.message, "web request failed");
+            match failure_log_level(e.status) {
+                Some(tracing::Level::ERROR) => {
+                    tracing::error!(%method, %uri, status = %e.status, error = %e.message, "web request failed")
+                }
+                Some(_) => {
+                    tracing::debug!(%method, %uri, status = %e.status, error = %e.message, "web request answered: retry later")
+                }
+                None => {}
             }
             e.into_response()
         }
@@ -181,6 +187,20 @@ where
             tracing::error!(%method, %uri, panic = %msg, "web handler panicked");
             WebError::internal(format!("the handler of {} failed", uri.path())).into_response()
         }
+    }
+}
+
+/// The level [`respond`] logs a route's error answer at: a 503 (not ready,
+/// retry later — `/ready` while the worker starts or recovers, a table key
+/// whose owner is rebalancing) is an expected answer, logged at debug; any
+/// other server error at error; client errors (4xx) not at all.
+fn failure_log_level(status: http::StatusCode) -> Option<tracing::Level> {
+    if status == http::StatusCode::SERVICE_UNAVAILABLE {
+        Some(tracing::Level::DEBUG)
+    } else if status.is_server_error() {
+        Some(tracing::Level::ERROR)
+    } else {
+        None
     }
 }
 
@@ -494,5 +514,71 @@ mod tests {
         assert!(count.matches("/count/").is_some());
         assert!(PathPattern::parse("count").is_err());
         assert!(PathPattern::parse("/a/{}").is_err());
+    }
+
+    #[test]
+    fn a_503_is_logged_at_debug_other_server_errors_at_error() {
+        use http::StatusCode;
+        use tracing::Level;
+        assert_eq!(
+            failure_log_level(StatusCode::SERVICE_UNAVAILABLE),
+            Some(Level::DEBUG)
+        );
+        for s in [500, 501, 502, 504, 599] {
+            let s = StatusCode::from_u16(s).unwrap();
+            assert_eq!(failure_log_level(s), Some(Level::ERROR), "{s}");
+        }
+        for s in [200, 301, 400, 404, 429] {
+            let s = StatusCode::from_u16(s).unwrap();
+            assert_eq!(failure_log_level(s), None, "{s}");
+        }
+    }
+
+    /// Records the level of every event (a minimal subscriber: core has no
+    /// tracing-subscriber).
+    #[derive(Default)]
+    struct Levels(std::sync::Mutex<Vec<tracing::Level>>);
+
+    impl tracing::Subscriber for Levels {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(*event.metadata().level());
+            }
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    /// The levels `respond` logged at while answering with `error`.
+    fn levels_of(error: WebError) -> (http::StatusCode, Vec<tracing::Level>) {
+        let levels = Arc::new(Levels::default());
+        let method = http::Method::GET;
+        let uri: http::Uri = "/ready".parse().unwrap();
+        let response = tracing::subscriber::with_default(levels.clone(), || {
+            futures::executor::block_on(respond(&method, &uri, async { Err(error) }))
+        });
+        let got = levels.0.lock().unwrap().clone();
+        (response.status(), got)
+    }
+
+    #[test]
+    fn respond_logs_not_ready_at_debug_and_a_failure_at_error() {
+        let (status, levels) = levels_of(WebError::unavailable("not ready: starting", 1));
+        assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(levels, vec![tracing::Level::DEBUG]);
+        let (status, levels) = levels_of(WebError::internal("the store failed"));
+        assert_eq!(status, http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(levels, vec![tracing::Level::ERROR]);
+        let (status, levels) = levels_of(WebError::new(http::StatusCode::NOT_FOUND, "no page"));
+        assert_eq!(status, http::StatusCode::NOT_FOUND);
+        assert!(levels.is_empty(), "{levels:?}");
     }
 }
