@@ -68,3 +68,70 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         "(non-string panic payload)".into()
     }
 }
+
+/// What keeps a running worker from being ready, by component (`broker`,
+/// `store`, `conductor` …): `/ready` answers 503 naming each one with its
+/// reason, and the worker logs each change once (not at every retry).
+#[derive(Debug, Default)]
+pub struct Health {
+    problems: parking_lot::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+impl Health {
+    /// Report `component` unhealthy for `reason`. Returns true when it was
+    /// healthy until now (the caller logs the change then).
+    pub fn set_problem(&self, component: &str, reason: impl Into<String>) -> bool {
+        self.problems
+            .lock()
+            .insert(component.to_string(), reason.into())
+            .is_none()
+    }
+
+    /// Report `component` healthy again. Returns true when it had a problem
+    /// (the caller logs the recovery then).
+    pub fn clear(&self, component: &str) -> bool {
+        self.problems.lock().remove(component).is_some()
+    }
+
+    /// The current problems, `(component, reason)`, by component name.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.problems
+            .lock()
+            .iter()
+            .map(|(c, r)| (c.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Whether no component has a problem.
+    pub fn is_healthy(&self) -> bool {
+        self.problems.lock().is_empty()
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::Health;
+
+    #[test]
+    fn reports_each_change_once() {
+        let h = Health::default();
+        assert!(h.is_healthy());
+        assert!(h.set_problem("store", "disk full"));
+        assert!(
+            !h.set_problem("store", "disk still full"),
+            "not a change of state"
+        );
+        assert!(h.set_problem("broker", "all brokers down"));
+        assert_eq!(
+            h.problems(),
+            vec![
+                ("broker".to_string(), "all brokers down".to_string()),
+                ("store".to_string(), "disk still full".to_string())
+            ]
+        );
+        assert!(h.clear("store"));
+        assert!(!h.clear("store"));
+        assert!(h.clear("broker"));
+        assert!(h.is_healthy());
+    }
+}

@@ -42,7 +42,7 @@ pub(crate) async fn answer(
                 Ok(web::text("ready\n"))
             } else {
                 Err(WebError::unavailable(
-                    "not ready: the worker is starting or recovering its tables",
+                    format!("not ready: {}", app.not_ready_reasons().join("; ")),
                     1,
                 ))
             }

@@ -104,20 +104,30 @@ impl TopicDef {
     /// Create the topic on the transport once per process.
     pub(crate) async fn declare(&self, app: &AppInner) -> Result<()> {
         self.declared
-            .get_or_try_init(|| async {
-                let transport = app.transport().await?;
-                // A source topic the app does not own and gave no partition
-                // count is used as it exists; internal topics must match.
-                if !self.internal
-                    && self.partitions.is_none()
-                    && transport.partition_count(&self.name).await?.is_some()
-                {
-                    return Ok(());
-                }
-                transport.create_topic(&self.spec(app)).await
-            })
+            .get_or_try_init(|| self.create(app))
             .await
             .map(|_| ())
+    }
+
+    /// Create the topic again if it is missing, even when declared before (a
+    /// conductor restarting after a broker that lost its topics).
+    pub(crate) async fn redeclare(&self, app: &AppInner) -> Result<()> {
+        self.create(app).await?;
+        let _ = self.declared.set(());
+        Ok(())
+    }
+
+    async fn create(&self, app: &AppInner) -> Result<()> {
+        let transport = app.transport().await?;
+        // A source topic the app does not own and gave no partition
+        // count is used as it exists; internal topics must match.
+        if !self.internal
+            && self.partitions.is_none()
+            && transport.partition_count(&self.name).await?.is_some()
+        {
+            return Ok(());
+        }
+        transport.create_topic(&self.spec(app)).await
     }
 }
 

@@ -103,9 +103,38 @@ impl WebHandler for PagesOnly {
 impl App {
     /// Whether the worker has recovered its tables and is processing (what
     /// `/ready` and the `faustus_ready` metric report). False before the
-    /// first assignment is recovered and after the worker stopped.
+    /// first assignment is recovered, after the worker stopped, and while a
+    /// component has a problem ([`not_ready_reasons`](Self::not_ready_reasons)):
+    /// brokers unreachable, a store failing its writes, the conductor
+    /// restarting.
     pub fn is_ready(&self) -> bool {
-        self.inner.state::<WebState>().ready.load(Ordering::Acquire)
+        self.inner.state::<WebState>().ready.load(Ordering::Acquire) && self.health().is_healthy()
+    }
+
+    /// Why the worker is not ready, one line per reason (empty when ready).
+    ///
+    /// ```
+    /// # use faustus_core::App;
+    /// let app = App::builder("ready-doc").build().unwrap();
+    /// // Not started yet.
+    /// assert_eq!(app.not_ready_reasons(), vec!["starting: the worker has not recovered its first assignment yet".to_string()]);
+    /// ```
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.inner.state::<WebState>().ready.load(Ordering::Acquire) {
+            out.push("starting: the worker has not recovered its first assignment yet".to_string());
+        }
+        for (component, reason) in self.health().problems() {
+            out.push(format!("{component}: {reason}"));
+        }
+        out
+    }
+
+    /// The worker's health: the components that currently keep it from
+    /// being ready, with their reasons. Drivers and services may report
+    /// their own (a component name of their choice).
+    pub fn health(&self) -> std::sync::Arc<crate::lifecycle::Health> {
+        self.inner.state::<crate::lifecycle::Health>()
     }
 
     /// Keys of table `table` in the partitions this worker serves (reads the

@@ -114,8 +114,13 @@ impl App {
         let (ready_tx, ready_rx) = watch::channel(None);
         let app = self.clone();
         let sig = signal.clone();
+        let fire = stop.clone();
         let join = tokio::spawn(async move {
             let r = run_worker(app, sig, ready_tx.clone()).await;
+            // A worker that ended by itself (a fatal error) fires its own
+            // signal, so whoever waits on it (`run`, the `worker` command)
+            // stops and reports instead of lingering.
+            fire();
             if let Err(e) = &r {
                 ready_tx.send_if_modified(|v| {
                     if v.is_none() {
@@ -248,14 +253,7 @@ async fn start(
         background.push(l);
     }
     let cluster = ClusterService::start(app).await;
-    let consumer = transport
-        .consumer(&ConsumerConfig::group(
-            app.id().to_string(),
-            settings.broker_client_id.clone(),
-        ))
-        .await?;
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let conductor = tokio::spawn(Conductor::new(app.clone(), consumer, ready_tx).run(stop.clone()));
+    let (conductor, ready_rx) = spawn_conductor(app, stop).await?;
     let running = Running {
         web,
         producer,
@@ -265,6 +263,35 @@ async fn start(
         conductor: Some(conductor),
     };
     Ok((running, ready_rx))
+}
+
+type ConductorReady = tokio::sync::oneshot::Receiver<Result<()>>;
+
+/// A new group consumer and the conductor running it.
+async fn spawn_conductor(
+    app: &App,
+    stop: &ShutdownSignal,
+) -> Result<(JoinHandle<Result<()>>, ConductorReady)> {
+    let transport = app.inner.transport().await?;
+    let consumer = transport
+        .consumer(&ConsumerConfig::group(
+            app.id().to_string(),
+            app.inner.settings().broker_client_id.clone(),
+        ))
+        .await?;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let conductor = tokio::spawn(Conductor::new(app.clone(), consumer, ready_tx).run(stop.clone()));
+    Ok((conductor, ready_rx))
+}
+
+/// A failed conductor is restarted at most this many times within
+/// [`RESTART_WINDOW`]; one more failure stops the worker (non-zero exit).
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(600);
+
+/// The wait before restart `n` (1-based): 1 s, 2 s, 4 s … at most 30 s.
+fn restart_delay(n: usize) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
 impl Running {
@@ -298,19 +325,75 @@ impl Running {
         ready.send_replace(Some(Ok(())));
         tracing::info!(app = %app.id(), "worker ready");
         self.start_tasks_and_timers(app, stop);
-        let c = self.conductor.as_mut()?;
-        tokio::select! {
-            _ = stop.wait() => None,
-            r = c => {
-                self.conductor = None;
-                match r {
-                    Ok(Ok(())) if stop.is_set() => None,
-                    Ok(Ok(())) => Some(Error::State("conductor stopped".into())),
-                    Ok(Err(e)) => Some(e),
-                    Err(e) => Some(Error::Task { what: "conductor".into(), message: e.to_string() }),
+        let mut restarts: std::collections::VecDeque<tokio::time::Instant> = Default::default();
+        loop {
+            let c = self.conductor.as_mut()?;
+            let failure = tokio::select! {
+                _ = stop.wait() => return None,
+                r = c => {
+                    self.conductor = None;
+                    match r {
+                        Ok(Ok(())) if stop.is_set() => return None,
+                        Ok(Ok(())) => Error::State("conductor stopped".into()),
+                        Ok(Err(e)) => e,
+                        Err(e) => Error::Task { what: "conductor".into(), message: e.to_string() },
+                    }
+                }
+            };
+            // Heal: a new consumer rejoins the group (topics re-created if
+            // the broker lost them; tables recovered as on any assignment),
+            // unless the conductor keeps failing.
+            let now = tokio::time::Instant::now();
+            restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+            if restarts.len() >= MAX_RESTARTS {
+                tracing::error!(error = %failure, restarts = restarts.len(), window = ?RESTART_WINDOW, "conductor failed again; giving up and stopping the worker");
+                return Some(failure);
+            }
+            restarts.push_back(now);
+            let delay = restart_delay(restarts.len());
+            app.health().set_problem(
+                "conductor",
+                format!(
+                    "failed ({failure}); restart {} of {MAX_RESTARTS}",
+                    restarts.len()
+                ),
+            );
+            tracing::error!(error = %failure, attempt = restarts.len(), retry_in = ?delay, "conductor failed; restarting it");
+            tokio::select! {
+                _ = stop.wait() => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match self.restart_conductor(app, stop).await {
+                Ok(()) => {}
+                Err(e) => {
+                    // Counted as a failed attempt: the loop tries again.
+                    tracing::error!(error = %e, "restarting the conductor failed");
+                    self.conductor = Some(tokio::spawn(async move { Err(e) }));
                 }
             }
         }
+    }
+
+    /// Start a new conductor after one failed: topics declared again (a
+    /// broker may have come back without them), a new group consumer. The
+    /// worker's `conductor` problem clears once it holds its first
+    /// assignment, recovered.
+    async fn restart_conductor(&mut self, app: &App, stop: &ShutdownSignal) -> Result<()> {
+        let defs: Vec<Arc<TopicDef>> = app.inner.defs.lock().topics.values().cloned().collect();
+        for def in defs {
+            def.redeclare(&app.inner).await?;
+        }
+        let (conductor, ready_rx) = spawn_conductor(app, stop).await?;
+        self.conductor = Some(conductor);
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = ready_rx.await {
+                if app.health().clear("conductor") {
+                    tracing::info!("conductor restarted; processing resumes");
+                }
+            }
+        });
+        Ok(())
     }
 
     fn start_tasks_and_timers(&mut self, app: &App, stop: &ShutdownSignal) {

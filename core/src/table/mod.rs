@@ -566,31 +566,58 @@ where
         let _stored = self.inner.store_order.lock().await;
         self.inner.flushing.store(true, Ordering::Release);
         let _flushing = ClearOnDrop(&self.inner.flushing);
-        let batches: Vec<(u32, WriteBatch)> = {
+        // Each batch with how many of its ops were pending (the rest are
+        // dirty keys, which stay dirty).
+        let mut batches: Vec<(u32, WriteBatch)> = Vec::new();
+        let mut taken: Vec<usize> = Vec::new();
+        let mut first_error = None;
+        {
             let mut parts = self.inner.parts.lock();
-            let mut out = Vec::new();
             for (n, part) in parts.iter_mut() {
-                let n = &n;
                 part.store_epoch += 1;
                 let mut ops = std::mem::take(&mut part.pending);
+                let pending = ops.len();
                 for k in &part.dirty {
-                    if let Some(slot) = part.cache.get(k) {
-                        ops.push(self.inner.encode_op(k, slot.value.as_ref())?);
+                    let encoded = part
+                        .cache
+                        .get(k)
+                        .map(|slot| self.inner.encode_op(k, slot.value.as_ref()));
+                    match encoded {
+                        Some(Ok(op)) => ops.push(op),
+                        // The key stays dirty; the error is this call's.
+                        Some(Err(e)) => {
+                            first_error.get_or_insert(e);
+                        }
+                        None => {}
                     }
                 }
                 if !ops.is_empty() {
-                    out.push((*n, WriteBatch { ops, offset: None }));
+                    batches.push((n, WriteBatch { ops, offset: None }));
+                    taken.push(pending);
                 }
             }
-            out
-        };
+        }
         if !batches.is_empty() {
-            rt.store.apply_partitions(batches).await?;
+            if let Err(e) = rt.store.apply_partitions(batches.clone()).await {
+                // Nothing was stored: the pending ops go back for the next write.
+                let mut parts = self.inner.parts.lock();
+                for ((n, mut batch), pending) in batches.into_iter().zip(taken) {
+                    if let Some(part) = parts.get_mut(&n) {
+                        batch.ops.truncate(pending);
+                        let newer = std::mem::replace(&mut part.pending, batch.ops);
+                        part.pending.extend(newer);
+                    }
+                }
+                return Err(e);
+            }
         }
         for (_, part) in self.inner.parts.lock().iter_mut() {
             part.store_epoch += 1;
         }
-        Ok(())
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Entries in the partitions this worker serves.

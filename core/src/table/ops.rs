@@ -194,8 +194,9 @@ where
         work: Vec<FlushWork<K>>,
         failed: Vec<Option<Error>>,
         first_error: &mut Option<Error>,
-    ) -> Vec<(u32, WriteBatch)> {
+    ) -> (Vec<(u32, WriteBatch)>, Vec<Vec<K>>) {
         let mut batches = Vec::with_capacity(work.len());
+        let mut stored_keys = Vec::with_capacity(work.len());
         for (w, mut failed) in work.into_iter().zip(failed) {
             let p = w.partition;
             let mut offset = None;
@@ -210,9 +211,12 @@ where
             if let Some(e) = failed {
                 tracing::error!(table = %self.name, partition = p, error = %e, "changelog write failed; the changed keys are sent again at the next commit");
                 self.mark_changed_again(p, w.keys);
+                stored_keys.push(Vec::new());
                 first_error.get_or_insert(e);
                 // Data ahead of its offset is safe; the offset waits for the changelog.
                 offset = None;
+            } else {
+                stored_keys.push(w.keys);
             }
             // A global table's offsets belong to its changelog reader: other
             // workers write to the same partitions, and their records below
@@ -220,7 +224,27 @@ where
             let offset = if self.global { None } else { offset };
             batches.push((p, WriteBatch { ops: w.ops, offset }));
         }
-        batches
+        (batches, stored_keys)
+    }
+
+    /// A store write failed: put its changes back, so the next flush stores
+    /// them again. Changed keys are marked changed again (their changelog
+    /// records, full values, are sent again: harmless); ops written in
+    /// per-write mode go back to the front of the partition's pending ops
+    /// (their offset is then carried by a later flush's, or stays unstored
+    /// and recovery replays them: both sound).
+    pub(super) fn restore_unstored(&self, batches: Vec<(u32, WriteBatch)>, keys: Vec<Vec<K>>) {
+        for ((p, batch), keys) in batches.into_iter().zip(keys) {
+            if keys.is_empty() {
+                let mut parts = self.parts.lock();
+                if let Some(part) = parts.get_mut(&p) {
+                    let newer = std::mem::replace(&mut part.pending, batch.ops);
+                    part.pending.extend(newer);
+                }
+            } else {
+                self.mark_changed_again(p, keys);
+            }
+        }
     }
 
     /// Mark `keys` of partition `p` changed again, so the next flush resends them.
@@ -386,9 +410,15 @@ where
         // the deliveries, then store every partition in one store write (one
         // durable commit per flush, not one per partition).
         let failed = self.send_changes(&rt, &mut work).await;
-        let batches = self.await_changelog(work, failed, &mut first_error).await;
+        let (batches, keys) = self.await_changelog(work, failed, &mut first_error).await;
         if !batches.is_empty() {
-            rt.store.apply_partitions(batches).await?;
+            if let Err(e) = rt.store.apply_partitions(batches.clone()).await {
+                // Nothing of this write is stored: its changes stay pending
+                // (and unevictable) for the next flush to store again, and
+                // the offsets of the events behind them are not committed.
+                self.restore_unstored(batches, keys);
+                return Err(e);
+            }
         }
         // What was stored is clean: evict down to the capacity.
         drop(flushing);

@@ -38,16 +38,42 @@ pub(super) async fn flush_effects(
         if let Err(e) = flushed {
             // Settled by the next commit's flush (these offsets are not committed).
             inner.deliveries.restore(taken);
+            report(&app, "producer", Err(&e));
             return Err(e);
         }
+        report(&app, "producer", Ok(()));
         inner.deliveries.settle(&inner.monitor, taken).await;
     }
     for t in &tables {
         if offsets || t.has_changes() {
-            t.flush().await?;
+            if let Err(e) = t.flush().await {
+                // The table keeps what it could not write for the next flush.
+                report(&app, "store", Err(&e));
+                return Err(e);
+            }
         }
     }
+    report(&app, "store", Ok(()));
     Ok(())
+}
+
+/// Record a flush step's outcome in the worker's health (`/ready`), logging
+/// each change of state once: a store that keeps failing is one error line
+/// and one "recovered" line, not an error at every commit interval.
+fn report(app: &App, component: &str, outcome: std::result::Result<(), &crate::Error>) {
+    let health = app.health();
+    match outcome {
+        Err(e) => {
+            if health.set_problem(component, format!("flush failed (retried at each commit interval; offsets are not committed meanwhile): {e}")) {
+                tracing::error!(component, error = %e, "flush failed; retrying at each commit interval and committing no offsets until it succeeds");
+            }
+        }
+        Ok(()) => {
+            if health.clear(component) {
+                tracing::info!(component, "flush succeeded again; committing resumes");
+            }
+        }
+    }
 }
 
 /// The end of the pending commit's flush; never, without one.
@@ -101,12 +127,14 @@ impl Conductor {
         let Some(p) = self.pending.take() else {
             return;
         };
-        let result = match flushed {
-            Ok(()) => self.commit_offsets(p.offsets, p.began, false).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "commit failed; will retry at the next interval");
+        match flushed {
+            Ok(()) => {
+                if let Err(e) = self.commit_offsets(p.offsets, p.began, false).await {
+                    tracing::error!(error = %e, "commit failed; will retry at the next interval");
+                }
+            }
+            // Reported (once per change of state) by the flush itself.
+            Err(e) => tracing::debug!(error = %e, "flush failed; no offsets committed"),
         }
     }
 

@@ -92,19 +92,39 @@ impl Conductor {
         }
     }
 
-    /// Run until `stop`, then stop intake, let events in hand finish, commit and close.
+    /// Run until `stop`, then stop intake, let events in hand finish, commit
+    /// and close. On a failure, give the partitions up and leave the group,
+    /// but leave the streams and agents running: the worker may start a new
+    /// conductor (see `runtime::worker`), or stop.
     pub(crate) async fn run(mut self, stop: ShutdownSignal) -> Result<()> {
         let result = self.run_loop(&stop).await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "conductor failed");
-            if let Some(r) = self.ready.take() {
-                let _ = r.send(Err(crate::Error::State(format!(
-                    "worker failed to start: {e}"
-                ))));
+        match &result {
+            Err(e) => {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.send(Err(crate::Error::State(format!(
+                        "worker failed to start: {e}"
+                    ))));
+                }
+                self.abandon().await;
             }
+            Ok(()) => self.shutdown().await,
         }
-        self.shutdown().await;
         result
+    }
+
+    /// After a failure: release every partition (events in hand finish and
+    /// what is done is committed, if the broker still lets us), then leave.
+    async fn abandon(&mut self) {
+        let all: BTreeSet<TopicPartition> = self.parts.keys().cloned().collect();
+        if !all.is_empty() {
+            let tps: Vec<TopicPartition> = all.iter().cloned().collect();
+            crate::runtime::signals::partitions(&self.app, true, &tps).await;
+        }
+        self.overflow.clear();
+        self.release_partitions(&all).await;
+        if let Err(e) = self.consumer.close().await {
+            tracing::warn!(error = %e, "closing the consumer failed");
+        }
     }
 
     async fn run_loop(&mut self, stop: &ShutdownSignal) -> Result<()> {
