@@ -115,3 +115,22 @@ fn a_negative_or_endless_producer_latency_is_a_usage_error() {
         );
     }
 }
+
+#[test]
+fn a_bad_web_server_option_stops_the_worker_naming_the_option_and_the_url() {
+    for (url, option) in [
+        ("hyper://?idle_timout=5s", "hyper.idle_timout"),
+        (
+            "hyper://?header_timeout=99999999999999999999999",
+            "hyper.header_timeout",
+        ),
+    ] {
+        let out = run(&["worker"], &[("FAUSTUS_WEB", url)]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{url}: stderr:\n{err}");
+        assert!(
+            err.contains(option) && err.contains(url) && !err.contains("panicked"),
+            "{url}:\n{err}"
+        );
+    }
+}

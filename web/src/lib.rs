@@ -12,9 +12,24 @@
 //! answers), `metrics` (`/metrics`), `dashboard` (the HTML page), `lag`
 //! (the consumer-lag sampler behind `/stats` and `/metrics`).
 //!
-//! URL options: `hyper://?max_body=1048576&max_connections=1024`
-//! (`max_body`: request body limit in bytes, larger bodies get 413;
-//! `max_concurrency`: requests handled at once, the rest wait).
+//! URL options (the `web` setting), e.g.
+//! `hyper://?max_body=1048576&max_concurrency=1024&header_timeout=10s&idle_timeout=60s`:
+//!
+//! - `max_body`: request body limit in bytes (default 1 MiB), larger
+//!   bodies get 413;
+//! - `max_concurrency`: requests handled at once (default 1024), the rest wait;
+//! - `header_timeout`: how long a client may take to send a request's head
+//!   (request line and headers), from the connection's start or from the
+//!   first byte of a later request on a keep-alive connection (default
+//!   [`DEFAULT_HEADER_TIMEOUT`], 10 s); trickling bytes does not extend it;
+//! - `idle_timeout`: how long a keep-alive connection may stay idle between
+//!   an answer and the next request (default [`DEFAULT_IDLE_TIMEOUT`], 60 s).
+//!
+//! Connections overrunning either are closed. Handling a request (reading
+//! its body, running the handler) has no time limit. Durations take the
+//! settings' syntax (`500ms`, `10s`, `2m`, a number of seconds), from 1 ms
+//! to 100 years. An unknown option or a bad value is an error naming it
+//! (`hyper.idle_timeout`) and the URL, when the worker starts its server.
 //! Shutdown stops accepting, lets in-flight requests finish (at most
 //! [`DRAIN_TIMEOUT`]), then closes the connections.
 //!
@@ -44,6 +59,7 @@ mod dashboard;
 mod lag;
 pub mod metrics;
 mod site;
+mod timeouts;
 
 pub use site::{site, BUILTIN_PATHS};
 
@@ -55,6 +71,20 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// Default number of requests handled at once.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 1024;
+
+/// Default `header_timeout`: how long a client may take to send a request's head.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default `idle_timeout`: how long a keep-alive connection may stay idle.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The options `hyper://` URLs take.
+const OPTIONS: [&str; 4] = [
+    "max_body",
+    "max_concurrency",
+    "header_timeout",
+    "idle_timeout",
+];
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +102,8 @@ pub fn register(registry: &Registry) {
 pub struct HyperDriver {
     max_body: usize,
     max_concurrency: usize,
+    header_timeout: Duration,
+    idle_timeout: Duration,
     client: Arc<std::sync::OnceLock<client::HttpClient>>,
 }
 
@@ -80,6 +112,8 @@ impl Default for HyperDriver {
         HyperDriver {
             max_body: DEFAULT_MAX_BODY,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             client: Arc::default(),
         }
     }
@@ -89,6 +123,22 @@ impl HyperDriver {
     /// A driver configured from its URL's options.
     pub fn from_url(url: &DriverUrl) -> Result<Self> {
         let mut d = HyperDriver::default();
+        if let Some(key) = url.query().keys().find(|k| !OPTIONS.contains(&k.as_str())) {
+            return Err(Error::config(
+                format!("{SCHEME}.{key}"),
+                format!(
+                    "unknown option in {:?}; accepted: {}",
+                    url.as_str(),
+                    OPTIONS.join(", ")
+                ),
+            ));
+        }
+        if let Some(t) = duration_option(url, "header_timeout")? {
+            d.header_timeout = t;
+        }
+        if let Some(t) = duration_option(url, "idle_timeout")? {
+            d.idle_timeout = t;
+        }
         if let Some(n) = url.parse_option::<usize>("max_body")? {
             d.max_body = n;
         }
@@ -105,6 +155,34 @@ impl HyperDriver {
     pub fn max_body(&self) -> usize {
         self.max_body
     }
+
+    /// How long a client may take to send a request's head.
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
+    /// How long a keep-alive connection may stay idle between requests.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+}
+
+/// A duration option (`header_timeout=5s`): the settings' syntax, above zero.
+fn duration_option(url: &DriverUrl, key: &str) -> Result<Option<Duration>> {
+    let Some(v) = url.option(key) else {
+        return Ok(None);
+    };
+    let bad = |message: String| {
+        Error::config(
+            format!("{SCHEME}.{key}"),
+            format!("{message} (in {:?})", url.as_str()),
+        )
+    };
+    let d = faustus_core::settings::parse_duration(v).map_err(bad)?;
+    if d.is_zero() {
+        return Err(bad(format!("must be longer than zero, got {v:?}")));
+    }
+    Ok(Some(d))
 }
 
 fn plain(status: http::StatusCode, message: String) -> HttpResponse {
@@ -202,7 +280,8 @@ impl WebDriver for HyperDriver {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(answer(handler, max, req).await) }
             }));
-        let join = tokio::spawn(accept_loop(listener, service, stop_rx));
+        let timeouts = (self.header_timeout, self.idle_timeout);
+        let join = tokio::spawn(accept_loop(listener, service, timeouts, stop_rx));
         Ok(Arc::new(HyperServer {
             local,
             stop: stop_tx,
@@ -231,6 +310,7 @@ impl WebDriver for HyperDriver {
 async fn accept_loop<S>(
     listener: tokio::net::TcpListener,
     service: S,
+    (header_timeout, idle_timeout): (Duration, Duration),
     mut stop: watch::Receiver<bool>,
 ) where
     S: tower::Service<
@@ -246,15 +326,36 @@ async fn accept_loop<S>(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let svc = hyper_util::service::TowerToHyperService::new(service.clone());
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
+                    let conn_watch = timeouts::ConnWatch::new();
+                    let svc = {
+                        let conn_watch = conn_watch.clone();
+                        let service = service.clone();
+                        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                            // Busy from the complete head until the answer is ready.
+                            let busy = conn_watch.busy();
+                            let call = tower::ServiceExt::oneshot(service.clone(), req);
+                            async move {
+                                let answer = call.await;
+                                drop(busy);
+                                answer
+                            }
+                        })
+                    };
+                    let io = TokioIo::new(timeouts::WatchedIo::new(stream, conn_watch.clone()));
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
                     let conn = graceful.watch(conn);
+                    let dog = timeouts::watchdog(conn_watch, header_timeout, idle_timeout);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "web connection ended with an error");
+                        tokio::select! {
+                            r = conn => if let Err(e) = r {
+                                tracing::debug!(error = %e, %peer, "web connection ended with an error");
+                            },
+                            overrun = dog => {
+                                // Dropping the connection closes the socket.
+                                tracing::debug!(%peer, reason = overrun.as_str(), "web connection closed");
+                            }
                         }
                     });
                 }
