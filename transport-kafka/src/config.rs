@@ -15,7 +15,8 @@ const OWN_OPTIONS: &[&str] = &["connect_timeout_ms", "operation_timeout_ms"];
 /// Parsed from `kafka://HOST:PORT[;HOST:PORT...][?key=value&...]`:
 ///
 /// * hosts are separated by `;` (as in Faust) or `,`; a host without a port
-///   gets `9092`;
+///   gets `9092`; IPv6 addresses go in brackets (`[::1]:9092`); a bad host
+///   or port is an error at parse time naming it;
 /// * `connect_timeout_ms` (default 60000): how long the transport retries,
 ///   with backoff, to reach a broker before its first operation fails with a
 ///   retryable error;
@@ -84,16 +85,12 @@ impl KafkaConfig {
                 ),
             ));
         }
+        // Checked here, so a typo fails at start naming the bad part rather
+        // than after `connect_timeout_ms` of "no broker answered".
         let hosts: Vec<String> = url
-            .hosts()
+            .host_ports("broker", 9092)?
             .into_iter()
-            .map(|h| {
-                if h.contains(':') {
-                    h.to_string()
-                } else {
-                    format!("{h}:9092")
-                }
-            })
+            .map(|(host, port)| format!("{host}:{port}"))
             .collect();
         if hosts.is_empty() {
             return Err(Error::config(
@@ -191,6 +188,28 @@ mod tests {
     fn librdkafka_rejects_unknown_properties_at_parse_time() {
         let e = parse("kafka://h:9092?no.such.property=1").unwrap_err();
         assert!(e.to_string().contains("no.such.property"), "{e}");
+    }
+
+    #[test]
+    fn bad_hosts_and_ports_fail_at_once_naming_the_part() {
+        for (url, part) in [
+            ("kafka://127.0.0.1:notaport", "\"notaport\""),
+            ("kafka://127.0.0.1:99999", "99999"),
+            ("kafka://[::1", "unclosed `[`"),
+            ("kafka://:9092", "empty host"),
+            ("kafka://h1:9092;h2:", "empty port"),
+        ] {
+            let started = std::time::Instant::now();
+            let e = parse(url).unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(1));
+            let text = e.to_string();
+            assert!(
+                text.contains("`broker`") && text.contains(url) && text.contains(part),
+                "{url}: {text}"
+            );
+        }
+        let c = parse("kafka://[::1]:9093;[::1]").unwrap();
+        assert_eq!(c.bootstrap_servers, vec!["[::1]:9093", "[::1]:9092"]);
     }
 
     #[test]

@@ -93,6 +93,27 @@ impl DriverUrl {
             .collect()
     }
 
+    /// The hosts ([`hosts`](Self::hosts)) checked and split into host and
+    /// port; `default_port` for a host without one. IPv6 addresses are
+    /// written in brackets (`[::1]:9092`) and keep them. A bad entry fails
+    /// at once with a configuration error for `setting` naming the URL, the
+    /// entry and what is wrong with it: an empty host or port, a port that
+    /// is not a number or not in 1–65535, an unclosed `[`, an unbracketed
+    /// IPv6 address, a character no host name has.
+    pub fn host_ports(&self, setting: &str, default_port: u16) -> Result<Vec<(String, u16)>> {
+        self.hosts()
+            .into_iter()
+            .map(|entry| {
+                split_host_port(entry, default_port).map_err(|problem| {
+                    Error::config(
+                        setting,
+                        format!("{:?}: {problem} in {entry:?}", self.as_str()),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// The path, starting with `/` when present.
     pub fn path(&self) -> &str {
         &self.path
@@ -123,6 +144,59 @@ impl DriverUrl {
             }),
         }
     }
+}
+
+/// Split `host[:port]` (or `[v6]:port`), checking both parts.
+fn split_host_port(entry: &str, default_port: u16) -> std::result::Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return Err("an unclosed `[` (an IPv6 address is written `[::1]:9092`)".into());
+        };
+        let ip = addr.split('%').next().unwrap_or_default();
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{addr:?} is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(p),
+                None => return Err(format!("{after:?} after the `]` (expected `:PORT`)")),
+            },
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        let (host, port) = match entry.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (entry, None),
+        };
+        if port.is_some_and(|p| p.contains(':')) {
+            return Err("an IPv6 address without brackets (write `[::1]:9092`)".into());
+        }
+        if host.is_empty() {
+            return Err("an empty host".into());
+        }
+        if let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(format!("the character {c:?} in host {host:?}"));
+        }
+        (host.to_string(), port)
+    };
+    let port = match port {
+        None => default_port,
+        Some("") => return Err("an empty port".into()),
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(format!(
+                "port {p:?}, which is not a number (expected 1-65535)"
+            ))
+        }
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("port {p}, outside 1-65535")),
+        },
+    };
+    Ok((host, port))
 }
 
 impl fmt::Debug for DriverUrl {
@@ -159,6 +233,71 @@ mod tests {
         let u = DriverUrl::parse("store", "redb:///var/lib/app?cache_mb=64").unwrap();
         assert_eq!(u.path(), "/var/lib/app");
         assert_eq!(u.parse_option::<u64>("cache_mb").unwrap(), Some(64));
+    }
+
+    #[test]
+    fn host_ports_are_checked() {
+        let hp = |url: &str| {
+            DriverUrl::parse("broker", url)
+                .unwrap()
+                .host_ports("broker", 9092)
+        };
+        assert_eq!(
+            hp("kafka://h1;h2:9093,[::1]:9094;[fe80::1%eth0];10.0.0.1:1;my_host-2.example:65535")
+                .unwrap(),
+            vec![
+                ("h1".to_string(), 9092),
+                ("h2".to_string(), 9093),
+                ("[::1]".to_string(), 9094),
+                ("[fe80::1%eth0]".to_string(), 9092),
+                ("10.0.0.1".to_string(), 1),
+                ("my_host-2.example".to_string(), 65535),
+            ]
+        );
+        for (url, entry, problem) in [
+            (
+                "kafka://127.0.0.1:notaport",
+                "127.0.0.1:notaport",
+                "port \"notaport\", which is not a number",
+            ),
+            (
+                "kafka://127.0.0.1:99999",
+                "127.0.0.1:99999",
+                "port 99999, outside 1-65535",
+            ),
+            (
+                "kafka://127.0.0.1:0",
+                "127.0.0.1:0",
+                "port 0, outside 1-65535",
+            ),
+            ("kafka://127.0.0.1:-1", "127.0.0.1:-1", "not a number"),
+            ("kafka://h:", "h:", "an empty port"),
+            ("kafka://[::1", "[::1", "an unclosed `[`"),
+            ("kafka://[::1]x", "[::1]x", "after the `]`"),
+            (
+                "kafka://[nope]:1",
+                "[nope]:1",
+                "\"nope\" is not an IPv6 address",
+            ),
+            ("kafka://::1", "::1", "IPv6 address without brackets"),
+            (
+                "kafka://fe80::1:9092",
+                "fe80::1:9092",
+                "IPv6 address without brackets",
+            ),
+            ("kafka://:9092", ":9092", "an empty host"),
+            ("kafka://h1;ho st:1", "ho st:1", "the character ' '"),
+            ("kafka://user@h:1", "user@h:1", "the character '@'"),
+        ] {
+            let e = hp(url).unwrap_err().to_string();
+            assert!(
+                e.contains("`broker`")
+                    && e.contains(&format!("{url:?}"))
+                    && e.contains(&format!("{entry:?}"))
+                    && e.contains(problem),
+                "{url}: {e}"
+            );
+        }
     }
 
     #[test]
