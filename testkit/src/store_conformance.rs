@@ -48,11 +48,17 @@
 //!   the store on the same location.
 //! - [`store_model_check`]: random operation sequences agree with a
 //!   `BTreeMap` model after every step.
+//! - [`failed_writes_leave_the_store_and_retries_apply_once`]: through a
+//!   [`FaultyStore`](crate::faults::FaultyStore), a write that fails (every
+//!   kind) leaves the table as before the call, its retry applies it once,
+//!   and a batch applied again (its first attempt failed after applying)
+//!   leaves the state of one application.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod checks;
+mod faults;
 mod model;
 
 pub use checks::{
@@ -61,6 +67,7 @@ pub use checks::{
     partitions_are_isolated, reopen_returns_same_state, reset_clears_all,
     scan_order_and_pagination, tables_are_isolated,
 };
+pub use faults::failed_writes_leave_the_store_and_retries_apply_once;
 pub use model::store_model_check;
 
 /// Expand the store conformance suite into one test per check.
@@ -115,6 +122,7 @@ macro_rules! store_conformance {
             reset_clears_all,
             reopen_returns_same_state,
             out_of_range_partition_is_error,
+            failed_writes_leave_the_store_and_retries_apply_once,
         );
 
         #[test]
