@@ -18,7 +18,7 @@ use rdkafka::metadata::Metadata;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::config::KafkaConfig;
+use crate::config::{ClientRole, KafkaConfig};
 use crate::context::LogContext;
 use crate::error;
 
@@ -45,7 +45,7 @@ impl Admin {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let mut config = self.config.client_config();
+        let mut config = self.config.client_config(ClientRole::Admin);
         config.set("client.id", "faustus-admin");
         let client: AdminClient<LogContext> = config
             .create_with_context(LogContext {

@@ -4,11 +4,121 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use faustus_core::{DriverUrl, Error, Result};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
 /// Options of the URL that Faustus reads itself; every other `?key=value`
 /// goes to librdkafka unchanged.
 const OWN_OPTIONS: &[&str] = &["connect_timeout_ms", "operation_timeout_ms"];
+
+/// librdkafka's producer-only properties: `P` in the C/P column of its
+/// CONFIGURATION.md (2.12), global and topic-level. Set on a consumer,
+/// librdkafka ignores them with a CONFWARN, so consumers do not get them.
+const PRODUCER_ONLY: &[&str] = &[
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "produce.offset.report",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queuing.strategy",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
+
+/// librdkafka's consumer-only properties (`C` in the same column); producers
+/// and the admin client do not get them.
+const CONSUMER_ONLY: &[&str] = &[
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+];
+
+/// Which kind of librdkafka client a configuration is for: each gets the
+/// URL's properties that apply to it (librdkafka's C/P column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientRole {
+    /// Producers: shared and producer-only properties.
+    Producer,
+    /// Group consumers, partition readers and their probes: shared and
+    /// consumer-only properties.
+    Consumer,
+    /// The admin and metadata clients: shared properties only.
+    Admin,
+}
+
+impl ClientRole {
+    /// Whether a property applies to this kind of client.
+    pub fn takes(self, property: &str) -> bool {
+        let producer_only = PRODUCER_ONLY.contains(&property);
+        let consumer_only = CONSUMER_ONLY.contains(&property);
+        match self {
+            ClientRole::Producer => !consumer_only,
+            ClientRole::Consumer => !producer_only,
+            ClientRole::Admin => !producer_only && !consumer_only,
+        }
+    }
+}
+
+/// librdkafka's log level matching what the `tracing` subscriber takes from
+/// target `librdkafka` (lines below it are not even formatted).
+fn log_level() -> RDKafkaLogLevel {
+    if tracing::enabled!(target: "librdkafka", tracing::Level::DEBUG) {
+        RDKafkaLogLevel::Debug
+    } else if tracing::enabled!(target: "librdkafka", tracing::Level::INFO) {
+        RDKafkaLogLevel::Info
+    } else if tracing::enabled!(target: "librdkafka", tracing::Level::WARN) {
+        RDKafkaLogLevel::Warning
+    } else {
+        RDKafkaLogLevel::Error
+    }
+}
 
 /// Configuration of a [`KafkaTransport`](crate::KafkaTransport).
 ///
@@ -23,8 +133,10 @@ const OWN_OPTIONS: &[&str] = &["connect_timeout_ms", "operation_timeout_ms"];
 /// * `operation_timeout_ms` (default 30000): the bound of each blocking
 ///   librdkafka call (metadata, commits, offset queries, admin requests);
 /// * any other option is a librdkafka property (`acks=all`, `linger.ms=5`,
-///   `security.protocol=...`) set on every client the transport creates; an
-///   unknown property is a configuration error at parse time.
+///   `security.protocol=...`) set on each client it applies to (producers
+///   get no consumer-only property and consumers no producer-only one, as
+///   librdkafka's CONFIGURATION.md marks them); an unknown property is a
+///   configuration error at parse time.
 ///
 /// ```
 /// use faustus_core::DriverUrl;
@@ -122,17 +234,35 @@ impl KafkaConfig {
         }
         // Let librdkafka judge the pass-through properties now, so a typo is
         // reported at start with the option's name rather than at first use.
-        config.client_config().create_native_config().map_err(|e| {
-            Error::config(
-                "broker",
-                format!("{:?}: librdkafka rejects an option: {e}", url.as_str()),
-            )
-        })?;
+        config
+            .all_properties()
+            .create_native_config()
+            .map_err(|e| {
+                Error::config(
+                    "broker",
+                    format!("{:?}: librdkafka rejects an option: {e}", url.as_str()),
+                )
+            })?;
         Ok(config)
     }
 
-    /// The base librdkafka configuration every client of this transport starts from.
-    pub fn client_config(&self) -> ClientConfig {
+    /// The base librdkafka configuration of a client in `role`: the
+    /// bootstrap servers and the URL's properties that apply to it, with
+    /// librdkafka's log level following the `tracing` subscriber's.
+    pub fn client_config(&self, role: ClientRole) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set_log_level(log_level());
+        c.set("bootstrap.servers", self.bootstrap_servers.join(","));
+        for (k, v) in &self.librdkafka {
+            if role.takes(k) {
+                c.set(k, v);
+            }
+        }
+        c
+    }
+
+    /// Every property, for librdkafka to check at parse time.
+    fn all_properties(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.bootstrap_servers.join(","));
         for (k, v) in &self.librdkafka {
@@ -155,7 +285,7 @@ mod tests {
         let c = parse("kafka://h1:9092;h2:9093,h3").unwrap();
         assert_eq!(c.bootstrap_servers, vec!["h1:9092", "h2:9093", "h3:9092"]);
         assert_eq!(
-            c.client_config().get("bootstrap.servers"),
+            c.client_config(ClientRole::Admin).get("bootstrap.servers"),
             Some("h1:9092,h2:9093,h3:9092")
         );
         assert!(c.librdkafka.is_empty());
@@ -167,7 +297,7 @@ mod tests {
     fn unknown_options_pass_through_to_librdkafka() {
         let c = parse("kafka://h1:9092;h2:9092?acks=all&linger.ms=5").unwrap();
         assert_eq!(c.bootstrap_servers, vec!["h1:9092", "h2:9092"]);
-        let cc = c.client_config();
+        let cc = c.client_config(ClientRole::Producer);
         assert_eq!(cc.get("acks"), Some("all"));
         assert_eq!(cc.get("linger.ms"), Some("5"));
     }
@@ -182,6 +312,34 @@ mod tests {
         assert!(e.to_string().contains("kafka.connect_timeout_ms"), "{e}");
         let e = parse("kafka://h?operation_timeout_ms=0").unwrap_err();
         assert!(e.to_string().contains("kafka.operation_timeout_ms"), "{e}");
+    }
+
+    #[test]
+    fn each_role_gets_the_properties_that_apply_to_it() {
+        let c = parse(
+            "kafka://h?acks=all&linger.ms=5&compression.type=zstd&fetch.min.bytes=1\
+             &session.timeout.ms=6000&auto.offset.reset=latest&client.rack=r1&retry.backoff.ms=50",
+        )
+        .unwrap();
+        let p = c.client_config(ClientRole::Producer);
+        let k = c.client_config(ClientRole::Consumer);
+        let a = c.client_config(ClientRole::Admin);
+        for shared in ["client.rack", "retry.backoff.ms", "bootstrap.servers"] {
+            assert!(
+                p.get(shared).is_some() && k.get(shared).is_some() && a.get(shared).is_some(),
+                "{shared}"
+            );
+        }
+        for producer in ["acks", "linger.ms", "compression.type"] {
+            assert!(p.get(producer).is_some(), "{producer}");
+            assert_eq!(k.get(producer), None, "{producer}");
+            assert_eq!(a.get(producer), None, "{producer}");
+        }
+        for consumer in ["fetch.min.bytes", "session.timeout.ms", "auto.offset.reset"] {
+            assert!(k.get(consumer).is_some(), "{consumer}");
+            assert_eq!(p.get(consumer), None, "{consumer}");
+            assert_eq!(a.get(consumer), None, "{consumer}");
+        }
     }
 
     #[test]

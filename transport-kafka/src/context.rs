@@ -3,10 +3,21 @@
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Whether a librdkafka warning is only informational: a CONFWARN that a
+/// property of the other client kind is ignored (the driver gives each
+/// client only its own properties, so this should not happen at all).
+fn informational(fac: &str, message: &str) -> bool {
+    fac == "CONFWARN" && message.contains(" property and will be ignored by this ")
+}
 
 /// Log a librdkafka log line through `tracing` (target `librdkafka`).
 pub(crate) fn log(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    let level = match level {
+        RDKafkaLogLevel::Warning if informational(fac, message) => RDKafkaLogLevel::Debug,
+        other => other,
+    };
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -29,7 +40,14 @@ pub(crate) fn log(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str
 /// Log a client-level error (broker down, all brokers down …). These are
 /// reports, not failures of an operation: librdkafka keeps retrying.
 pub(crate) fn client_error(client: &str, url: &str, error: &KafkaError, reason: &str) {
-    tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}");
+    match error.rdkafka_error_code() {
+        // A consumer with `enable.partition.eof` (the high-water-mark probe)
+        // reaching a partition's end: what it asked for, not a failure.
+        Some(RDKafkaErrorCode::PartitionEOF) => {
+            tracing::debug!(target: "librdkafka", client, url, error = %error, "{reason}")
+        }
+        _ => tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}"),
+    }
 }
 
 /// The context of producers, admin clients and probe consumers.
@@ -50,3 +68,21 @@ impl ClientContext for LogContext {
 }
 
 impl ConsumerContext for LogContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confwarns_about_the_other_client_kind_are_informational() {
+        assert!(informational(
+            "CONFWARN",
+            "[thrd:app]: Configuration property acks is a producer property and will be ignored by this consumer instance"
+        ));
+        assert!(!informational(
+            "CONFWARN",
+            "[thrd:app]: Configuration property queue.buffering.max.ms is deprecated"
+        ));
+        assert!(!informational("FAIL", "will be ignored by this"));
+    }
+}

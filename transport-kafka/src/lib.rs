@@ -21,7 +21,7 @@ use faustus_core::transport::{
 use faustus_core::{DriverUrl, Registry, Result};
 use rdkafka::ClientConfig;
 
-pub use config::KafkaConfig;
+pub use config::{ClientRole, KafkaConfig};
 
 use crate::admin::Admin;
 use crate::consumer::{KafkaConsumer, Settings};
@@ -77,7 +77,7 @@ impl KafkaTransport {
     }
 
     fn producer_config(&self, client_id: &str) -> ClientConfig {
-        let mut c = self.config.client_config();
+        let mut c = self.config.client_config(ClientRole::Producer);
         // Kafka's Java client partitions keyed records by murmur2; keyless
         // records go to a random partition.
         set_default(&mut c, "partitioner", "murmur2_random");
@@ -87,7 +87,7 @@ impl KafkaTransport {
 
     /// What group members and partition readers share.
     fn base_consumer_config(&self, client_id: &str) -> ClientConfig {
-        let mut c = self.config.client_config();
+        let mut c = self.config.client_config(ClientRole::Consumer);
         c.set("client.id", client_id);
         // The conductor commits what is fully processed; nothing else may.
         c.set("enable.auto.commit", "false");
@@ -132,7 +132,7 @@ impl KafkaTransport {
             group: group.is_some(),
             max_poll_records,
             operation_timeout: self.config.operation_timeout,
-            probe_config: self.config.client_config(),
+            probe_config: self.config.client_config(ClientRole::Consumer),
         };
         KafkaConsumer::start(client_config, settings, group)
     }
@@ -244,16 +244,25 @@ mod tests {
 
     #[test]
     fn client_configs() {
-        let t = transport("kafka://a:1;b:2?acks=all&auto.offset.reset=latest");
+        let t = transport(
+            "kafka://a:1;b:2?acks=all&auto.offset.reset=latest&linger.ms=5&fetch.min.bytes=2",
+        );
         let p = t.producer_config("p1");
         assert_eq!(p.get("bootstrap.servers"), Some("a:1,b:2"));
         assert_eq!(p.get("partitioner"), Some("murmur2_random"));
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("client.id"), Some("p1"));
+        // Only its own properties: a consumer option would be a CONFWARN.
+        assert_eq!(p.get("linger.ms"), Some("5"));
+        assert_eq!(p.get("fetch.min.bytes"), None);
+        assert_eq!(p.get("auto.offset.reset"), None);
         let g = t.consumer_config(&ConsumerConfig::group("app-1", "w1"));
         assert_eq!(g.get("group.id"), Some("app-1"));
         assert_eq!(g.get("enable.auto.commit"), Some("false"));
         assert_eq!(g.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(g.get("fetch.min.bytes"), Some("2"));
+        assert_eq!(g.get("acks"), None);
+        assert_eq!(g.get("linger.ms"), None);
         // An explicit URL option wins over the driver's default.
         assert_eq!(g.get("auto.offset.reset"), Some("latest"));
         let r = t.reader_config(&ReaderConfig::new("r"));
