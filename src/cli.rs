@@ -100,5 +100,10 @@ fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
             context: "starting the tokio runtime".into(),
             source: e,
         })?;
-    rt.block_on(f)
+    let result = rt.block_on(f);
+    // Everything that matters (flushes, commits, the store) finished inside
+    // `block_on`; a blocking call still under way (a metadata request to an
+    // unreachable broker) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

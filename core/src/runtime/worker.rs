@@ -196,7 +196,20 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
             services: d.services.clone(),
         }
     };
-    let (mut running, ready_rx) = start(&app, &defined, &stop).await?;
+    // Reaching the broker and the store may wait (a broker not up yet): a
+    // stop request during that wait ends the start at once.
+    let producer = tokio::select! {
+        biased;
+        _ = stop.wait() => {
+            tracing::info!(app = %app.id(), "stop requested while starting; nothing was started");
+            for t in &defined.tables {
+                t.close();
+            }
+            return Ok(());
+        }
+        r = prepare(&app, &defined) => r?,
+    };
+    let (mut running, ready_rx) = start(&app, &defined, producer, &stop).await?;
     let failure = running.serve(&app, &stop, &ready, ready_rx).await;
     crate::runtime::signals::lifecycle(&app, false);
     let failure = running.stop(&app, &defined, &stop, failure).await;
@@ -207,13 +220,9 @@ async fn run_worker_inner(app: App, stop: ShutdownSignal, ready: ReadyTx) -> Res
     }
 }
 
-/// Start everything, in order: topics declared, tables opened, services,
-/// the web server, agents, leader election, the cluster map, the conductor.
-async fn start(
-    app: &App,
-    defined: &Defined,
-    stop: &ShutdownSignal,
-) -> Result<(Running, tokio::sync::oneshot::Receiver<Result<()>>)> {
+/// Reach the drivers: the transport, the producer, the topics declared,
+/// the tables opened (nothing that runs on its own yet).
+async fn prepare(app: &App, defined: &Defined) -> Result<Arc<dyn Producer>> {
     let inner = &app.inner;
     let settings = inner.settings();
     let transport = inner.transport().await?;
@@ -229,6 +238,17 @@ async fn start(
             t.open(&store, producer.clone()).await?;
         }
     }
+    Ok(producer)
+}
+
+/// Start everything, in order (after [`prepare`]): services, the web
+/// server, agents, leader election, the cluster map, the conductor.
+async fn start(
+    app: &App,
+    defined: &Defined,
+    producer: Arc<dyn Producer>,
+    stop: &ShutdownSignal,
+) -> Result<(Running, tokio::sync::oneshot::Receiver<Result<()>>)> {
     for s in &defined.services {
         s.on_start(app).await?;
     }
