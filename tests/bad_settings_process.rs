@@ -134,3 +134,77 @@ fn a_bad_web_server_option_stops_the_worker_naming_the_option_and_the_url() {
         );
     }
 }
+
+#[test]
+fn the_longest_accepted_durations_run_and_stop_cleanly() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::time::{Duration, Instant};
+    let datadir = std::env::temp_dir().join(support::unique("faustus-long-durations"));
+    let child = Command::new(support::example_binary("word_count"))
+        .arg("worker")
+        .env("FAUSTUS_DATADIR", &datadir)
+        .env("FAUSTUS_WEB_PORT", "0")
+        .env("NO_COLOR", "1")
+        .env("FAUSTUS_BROKER_COMMIT_INTERVAL", "36500d")
+        .env("FAUSTUS_BROKER_COMMIT_LIVELOCK_SOFT_TIMEOUT", "36500d")
+        .env("FAUSTUS_TABLE_CLEANUP_INTERVAL", "36500d")
+        .env("FAUSTUS_REPLY_EXPIRES", "3153600000")
+        .env(
+            "FAUSTUS_WEB",
+            "hyper://?header_timeout=36500d&idle_timeout=36500d",
+        )
+        .env_remove("FAUSTUS_BROKER")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = support::ChildGuard(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let mut stderr_pipe = child.0.stderr.take().unwrap();
+    let stderr_text = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ready = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if line.contains("Ready") {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "the worker did not become ready");
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = stderr_text.join().unwrap();
+    assert!(
+        status.success() && !err.contains("panicked"),
+        "{status:?}:\n{err}"
+    );
+    let _ = std::fs::remove_dir_all(&datadir);
+}
