@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::drivers::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// All settings of an app.
@@ -27,6 +28,13 @@ pub struct Settings {
     pub id_format: String,
     /// Transport URL, e.g. `memory://`, `kafka://h1:9092;h2:9092`.
     pub broker: String,
+    /// TLS and SASL for a secured broker (Faust's `broker_credentials` and
+    /// `ssl_context`); default `None`. From code
+    /// ([`AppBuilder::broker_credentials`](crate::AppBuilder::broker_credentials))
+    /// or, when the code sets none, from `FAUSTUS_BROKER_SASL_*` /
+    /// `FAUSTUS_BROKER_SSL_*` (see [`credentials`](crate::credentials)).
+    /// Its `Debug` shows no secret.
+    pub broker_credentials: Option<Credentials>,
     /// Table store URL, e.g. `memory://`, `redb://`.
     pub store: String,
     /// Web driver URL, e.g. `hyper://`.
@@ -82,6 +90,7 @@ impl Settings {
             version: 1,
             id_format: "{id}-v{version}".into(),
             broker: "memory://".into(),
+            broker_credentials: None,
             store: "memory://".into(),
             web: "hyper://".into(),
             datadir: PathBuf::from(format!("{id}-data")),
@@ -165,6 +174,9 @@ impl Settings {
                 return Err(Error::config(name, "must be longer than zero"));
             }
         }
+        if let Some(credentials) = &self.broker_credentials {
+            credentials.validate()?;
+        }
         crate::drivers::url::DriverUrl::parse("broker", &self.broker)?;
         crate::drivers::url::DriverUrl::parse("store", &self.store)?;
         crate::drivers::url::DriverUrl::parse("web", &self.web)?;
@@ -192,6 +204,11 @@ impl Settings {
                     format!("{message} (from environment variable {var}={value:?})"),
                 )
             })?;
+        }
+        if !explicit.contains("broker_credentials") {
+            if let Some(credentials) = Credentials::from_env(env)? {
+                self.broker_credentials = Some(credentials);
+            }
         }
         if !explicit.contains("datadir") && !env.contains_key("FAUSTUS_DATADIR") {
             self.datadir = PathBuf::from(format!("{}-data", self.app_id()));
@@ -369,6 +386,45 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn broker_credentials_from_env_unless_set_in_code() {
+        let vars = env(&[
+            ("FAUSTUS_BROKER_SASL_MECHANISM", "SCRAM-SHA-256"),
+            ("FAUSTUS_BROKER_SASL_USERNAME", "svc"),
+            ("FAUSTUS_BROKER_SASL_PASSWORD", "pw-from-env"),
+        ]);
+        let mut s = Settings::defaults("a");
+        assert_eq!(s.broker_credentials, None);
+        s.apply_env(&vars, &BTreeSet::new()).unwrap();
+        assert_eq!(
+            s.broker_credentials,
+            Some(Credentials::scram_sha256("svc", "pw-from-env"))
+        );
+        assert!(!format!("{s:?}").contains("pw-from-env"));
+        let mut s = Settings::defaults("a");
+        s.broker_credentials = Some(Credentials::plain("code", "pw"));
+        s.apply_env(&vars, &BTreeSet::from(["broker_credentials"]))
+            .unwrap();
+        assert_eq!(s.broker_credentials, Some(Credentials::plain("code", "pw")));
+        let mut s = Settings::defaults("a");
+        let e = s
+            .apply_env(
+                &env(&[("FAUSTUS_BROKER_SASL_USERNAME", "svc")]),
+                &BTreeSet::new(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FAUSTUS_BROKER_SASL_PASSWORD"), "{e}");
+        s.broker_credentials = Some(Credentials::tls(
+            crate::credentials::Tls::new().ca_file("/no/such/ca.pem"),
+        ));
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("broker_credentials") && e.contains("/no/such/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]

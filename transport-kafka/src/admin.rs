@@ -4,7 +4,17 @@
 //! would only show as silence. Before the first producer, consumer or admin
 //! call, the transport asks for cluster metadata, retrying with backoff and
 //! logging the URL each time, and fails with a retryable error naming the
-//! URL when no broker answers within `connect_timeout_ms`.
+//! URL when no broker answered within `connect_timeout_ms` — or at once,
+//! with librdkafka's reason, when a TLS handshake or SASL authentication
+//! failed (an untrusted certificate, a wrong password: retrying does not
+//! cure them).
+//!
+//! Metadata comes from a producer-type client whose events a thread serves
+//! (rdkafka's `FutureProducer`), so its errors reach the log and it gets
+//! OAUTHBEARER tokens; rdkafka 0.39's `AdminClient` serves neither, so it is
+//! made only to create topics, and not at all with OAUTHBEARER (it could
+//! never authenticate: fede1024/rust-rdkafka#757), where `create_topic`
+//! only checks that the topic exists.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,27 +25,33 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::config::{ClientRole, KafkaConfig};
-use crate::context::LogContext;
+use crate::context::{LogContext, Shared};
 use crate::error;
 
 type Client = Arc<AdminClient<LogContext>>;
+type MetadataClient = FutureProducer<LogContext>;
 
 /// The transport's admin client and connection state.
 pub(crate) struct Admin {
     config: Arc<KafkaConfig>,
+    shared: Arc<Shared>,
     client: Mutex<Option<Client>>,
+    metadata_client: Mutex<Option<MetadataClient>>,
     ready: OnceCell<()>,
 }
 
 impl Admin {
-    pub(crate) fn new(config: Arc<KafkaConfig>) -> Self {
+    pub(crate) fn new(config: Arc<KafkaConfig>, shared: Arc<Shared>) -> Self {
         Admin {
             config,
+            shared,
             client: Mutex::new(None),
+            metadata_client: Mutex::new(None),
             ready: OnceCell::new(),
         }
     }
@@ -48,23 +64,42 @@ impl Admin {
         let mut config = self.config.client_config(ClientRole::Admin);
         config.set("client.id", "faustus-admin");
         let client: AdminClient<LogContext> = config
-            .create_with_context(LogContext {
-                client: "faustus-admin".into(),
-                url: self.config.url.clone(),
-            })
+            .create_with_context(LogContext::new("faustus-admin", &self.shared))
             .map_err(|e| error::kafka("create the admin client", e))?;
         let client = Arc::new(client);
         *guard = Some(client.clone());
         Ok(client)
     }
 
+    fn metadata_client(&self) -> Result<MetadataClient> {
+        let mut guard = self.metadata_client.lock();
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let mut config = self.config.client_config(ClientRole::Admin);
+        config.set("client.id", "faustus-metadata");
+        let client: MetadataClient = config
+            .create_with_context(LogContext::new("faustus-metadata", &self.shared))
+            .map_err(|e| error::kafka("create the metadata client", e))?;
+        *guard = Some(client.clone());
+        Ok(client)
+    }
+
     /// Cluster metadata (all topics: asking for one topic could auto-create it).
     async fn metadata(&self, timeout: Duration) -> Result<Metadata> {
-        let client = self.client()?;
-        tokio::task::spawn_blocking(move || client.inner().fetch_metadata(None, timeout))
+        let client = self.metadata_client()?;
+        tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout))
             .await
             .map_err(|e| error::message(false, format!("metadata task failed: {e}")))?
             .map_err(|e| error::kafka("fetch cluster metadata", e))
+    }
+
+    /// Whether the admin client can authenticate (not with OAUTHBEARER).
+    fn admin_can_authenticate(&self) -> bool {
+        self.shared.tokens.is_none()
+            && !self.config.librdkafka.iter().any(|(k, v)| {
+                k.starts_with("sasl.mechanism") && v.eq_ignore_ascii_case("OAUTHBEARER")
+            })
     }
 
     /// Wait until a broker answers (once per transport; a failure is retried
@@ -87,11 +122,25 @@ impl Admin {
                             return Ok(());
                         }
                         Err(e) => {
+                            if let Some(reason) = self.shared.take_auth_failure() {
+                                return Err(error::message(
+                                    false,
+                                    format!(
+                                        "cannot connect to Kafka at {}: {reason}",
+                                        self.config.url
+                                    ),
+                                ));
+                            }
                             if started.elapsed() + backoff >= limit {
+                                let broker = self
+                                    .shared
+                                    .last_error()
+                                    .map(|r| format!("; the broker connection said: {r}"))
+                                    .unwrap_or_default();
                                 return Err(error::message(
                                     true,
                                     format!(
-                                        "no Kafka broker of {} answered within {limit:?} ({attempt} attempts); last error: {e}",
+                                        "no Kafka broker of {} answered within {limit:?} ({attempt} attempts); last error: {e}{broker}",
                                         self.config.url
                                     ),
                                 ));
@@ -130,6 +179,9 @@ impl Admin {
             ));
         }
         self.ready().await?;
+        if !self.admin_can_authenticate() {
+            return self.check_existing(spec).await;
+        }
         let client = self.client()?;
         let retention = spec.retention.map(|r| r.as_millis().to_string());
         let mut topic = NewTopic::new(
@@ -185,6 +237,15 @@ impl Admin {
                         "topic_partitions",
                         format!(
                             "topic {:?} exists with {n} partitions, but {} are needed; delete it or configure {n} partitions",
+                            spec.name, spec.partitions
+                        ),
+                    ))
+                }
+                None if !self.admin_can_authenticate() => {
+                    return Err(Error::config(
+                        "broker_credentials",
+                        format!(
+                            "topic {:?} does not exist, and with SASL OAUTHBEARER it cannot be created here (rdkafka's admin client does not authenticate with tokens): create it beforehand with {} partitions",
                             spec.name, spec.partitions
                         ),
                     ))

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use faustus_core::{DriverUrl, Error, Result};
+use faustus_core::credentials::{Credentials, Sasl, SaslMechanism};
+use faustus_core::url::is_secret_option;
+use faustus_core::{DriverUrl, Error, Result, TransportContext};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::ClientConfig;
 
@@ -147,7 +149,13 @@ fn log_level() -> RDKafkaLogLevel {
 /// assert_eq!(config.bootstrap_servers, vec!["h1:9092", "h2:9092"]);
 /// assert_eq!(config.librdkafka.get("acks").map(String::as_str), Some("all"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Credentials (the app's `broker_credentials`) come from the
+/// [`TransportContext`] ([`from_url_with`](Self::from_url_with)) and become
+/// `security.protocol`, `ssl.*` and `sasl.*` properties
+/// ([`credential_properties`]); the URL may still set such properties
+/// itself, but not to other values than the credentials give.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct KafkaConfig {
     /// `host:port` of the bootstrap brokers.
@@ -158,8 +166,125 @@ pub struct KafkaConfig {
     pub connect_timeout: Duration,
     /// The bound of each blocking librdkafka call.
     pub operation_timeout: Duration,
-    /// The URL as given, for logs and errors.
+    /// The URL as given, secret options redacted, for logs and errors.
     pub url: String,
+    /// TLS and SASL (the app's `broker_credentials`).
+    pub credentials: Option<Credentials>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let librdkafka: BTreeMap<&str, &str> = self
+            .librdkafka
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_option(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("librdkafka", &librdkafka)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("url", &self.url)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+/// The librdkafka properties `credentials` stand for (secrets included:
+/// for the client configuration only, never to print).
+pub fn credential_properties(credentials: &Credentials) -> Vec<(&'static str, String)> {
+    let mut props = vec![(
+        "security.protocol",
+        credentials.security_protocol().to_string(),
+    )];
+    if let Some(tls) = &credentials.tls {
+        if let Some(ca) = &tls.ca_file {
+            props.push(("ssl.ca.location", ca.display().to_string()));
+        }
+        if let Some(cert) = &tls.cert_file {
+            props.push(("ssl.certificate.location", cert.display().to_string()));
+        }
+        if let Some(key) = &tls.key_file {
+            props.push(("ssl.key.location", key.display().to_string()));
+        }
+        if let Some(pw) = &tls.key_password {
+            props.push(("ssl.key.password", pw.expose().to_string()));
+        }
+        props.push((
+            "ssl.endpoint.identification.algorithm",
+            if tls.check_hostname { "https" } else { "none" }.to_string(),
+        ));
+    }
+    match &credentials.sasl {
+        None => {}
+        Some(Sasl::Password {
+            mechanism,
+            username,
+            password,
+        }) => {
+            props.push(("sasl.mechanism", mechanism.as_str().to_string()));
+            props.push(("sasl.username", username.clone()));
+            props.push(("sasl.password", password.expose().to_string()));
+        }
+        Some(Sasl::OAuthBearer(_)) => {
+            props.push((
+                "sasl.mechanism",
+                SaslMechanism::OAuthBearer.as_str().to_string(),
+            ));
+        }
+        Some(Sasl::Gssapi {
+            service_name,
+            principal,
+            keytab,
+        }) => {
+            props.push(("sasl.mechanism", SaslMechanism::Gssapi.as_str().to_string()));
+            props.push(("sasl.kerberos.service.name", service_name.clone()));
+            if let Some(p) = principal {
+                props.push(("sasl.kerberos.principal", p.clone()));
+            }
+            if let Some(k) = keytab {
+                props.push(("sasl.kerberos.keytab", k.display().to_string()));
+            }
+        }
+        // A mechanism added to core later: librdkafka judges it by name.
+        Some(other) => props.push(("sasl.mechanism", other.mechanism().as_str().to_string())),
+    }
+    props
+}
+
+/// librdkafka's other names for properties credentials set.
+fn aliases(property: &str) -> &'static [&'static str] {
+    match property {
+        "sasl.mechanism" => &["sasl.mechanism", "sasl.mechanisms"],
+        "ssl.endpoint.identification.algorithm" => &["ssl.endpoint.identification.algorithm"],
+        "security.protocol" => &["security.protocol"],
+        "ssl.ca.location" => &["ssl.ca.location"],
+        "ssl.certificate.location" => &["ssl.certificate.location", "ssl.cert.location"],
+        "ssl.key.location" => &["ssl.key.location"],
+        "ssl.key.password" => &["ssl.key.password"],
+        "sasl.username" => &["sasl.username"],
+        "sasl.password" => &["sasl.password"],
+        "sasl.kerberos.service.name" => &["sasl.kerberos.service.name"],
+        "sasl.kerberos.principal" => &["sasl.kerberos.principal"],
+        "sasl.kerberos.keytab" => &["sasl.kerberos.keytab"],
+        _ => &[],
+    }
+}
+
+/// Whether this librdkafka was built with a feature (`builtin.features`).
+fn has_builtin_feature(feature: &str) -> bool {
+    ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .map(|features| features.split(',').any(|f| f.trim() == feature))
+        .unwrap_or(false)
 }
 
 impl KafkaConfig {
@@ -174,17 +299,99 @@ impl KafkaConfig {
             connect_timeout: Duration::from_secs(60),
             operation_timeout: Duration::from_secs(30),
             url,
+            credentials: None,
         }
     }
 
-    /// Parse a `kafka://` URL.
+    /// Parse a `kafka://` URL (no credentials).
     pub fn from_url(url: &DriverUrl) -> Result<Self> {
+        Self::from_url_with(url, &TransportContext::default())
+    }
+
+    /// Parse a `kafka://` URL, with the context's credentials.
+    pub fn from_url_with(url: &DriverUrl, ctx: &TransportContext) -> Result<Self> {
+        Self::parse_url(url)?.with_credentials(ctx.credentials.clone())
+    }
+
+    /// The same configuration with these credentials (or none). Fails when
+    /// the URL sets one of their properties to another value, when they
+    /// need what this librdkafka lacks (GSSAPI), or when librdkafka refuses
+    /// them (it reads the files it is given now, so a key that does not
+    /// match its certificate or a wrong key password is reported here).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Result<Self> {
+        let Some(credentials) = credentials else {
+            self.credentials = None;
+            return Ok(self);
+        };
+        credentials.validate()?;
+        if credentials.sasl.as_ref().map(Sasl::mechanism) == Some(SaslMechanism::Gssapi)
+            && !has_builtin_feature("sasl_gssapi")
+        {
+            return Err(Error::config(
+                "broker_credentials",
+                "SASL GSSAPI (Kerberos) needs librdkafka built with Cyrus SASL, and this \
+                 one is not (the Kafka transport builds it without system libraries); use \
+                 PLAIN, SCRAM or OAUTHBEARER",
+            ));
+        }
+        for (property, value) in credential_properties(&credentials) {
+            for name in aliases(property) {
+                let Some(given) = self.librdkafka.get(*name) else {
+                    continue;
+                };
+                if !given.eq_ignore_ascii_case(&value) {
+                    let shown = |v: &str| {
+                        if is_secret_option(property) {
+                            "***".to_string()
+                        } else {
+                            format!("{v:?}")
+                        }
+                    };
+                    return Err(Error::config(
+                        "broker_credentials",
+                        format!(
+                            "they set {property}={} but the broker URL {} sets {name}={}; set it in one place",
+                            shown(&value),
+                            self.url,
+                            shown(given)
+                        ),
+                    ));
+                }
+            }
+        }
+        let tls = credentials.tls.is_some();
+        self.credentials = Some(credentials);
+        let reject = |e: rdkafka::error::KafkaError| {
+            Error::config(
+                "broker_credentials",
+                format!("librdkafka rejects them for {}: {e}", self.url),
+            )
+        };
+        self.all_properties()
+            .create_native_config()
+            .map_err(reject)?;
+        if tls {
+            // librdkafka reads the CA, certificate and key when a client is
+            // made: make one that connects nowhere, so an unreadable file, a
+            // key that does not fit its certificate or a wrong key password
+            // fails now, not on each connection attempt.
+            let mut probe = self.all_properties();
+            probe.remove("bootstrap.servers");
+            probe.set_log_level(RDKafkaLogLevel::Emerg);
+            probe
+                .create::<rdkafka::producer::BaseProducer>()
+                .map_err(reject)?;
+        }
+        Ok(self)
+    }
+
+    fn parse_url(url: &DriverUrl) -> Result<Self> {
         if url.scheme() != crate::SCHEME {
             return Err(Error::config(
                 "broker",
                 format!(
                     "{:?} is not a Kafka transport URL (expected `kafka://host:port`)",
-                    url.as_str()
+                    url.redacted()
                 ),
             ));
         }
@@ -193,7 +400,7 @@ impl KafkaConfig {
                 "broker",
                 format!(
                     "{:?}: a Kafka URL has no path; use `kafka://host1:9092;host2:9092`",
-                    url.as_str()
+                    url.redacted()
                 ),
             ));
         }
@@ -209,12 +416,12 @@ impl KafkaConfig {
                 "broker",
                 format!(
                     "{:?} names no broker; use `kafka://host:9092`",
-                    url.as_str()
+                    url.redacted()
                 ),
             ));
         }
         let mut config = KafkaConfig::new(hosts);
-        config.url = url.as_str().to_string();
+        config.url = url.redacted();
         if let Some(ms) = url.parse_option::<u64>("connect_timeout_ms")? {
             config.connect_timeout = Duration::from_millis(ms);
         }
@@ -222,7 +429,7 @@ impl KafkaConfig {
             if ms == 0 {
                 return Err(Error::config(
                     "kafka.operation_timeout_ms",
-                    format!("must be at least 1 in {:?}", url.as_str()),
+                    format!("must be at least 1 in {:?}", url.redacted()),
                 ));
             }
             config.operation_timeout = Duration::from_millis(ms);
@@ -240,7 +447,7 @@ impl KafkaConfig {
             .map_err(|e| {
                 Error::config(
                     "broker",
-                    format!("{:?}: librdkafka rejects an option: {e}", url.as_str()),
+                    format!("{:?}: librdkafka rejects an option: {e}", url.redacted()),
                 )
             })?;
         Ok(config)
@@ -258,7 +465,16 @@ impl KafkaConfig {
                 c.set(k, v);
             }
         }
+        self.set_credentials(&mut c);
         c
+    }
+
+    fn set_credentials(&self, c: &mut ClientConfig) {
+        if let Some(credentials) = &self.credentials {
+            for (k, v) in credential_properties(credentials) {
+                c.set(k, v);
+            }
+        }
     }
 
     /// Every property, for librdkafka to check at parse time.
@@ -268,6 +484,7 @@ impl KafkaConfig {
         for (k, v) in &self.librdkafka {
             c.set(k, v);
         }
+        self.set_credentials(&mut c);
         c
     }
 }
@@ -340,6 +557,159 @@ mod tests {
             assert_eq!(p.get(consumer), None, "{consumer}");
             assert_eq!(a.get(consumer), None, "{consumer}");
         }
+    }
+
+    fn with(url: &str, credentials: Credentials) -> Result<KafkaConfig> {
+        KafkaConfig::from_url_with(
+            &DriverUrl::parse("broker", url)?,
+            &TransportContext::new().with_credentials(Some(credentials)),
+        )
+    }
+
+    /// A file that exists (validation checks that the paths do).
+    fn some_file() -> String {
+        std::env::current_exe().unwrap().display().to_string()
+    }
+
+    #[test]
+    fn credentials_become_librdkafka_properties_on_every_client() {
+        use faustus_core::credentials::Tls;
+        let f = some_file();
+        let props: BTreeMap<&str, String> = credential_properties(&Credentials::tls(
+            Tls::new()
+                .ca_file("/ca.pem")
+                .client_cert("/c.pem", "/k.pem")
+                .key_password("kp"),
+        ))
+        .into_iter()
+        .collect();
+        let expected: BTreeMap<&str, String> = [
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", "/ca.pem"),
+            ("ssl.certificate.location", "/c.pem"),
+            ("ssl.key.location", "/k.pem"),
+            ("ssl.key.password", "kp"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        assert_eq!(props, expected);
+        // With the system's CAs (librdkafka probes the usual places).
+        let c = with(
+            "kafka://h:9093?acks=all",
+            Credentials::scram_sha512("app", "s3cret").with_tls(Tls::new().check_hostname(false)),
+        )
+        .unwrap();
+        for role in [
+            ClientRole::Producer,
+            ClientRole::Consumer,
+            ClientRole::Admin,
+        ] {
+            let cc = c.client_config(role);
+            assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(cc.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(cc.get("sasl.username"), Some("app"));
+            assert_eq!(cc.get("sasl.password"), Some("s3cret"));
+            assert_eq!(cc.get("ssl.ca.location"), None);
+            assert_eq!(
+                cc.get("ssl.endpoint.identification.algorithm"),
+                Some("none")
+            );
+        }
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("app"),
+            "{shown}"
+        );
+
+        let plain = with("kafka://h", Credentials::plain("u", "p")).unwrap();
+        let cc = plain.client_config(ClientRole::Producer);
+        assert_eq!(cc.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert_eq!(cc.get("sasl.mechanism"), Some("PLAIN"));
+        assert_eq!(cc.get("ssl.ca.location"), None);
+
+        let s256 = with("kafka://h", Credentials::scram_sha256("u", "p")).unwrap();
+        assert_eq!(
+            s256.client_config(ClientRole::Consumer)
+                .get("sasl.mechanism"),
+            Some("SCRAM-SHA-256")
+        );
+
+        let tls = with(
+            "kafka://h",
+            Credentials::tls(Tls::new().client_cert(&f, &f).key_password("kp")),
+        );
+        // librdkafka reads the key when a client is made: this "key" is the
+        // test binary, so it is refused now, naming the property, not the
+        // password.
+        let e = tls.unwrap_err().to_string();
+        assert!(
+            e.contains("broker_credentials") && e.contains("ssl."),
+            "{e}"
+        );
+        assert!(!e.contains("kp\""), "{e}");
+
+        let oauth = with(
+            "kafka://h",
+            Credentials::oauth_bearer(|| Err(Error::config("oauth", "none"))),
+        )
+        .unwrap();
+        let cc = oauth.client_config(ClientRole::Producer);
+        assert_eq!(cc.get("security.protocol"), Some("SASL_PLAINTEXT"));
+        assert_eq!(cc.get("sasl.mechanism"), Some("OAUTHBEARER"));
+    }
+
+    #[test]
+    fn url_properties_still_pass_through_and_may_not_contradict_credentials() {
+        // Without credentials the URL alone secures the connection, as before.
+        let c = parse(
+            "kafka://h?security.protocol=SASL_SSL&sasl.mechanisms=SCRAM-SHA-256&sasl.username=u&sasl.password=pw-in-url",
+        )
+        .unwrap();
+        let cc = c.client_config(ClientRole::Consumer);
+        assert_eq!(cc.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(cc.get("sasl.password"), Some("pw-in-url"));
+        let shown = format!("{c:?} {}", c.url);
+        assert!(!shown.contains("pw-in-url"), "{shown}");
+        // Agreeing values are fine (case aside); others are an error naming both.
+        with(
+            "kafka://h?security.protocol=sasl_plaintext&sasl.mechanism=PLAIN",
+            Credentials::plain("u", "p"),
+        )
+        .unwrap();
+        let e = with(
+            "kafka://h?security.protocol=SSL",
+            Credentials::scram_sha256("u", "p"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("broker_credentials")
+                && e.contains("security.protocol=\"SASL_PLAINTEXT\"")
+                && e.contains("security.protocol=\"SSL\""),
+            "{e}"
+        );
+        let e = with(
+            "kafka://h?sasl.password=from-url",
+            Credentials::plain("u", "from-code"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sasl.password=***"), "{e}");
+        assert!(!e.contains("from-url") && !e.contains("from-code"), "{e}");
+    }
+
+    #[test]
+    fn gssapi_is_refused_without_kerberos_support() {
+        if has_builtin_feature("sasl_gssapi") {
+            return;
+        }
+        let e = with("kafka://h", Credentials::gssapi("kafka"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GSSAPI") && e.contains("Cyrus SASL"), "{e}");
+        assert!(has_builtin_feature("sasl_scram") && has_builtin_feature("ssl"));
     }
 
     #[test]

@@ -1,9 +1,120 @@
-//! librdkafka logs and client errors routed to `tracing`.
+//! What every librdkafka client of a transport shares through its context:
+//! logs and client errors routed to `tracing`, OAUTHBEARER tokens from the
+//! credentials' provider, and the last authentication or TLS failure (which
+//! the start-up connection check reports instead of waiting).
 
-use rdkafka::client::ClientContext;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use faustus_core::credentials::TokenProvider;
+use parking_lot::Mutex;
+use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// State shared by the contexts of one transport's clients.
+pub(crate) struct Shared {
+    /// The broker URL, secrets redacted.
+    pub(crate) url: String,
+    /// OAUTHBEARER's token provider, if that is the mechanism.
+    pub(crate) tokens: Option<Arc<dyn TokenProvider>>,
+    /// librdkafka's reason for the last failed authentication or TLS
+    /// handshake, until a connection check reads it.
+    auth_failure: Mutex<Option<String>>,
+    /// librdkafka's reason for the last client-level error of any kind.
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(url: String, tokens: Option<Arc<dyn TokenProvider>>) -> Arc<Self> {
+        Arc::new(Shared {
+            url,
+            tokens,
+            auth_failure: Mutex::new(None),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// The last authentication or TLS failure reported, if any (cleared).
+    pub(crate) fn take_auth_failure(&self) -> Option<String> {
+        self.auth_failure.lock().take()
+    }
+
+    /// The last client-level error reported, if any.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    /// A token for librdkafka from the provider.
+    pub(crate) fn oauth_token(
+        &self,
+        client: &str,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let Some(provider) = &self.tokens else {
+            return Err("SASL OAUTHBEARER is configured in the URL, but broker_credentials give no token provider (Credentials::oauth_bearer)".into());
+        };
+        match provider.token() {
+            Ok(token) => {
+                let lifetime_ms = token
+                    .expires_at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                tracing::debug!(target: "librdkafka", client, principal = %token.principal, "OAUTHBEARER token from the provider");
+                Ok(OAuthToken {
+                    token: token.value.expose().to_string(),
+                    principal_name: token.principal,
+                    lifetime_ms,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(target: "librdkafka", client, url = %self.url, error = %e, "the OAUTHBEARER token provider failed");
+                Err(format!("the OAUTHBEARER token provider failed: {e}").into())
+            }
+        }
+    }
+
+    /// Log a client-level error (broker down, all brokers down …). These
+    /// are reports, not failures of an operation: librdkafka keeps
+    /// retrying. Authentication and TLS failures are also kept for the
+    /// connection check.
+    pub(crate) fn client_error(&self, client: &str, error: &KafkaError, reason: &str) {
+        let url = self.url.as_str();
+        match error.rdkafka_error_code() {
+            // A consumer with `enable.partition.eof` (the high-water-mark probe)
+            // reaching a partition's end: what it asked for, not a failure.
+            Some(RDKafkaErrorCode::PartitionEOF) => {
+                tracing::debug!(target: "librdkafka", client, url, error = %error, "{reason}")
+            }
+            code => {
+                if is_auth_failure(code, reason) {
+                    *self.auth_failure.lock() = Some(reason.to_string());
+                }
+                *self.last_error.lock() = Some(reason.to_string());
+                tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}")
+            }
+        }
+    }
+}
+
+/// Errors that retrying with the same settings does not cure: a failed TLS
+/// handshake (untrusted certificate …), a TLS alert from the broker (e.g.
+/// it wants a client certificate), or failed SASL authentication. A
+/// connection merely reset during the handshake is not one of them.
+fn is_auth_failure(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::UnsupportedSASLMechanism
+                | RDKafkaErrorCode::IllegalSASLState
+        )
+    ) || reason.contains("SSL alert")
+        || reason.contains("certificate verify failed")
+}
 
 /// Whether a librdkafka warning is only informational: a CONFWARN that a
 /// property of the other client kind is ignored (the driver gives each
@@ -37,33 +148,38 @@ pub(crate) fn log(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str
     }
 }
 
-/// Log a client-level error (broker down, all brokers down …). These are
-/// reports, not failures of an operation: librdkafka keeps retrying.
-pub(crate) fn client_error(client: &str, url: &str, error: &KafkaError, reason: &str) {
-    match error.rdkafka_error_code() {
-        // A consumer with `enable.partition.eof` (the high-water-mark probe)
-        // reaching a partition's end: what it asked for, not a failure.
-        Some(RDKafkaErrorCode::PartitionEOF) => {
-            tracing::debug!(target: "librdkafka", client, url, error = %error, "{reason}")
+/// The context of producers, admin clients and probe consumers.
+#[derive(Clone)]
+pub(crate) struct LogContext {
+    pub(crate) client: String,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl LogContext {
+    pub(crate) fn new(client: impl Into<String>, shared: &Arc<Shared>) -> Self {
+        LogContext {
+            client: client.into(),
+            shared: shared.clone(),
         }
-        _ => tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}"),
     }
 }
 
-/// The context of producers, admin clients and probe consumers.
-#[derive(Clone, Debug)]
-pub(crate) struct LogContext {
-    pub(crate) client: String,
-    pub(crate) url: String,
-}
-
 impl ClientContext for LogContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log(&self.client, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&self.client, &self.url, &error, reason);
+        self.shared.client_error(&self.client, &error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.shared.oauth_token(&self.client)
     }
 }
 
@@ -72,6 +188,26 @@ impl ConsumerContext for LogContext {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_failures_are_told_from_passing_trouble() {
+        assert!(is_auth_failure(
+            Some(RDKafkaErrorCode::Authentication),
+            "SASL authentication error"
+        ));
+        assert!(is_auth_failure(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116"
+        ));
+        assert!(!is_auth_failure(
+            Some(RDKafkaErrorCode::BrokerTransportFailure),
+            "SSL handshake failed: Disconnected: connection reset by peer"
+        ));
+        assert!(!is_auth_failure(
+            Some(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down"
+        ));
+    }
 
     #[test]
     fn confwarns_about_the_other_client_kind_are_informational() {

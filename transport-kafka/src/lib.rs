@@ -16,26 +16,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use faustus_core::transport::{
     Consumer, ConsumerConfig, PartitionReader, Producer, ProducerConfig, ReaderConfig, TopicSpec,
-    Transport, TransportFactory,
+    Transport,
 };
-use faustus_core::{DriverUrl, Registry, Result};
+use faustus_core::{DriverUrl, Registry, Result, TransportContext};
 use rdkafka::ClientConfig;
 
-pub use config::{ClientRole, KafkaConfig};
+pub use config::{credential_properties, ClientRole, KafkaConfig};
 
 use crate::admin::Admin;
 use crate::consumer::{KafkaConsumer, Settings};
-use crate::context::LogContext;
+use crate::context::{LogContext, Shared};
 use crate::producer::KafkaProducer;
 
 /// The URL scheme of this transport: `kafka://host:9092;host2:9092`.
 pub const SCHEME: &str = "kafka";
 
-/// Register the `kafka` transport scheme in `registry`.
+/// Register the `kafka` transport scheme in `registry` (it takes the app's
+/// `broker_credentials` from the [`TransportContext`]).
 pub fn register(registry: &Registry) {
-    let factory: TransportFactory =
-        Arc::new(|url| Ok(Arc::new(KafkaTransport::from_url(url)?) as Arc<dyn Transport>));
-    registry.register_transport(SCHEME, factory);
+    registry.register_transport_with_context(
+        SCHEME,
+        Arc::new(|url, ctx| {
+            Ok(Arc::new(KafkaTransport::from_url_with(url, ctx)?) as Arc<dyn Transport>)
+        }),
+    );
 }
 
 /// The Kafka transport: admin, producers and consumers on librdkafka.
@@ -46,6 +50,7 @@ pub fn register(registry: &Registry) {
 pub struct KafkaTransport {
     config: Arc<KafkaConfig>,
     admin: Arc<Admin>,
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for KafkaTransport {
@@ -60,15 +65,26 @@ impl KafkaTransport {
     /// A transport for a parsed configuration.
     pub fn from_config(config: KafkaConfig) -> Self {
         let config = Arc::new(config);
+        let tokens = config
+            .credentials
+            .as_ref()
+            .and_then(|c| c.token_provider().cloned());
+        let shared = Shared::new(config.url.clone(), tokens);
         KafkaTransport {
-            admin: Arc::new(Admin::new(config.clone())),
+            admin: Arc::new(Admin::new(config.clone(), shared.clone())),
             config,
+            shared,
         }
     }
 
-    /// A transport for a `kafka://` URL.
+    /// A transport for a `kafka://` URL (no credentials).
     pub fn from_url(url: &DriverUrl) -> Result<Self> {
         Ok(Self::from_config(KafkaConfig::from_url(url)?))
+    }
+
+    /// A transport for a `kafka://` URL with the context's credentials.
+    pub fn from_url_with(url: &DriverUrl, ctx: &TransportContext) -> Result<Self> {
+        Ok(Self::from_config(KafkaConfig::from_url_with(url, ctx)?))
     }
 
     /// The configuration this transport was built with.
@@ -128,7 +144,7 @@ impl KafkaTransport {
         self.admin.ready().await?;
         let settings = Settings {
             client: client_id.to_string(),
-            url: self.config.url.clone(),
+            shared: self.shared.clone(),
             group: group.is_some(),
             max_poll_records,
             operation_timeout: self.config.operation_timeout,
@@ -175,10 +191,7 @@ impl Transport for KafkaTransport {
     async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
         self.admin.ready().await?;
         let client_config = self.producer_config(&config.client_id);
-        let context = LogContext {
-            client: config.client_id.clone(),
-            url: self.config.url.clone(),
-        };
+        let context = LogContext::new(config.client_id.clone(), &self.shared);
         let inner = client_config
             .create_with_context(context.clone())
             .map_err(|e| error::kafka(format!("create producer {:?}", config.client_id), e))?;

@@ -2,6 +2,7 @@
 //! (`FAUSTUS_*`) and the configuration signals, validated by `build`.
 
 use super::*;
+use crate::drivers::credentials::Credentials;
 
 type ConfigHook = Box<dyn FnOnce(&mut Settings) + Send>;
 type PlainHook = Box<dyn FnOnce() + Send>;
@@ -104,6 +105,16 @@ impl AppBuilder {
         reply_expires: Duration => |s, v| s.reply_expires = v;
         /// Prefix of generated reply topics.
         reply_to_prefix: String => |s, v| s.reply_to_prefix = v;
+    }
+
+    /// TLS and SASL for a secured broker (Faust's `broker_credentials` /
+    /// `ssl_context`): e.g.
+    /// `Credentials::scram_sha512(user, password).with_tls(Tls::new().ca_file(ca))`.
+    /// Set in code, they win over `FAUSTUS_BROKER_SASL_*` / `..._SSL_*`.
+    pub fn broker_credentials(mut self, credentials: Credentials) -> Self {
+        self.settings.broker_credentials = Some(credentials);
+        self.explicit.insert("broker_credentials");
+        self
     }
 
     /// Set a setting by name from text (bad values fail in `build`, naming it).

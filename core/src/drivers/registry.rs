@@ -24,6 +24,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::RwLock;
 
 use crate::drivers::codec::{Base64Codec, Codec, CodecChain, Format};
+use crate::drivers::credentials::Credentials;
 use crate::drivers::store::{Store, StoreContext, StoreFactory};
 use crate::drivers::transport::{Transport, TransportFactory};
 use crate::drivers::url::DriverUrl;
@@ -39,9 +40,46 @@ const FEATURES: &[(DriverKind, &str, &str)] = &[
     (DriverKind::Web, "hyper", "web"),
 ];
 
+/// What a transport is built with besides its URL: the app's
+/// `broker_credentials` (as a store gets a
+/// [`StoreContext`](crate::store::StoreContext)).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TransportContext {
+    /// TLS and SASL for a secured broker (`None`: plaintext, no login).
+    pub credentials: Option<Credentials>,
+}
+
+impl TransportContext {
+    /// A context without credentials.
+    pub fn new() -> Self {
+        TransportContext::default()
+    }
+
+    /// The same, with these credentials (or none).
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+}
+
+/// Builds a transport from its URL and [`TransportContext`]: the factory of
+/// a transport that takes credentials (see
+/// [`Registry::register_transport_with_context`]).
+pub type ContextTransportFactory = Arc<
+    dyn Fn(&DriverUrl, &TransportContext) -> Result<Arc<dyn Transport>> + Send + Sync + 'static,
+>;
+
+#[derive(Clone)]
+enum TransportEntry {
+    /// Builds from the URL alone: takes no credentials.
+    Url(TransportFactory),
+    WithContext(ContextTransportFactory),
+}
+
 #[derive(Default)]
 struct Inner {
-    transports: BTreeMap<String, TransportFactory>,
+    transports: BTreeMap<String, TransportEntry>,
     stores: BTreeMap<String, StoreFactory>,
     webs: BTreeMap<String, WebFactory>,
     codecs: BTreeMap<String, Arc<dyn Codec>>,
@@ -89,12 +127,23 @@ impl Registry {
         GLOBAL.get_or_init(Registry::new)
     }
 
-    /// Register (or replace) a transport scheme.
+    /// Register (or replace) a transport scheme whose transports are built
+    /// from the URL alone. Such a transport takes no credentials: building
+    /// one with credentials fails (see [`transport_with`](Self::transport_with)).
     pub fn register_transport(&self, scheme: &str, factory: TransportFactory) {
         self.inner
             .write()
             .transports
-            .insert(scheme.to_ascii_lowercase(), factory);
+            .insert(scheme.to_ascii_lowercase(), TransportEntry::Url(factory));
+    }
+
+    /// Register (or replace) a transport scheme whose factory also gets the
+    /// [`TransportContext`] (the app's `broker_credentials`).
+    pub fn register_transport_with_context(&self, scheme: &str, factory: ContextTransportFactory) {
+        self.inner.write().transports.insert(
+            scheme.to_ascii_lowercase(),
+            TransportEntry::WithContext(factory),
+        );
     }
 
     /// Register (or replace) a store scheme.
@@ -133,11 +182,33 @@ impl Registry {
         self.inner.read().webs.keys().cloned().collect()
     }
 
-    /// Build the transport for `url`.
+    /// Build the transport for `url` (without credentials).
     pub fn transport(&self, url: &DriverUrl) -> Result<Arc<dyn Transport>> {
+        self.transport_with(url, &TransportContext::default())
+    }
+
+    /// Build the transport for `url` with `ctx`. Credentials given to a
+    /// scheme registered without context (`memory://`, a custom one) are an
+    /// error rather than silently unused: the connection would not be what
+    /// the settings ask for.
+    pub fn transport_with(
+        &self,
+        url: &DriverUrl,
+        ctx: &TransportContext,
+    ) -> Result<Arc<dyn Transport>> {
         let factory = self.inner.read().transports.get(url.scheme()).cloned();
         match factory {
-            Some(f) => f(url),
+            Some(TransportEntry::WithContext(f)) => f(url, ctx),
+            Some(TransportEntry::Url(f)) => match &ctx.credentials {
+                None => f(url),
+                Some(_) => Err(Error::config(
+                    "broker_credentials",
+                    format!(
+                        "the `{}` transport ({url}) takes no credentials; unset broker_credentials or use a transport that does (kafka://)",
+                        url.scheme()
+                    ),
+                )),
+            },
             None => Err(self.missing(DriverKind::Transport, url, self.transport_schemes())),
         }
     }
@@ -184,7 +255,7 @@ impl Registry {
         Error::UnknownScheme {
             kind,
             scheme: url.scheme().to_string(),
-            url: url.as_str().to_string(),
+            url: url.redacted(),
             known,
         }
     }
@@ -242,6 +313,46 @@ mod tests {
             .transport(&DriverUrl::parse("broker", "zmq://x").unwrap())
             .unwrap_err();
         assert!(matches!(e, Error::UnknownScheme { .. }), "{e}");
+    }
+
+    #[test]
+    fn credentials_reach_context_factories_only() {
+        let r = Registry::new();
+        let seen = Arc::new(parking_lot::Mutex::new(None));
+        {
+            let seen = seen.clone();
+            r.register_transport_with_context(
+                "secure",
+                Arc::new(move |_url, ctx: &TransportContext| {
+                    *seen.lock() = Some(ctx.clone());
+                    Err(Error::config("broker", "built"))
+                }),
+            );
+        }
+        r.register_transport(
+            "plain",
+            Arc::new(|_url| Err(Error::config("broker", "plain built"))),
+        );
+        let creds = Credentials::plain("u", "pw-not-shown");
+        let ctx = TransportContext::new().with_credentials(Some(creds.clone()));
+        let url = |u: &str| DriverUrl::parse("broker", u).unwrap();
+        let e = r.transport_with(&url("secure://h"), &ctx).unwrap_err();
+        assert!(e.to_string().contains("built"), "{e}");
+        assert_eq!(seen.lock().clone().unwrap().credentials, Some(creds));
+        // Without credentials a plain factory builds as before …
+        let e = r.transport(&url("plain://h")).unwrap_err();
+        assert!(e.to_string().contains("plain built"), "{e}");
+        // … with them it refuses, naming the setting and the scheme.
+        let e = r
+            .transport_with(&url("plain://h"), &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("broker_credentials")
+                && e.contains("`plain`")
+                && !e.contains("pw-not-shown"),
+            "{e}"
+        );
     }
 
     #[test]

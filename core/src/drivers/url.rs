@@ -26,7 +26,10 @@ impl DriverUrl {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(Error::config(
                 setting,
-                format!("{url:?} is not a driver URL: expected `scheme://...`, e.g. `memory://`"),
+                format!(
+                    "{:?} is not a driver URL: expected `scheme://...`, e.g. `memory://`",
+                    redact(url)
+                ),
             ));
         };
         if scheme.is_empty()
@@ -36,7 +39,7 @@ impl DriverUrl {
         {
             return Err(Error::config(
                 setting,
-                format!("{url:?} has an invalid scheme {scheme:?}"),
+                format!("{:?} has an invalid scheme {scheme:?}", redact(url)),
             ));
         }
         let (before_query, query_str) = match rest.split_once('?') {
@@ -54,7 +57,7 @@ impl DriverUrl {
                 if k.is_empty() {
                     return Err(Error::config(
                         setting,
-                        format!("{url:?} has an option without a name: {pair:?}"),
+                        format!("{:?} has an option without a name: {pair:?}", redact(url)),
                     ));
                 }
                 query.insert(k.to_string(), v.to_string());
@@ -69,9 +72,17 @@ impl DriverUrl {
         })
     }
 
-    /// The whole URL as given.
+    /// The whole URL as given, secrets included: print
+    /// [`redacted`](Self::redacted) (or the URL's `Display`) instead.
     pub fn as_str(&self) -> &str {
         &self.raw
+    }
+
+    /// The URL for logs and errors: the value of every secret option
+    /// ([`is_secret_option`]: `sasl.password=`, `ssl.key.password=` …) and a
+    /// password before `@` replaced by `***`. `Display` and `Debug` show this.
+    pub fn redacted(&self) -> String {
+        redact(&self.raw)
     }
 
     /// Lowercased scheme: `kafka`, `memory`, `redb` …
@@ -107,7 +118,7 @@ impl DriverUrl {
                 split_host_port(entry, default_port).map_err(|problem| {
                     Error::config(
                         setting,
-                        format!("{:?}: {problem} in {entry:?}", self.as_str()),
+                        format!("{:?}: {problem} in {entry:?}", self.redacted()),
                     )
                 })
             })
@@ -139,11 +150,64 @@ impl DriverUrl {
             Some(v) => v.parse().map(Some).map_err(|e| {
                 Error::config(
                     format!("{}.{}", self.scheme, key),
-                    format!("{v:?} in {:?}: {e}", self.raw),
+                    format!("{v:?} in {:?}: {e}", self.redacted()),
                 )
             }),
         }
     }
+}
+
+/// Whether a URL option holds a secret (its value is never printed): a
+/// name with `password`, `secret` or `token` in it, a PEM private key
+/// (`ssl.key.pem`), or librdkafka's `sasl.oauthbearer.config` and
+/// `sasl.jaas.config`.
+pub fn is_secret_option(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|w| k.contains(w))
+        || k.ends_with("key.pem")
+        || k == "sasl.oauthbearer.config"
+        || k == "sasl.jaas.config"
+}
+
+/// `url` with secret option values and a password before `@` replaced by
+/// `***` (see [`DriverUrl::redacted`]); for URLs not parsed yet (a setting's
+/// text).
+pub fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => authority.to_string(),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_option(k) => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Split `host[:port]` (or `[v6]:port`), checking both parts.
@@ -201,13 +265,13 @@ fn split_host_port(entry: &str, default_port: u16) -> std::result::Result<(Strin
 
 impl fmt::Debug for DriverUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DriverUrl({:?})", self.raw)
+        write!(f, "DriverUrl({:?})", self.redacted())
     }
 }
 
 impl fmt::Display for DriverUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(&self.redacted())
     }
 }
 
@@ -298,6 +362,38 @@ mod tests {
                 "{url}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_display_and_debug() {
+        let u = DriverUrl::parse(
+            "broker",
+            "kafka://h:9092?security.protocol=SASL_SSL&sasl.username=app&sasl.password=hunter2&ssl.key.password=k3y&linger.ms=5",
+        )
+        .unwrap();
+        for shown in [u.to_string(), format!("{u:?}"), u.redacted()] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("k3y"),
+                "{shown}"
+            );
+            assert!(
+                shown.contains("sasl.password=***")
+                    && shown.contains("sasl.username=app")
+                    && shown.contains("linger.ms=5"),
+                "{shown}"
+            );
+        }
+        assert!(u.as_str().contains("hunter2"));
+        assert_eq!(u.option("sasl.password"), Some("hunter2"));
+        assert_eq!(
+            redact("postgres://me:pw@db:5432/x?sslmode=require"),
+            "postgres://me:***@db:5432/x?sslmode=require"
+        );
+        assert_eq!(redact("memory://"), "memory://");
+        assert!(is_secret_option("sasl.oauthbearer.client.secret"));
+        assert!(is_secret_option("ssl.key.pem"));
+        assert!(!is_secret_option("ssl.certificate.pem"));
+        assert!(!is_secret_option("sasl.username"));
     }
 
     #[test]

@@ -94,7 +94,8 @@ enum Cmd {
 /// How the thread's consumer was configured.
 pub(crate) struct Settings {
     pub(crate) client: String,
-    pub(crate) url: String,
+    /// The transport's shared client state (URL for logs, token provider).
+    pub(crate) shared: Arc<crate::context::Shared>,
     pub(crate) group: bool,
     pub(crate) max_poll_records: usize,
     pub(crate) operation_timeout: Duration,

@@ -255,10 +255,10 @@ fn high_watermark(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tp: &TopicPartition) 
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10");
         let probe: BaseConsumer<LogContext> = config
-            .create_with_context(LogContext {
-                client: format!("{}-watermark", ctx.settings.client),
-                url: ctx.settings.url.clone(),
-            })
+            .create_with_context(LogContext::new(
+                format!("{}-watermark", ctx.settings.client),
+                &ctx.settings.shared,
+            ))
             .map_err(|e| error::kafka("create the high-water-mark probe consumer", e))?;
         *guard = Some(probe);
     }

@@ -60,12 +60,23 @@ pub(super) struct Ctx {
 }
 
 impl ClientContext for Ctx {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         context::log(&self.settings.client, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        context::client_error(&self.settings.client, &self.settings.url, &error, reason);
+        self.settings
+            .shared
+            .client_error(&self.settings.client, &error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.settings.shared.oauth_token(&self.settings.client)
     }
 }
 
@@ -250,7 +261,7 @@ impl Worker {
                 }
                 Some(Err(e)) => {
                     // Broker down, partition moved …: librdkafka recovers by itself.
-                    tracing::warn!(client = %self.ctx.settings.client, url = %self.ctx.settings.url, error = %e, "consumer error (librdkafka retries)");
+                    tracing::warn!(client = %self.ctx.settings.client, url = %self.ctx.settings.shared.url, error = %e, "consumer error (librdkafka retries)");
                     None
                 }
             };

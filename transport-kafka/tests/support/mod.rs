@@ -12,6 +12,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod tansu;
+pub(crate) mod tls;
+
 use std::sync::mpsc;
 use std::sync::Arc;
 
