@@ -4,7 +4,7 @@
 //! the start-up connection check reports instead of waiting).
 
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use faustus_core::credentials::TokenProvider;
 use parking_lot::Mutex;
@@ -153,6 +153,10 @@ pub(crate) fn log(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str
 pub(crate) struct LogContext {
     pub(crate) client: String,
     pub(crate) shared: Arc<Shared>,
+    /// The last error reported and when: rdkafka 0.39's producers pass each
+    /// error event to `error` twice (`Client::poll_event` and
+    /// `BaseProducer::handle_error_event`), logged once.
+    last: Arc<Mutex<Option<(String, Instant)>>>,
 }
 
 impl LogContext {
@@ -160,7 +164,18 @@ impl LogContext {
         LogContext {
             client: client.into(),
             shared: shared.clone(),
+            last: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Whether this error repeats the one just reported (the same event).
+    fn repeated(&self, error: &KafkaError, reason: &str) -> bool {
+        let key = format!("{error}|{reason}");
+        let now = Instant::now();
+        let mut last = self.last.lock();
+        let repeat = matches!(&*last, Some((k, at)) if *k == key && now.duration_since(*at) < Duration::from_millis(50));
+        *last = Some((key, now));
+        repeat
     }
 }
 
@@ -172,7 +187,9 @@ impl ClientContext for LogContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.shared.client_error(&self.client, &error, reason);
+        if !self.repeated(&error, reason) {
+            self.shared.client_error(&self.client, &error, reason);
+        }
     }
 
     fn generate_oauth_token(
@@ -207,6 +224,17 @@ mod tests {
             Some(RDKafkaErrorCode::AllBrokersDown),
             "1/1 brokers are down"
         ));
+    }
+
+    #[test]
+    fn an_error_passed_twice_in_a_row_is_reported_once() {
+        let ctx = LogContext::new("p", &Shared::new("kafka://h".into(), None));
+        let e = KafkaError::Global(RDKafkaErrorCode::AllBrokersDown);
+        assert!(!ctx.repeated(&e, "1/1 brokers are down"));
+        assert!(ctx.repeated(&e, "1/1 brokers are down"));
+        assert!(!ctx.repeated(&e, "0/1 brokers are down"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!ctx.repeated(&e, "0/1 brokers are down"));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use tracing_subscriber::Layer;
 
 #[derive(Clone, Debug)]
 struct Line {
+    at: std::time::Instant,
     level: tracing::Level,
     target: String,
     text: String,
@@ -44,6 +45,7 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
         let mut text = Text(String::new());
         event.record(&mut text);
         self.0.lock().push(Line {
+            at: std::time::Instant::now(),
             level: *event.metadata().level(),
             target: event.metadata().target().to_string(),
             text: text.0,
@@ -51,11 +53,58 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
     }
 }
 
+/// The process-wide capture (installed once; the tests share it).
+fn capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            tracing::subscriber::set_global_default(
+                tracing_subscriber::registry().with(capture.clone()),
+            )
+            .unwrap();
+            capture
+        })
+        .clone()
+}
+
+/// rdkafka's producers hand each error event to the context twice; the
+/// driver logs it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_error_is_logged_once() {
+    let capture = capture();
+    // Nothing listens on port 1.
+    let url =
+        faustus_core::DriverUrl::parse("broker", "kafka://127.0.0.1:1?connect_timeout_ms=2000")
+            .unwrap();
+    let t = faustus_transport_kafka::KafkaTransport::from_url(&url).unwrap();
+    use faustus_core::transport::Transport as _;
+    assert!(t.partition_count("x").await.is_err());
+    let lines = capture.0.lock().clone();
+    let errors: Vec<&Line> = lines
+        .iter()
+        .filter(|l| {
+            l.level == tracing::Level::WARN
+                && l.text.contains("client=\"faustus-metadata\"")
+                && l.text.contains("127.0.0.1:1")
+        })
+        .collect();
+    assert!(!errors.is_empty(), "{lines:#?}");
+    // librdkafka itself repeats some reports (each reconnect's "brokers
+    // are down"), never within milliseconds of each other.
+    for pair in errors.windows(2) {
+        let apart = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            pair[0].text != pair[1].text || apart > Duration::from_millis(20),
+            "logged twice, {apart:?} apart: {}",
+            pair[0].text
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_client_gets_only_its_own_properties_and_partition_ends_are_not_warnings() {
-    let capture = Capture::default();
-    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(capture.clone()))
-        .unwrap();
+    let capture = capture();
     let cluster = support::MockKafka::start(1);
     // Producer-only (acks, linger.ms, compression.type) and consumer-only
     // (fetch.min.bytes, session.timeout.ms, heartbeat.interval.ms,
