@@ -210,3 +210,61 @@ async fn a_conductor_that_keeps_failing_stops_the_worker_with_its_error() {
     // A few restarts were tried before giving up.
     assert!(f.consumers.load(Ordering::SeqCst) > 2);
 }
+
+/// A store that fails its writes (a full disk): the flush is retried at each
+/// commit interval, no offset is committed meanwhile, `/ready` says why;
+/// once writes succeed again nothing is lost and commits resume.
+#[tokio::test(start_paused = true)]
+async fn a_store_failing_its_writes_holds_the_commits_and_loses_nothing() {
+    use faustus_testkit::faults::FaultyStore;
+    let name = unique("store-full");
+    let faulty = FaultyStore::new(faustus_store_memory::MemoryStore::new());
+    let registry = faustus::Registry::new();
+    faustus::register_default_drivers(&registry);
+    faulty.register(&registry, "faulty");
+    let app = app_with(
+        &registry,
+        "store-full",
+        &format!("memory://{name}"),
+        "faulty://",
+    )
+    .web_enabled(false)
+    .topic_partitions(1u32)
+    .build()
+    .unwrap();
+    let (events, counts) = counting(&app);
+    let worker = start(&app).await;
+    let tp = TopicPartition::new("events", 0);
+    events.send("k".into(), 1).await.unwrap();
+    eventually("the first event committed", || {
+        broker(&name).committed("store-full", &tp) == Some(1)
+    })
+    .await;
+
+    faulty.fail_writes(true);
+    for _ in 0..5 {
+        events.send("k".into(), 1).await.unwrap();
+    }
+    eventually("a failed flush", || faulty.failed_writes() > 1).await;
+    eventually("the store problem on /ready", || !app.is_ready()).await;
+    let reasons = app.not_ready_reasons().join("; ");
+    assert!(
+        reasons.contains("store"),
+        "/ready names the store: {reasons}"
+    );
+    // Several intervals later: still nothing committed past the first event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(broker(&name).committed("store-full", &tp), Some(1));
+
+    let written = faulty.writes();
+    faulty.fail_writes(false);
+    eventually("commits resume", || {
+        broker(&name).committed("store-full", &tp) == Some(6)
+    })
+    .await;
+    eventually("ready again", || app.is_ready()).await;
+    assert_eq!(counts.get(&"k".to_string()).await.unwrap(), Some(6));
+    // The held-back changes were written once the store accepted writes.
+    assert!(faulty.writes() > written);
+    worker.stop().await.unwrap();
+}

@@ -121,7 +121,7 @@ pub fn banner(app: &App, loglevel: &str) -> String {
     };
     let rows: Vec<Vec<String>> = [
         ("id", app.id().to_string()),
-        ("transport", s.broker.clone()),
+        ("transport", faustus_core::url::redact(&s.broker)),
         ("store", s.store.clone()),
         ("web", web),
         ("log", format!("-stderr- ({loglevel})")),

@@ -171,8 +171,12 @@ impl AppInner {
     pub(crate) async fn transport(&self) -> Result<Arc<dyn Transport>> {
         self.transport
             .get_or_try_init(|| async {
-                let url = DriverUrl::parse("broker", &self.settings().broker)?;
-                self.registry.transport(&url)
+                let settings = self.settings();
+                let url = DriverUrl::parse("broker", &settings.broker)?;
+                // The credentials reach the transport beside its URL.
+                let ctx = crate::drivers::registry::TransportContext::new()
+                    .with_credentials(settings.broker_credentials.clone());
+                self.registry.transport_with(&url, &ctx)
             })
             .await
             .cloned()

@@ -227,7 +227,7 @@ async fn prepare(app: &App, defined: &Defined) -> Result<Arc<dyn Producer>> {
     let settings = inner.settings();
     let transport = inner.transport().await?;
     let producer = inner.producer().await?;
-    tracing::info!(app = %app.id(), transport = transport.name(), broker = %settings.broker, store = %settings.store,
+    tracing::info!(app = %app.id(), transport = transport.name(), broker = %crate::drivers::url::redact(&settings.broker), store = %settings.store,
         agents = defined.agents.len(), tables = defined.tables.len(), "starting worker");
     for t in &defined.topics {
         t.declare(inner).await?;
