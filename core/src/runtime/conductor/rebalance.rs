@@ -90,6 +90,12 @@ impl Conductor {
         stop: &ShutdownSignal,
     ) -> Result<()> {
         tracing::info!(partitions = ?tps, "partitions assigned");
+        if self.ensure_topics().await? {
+            // Re-subscribing makes the consumer see the re-created topics
+            // now (not at its next metadata refresh): a new rebalance follows.
+            let list: Vec<String> = self.subscribed.iter().cloned().collect();
+            self.consumer.subscribe(&list).await?;
+        }
         let new: Vec<TopicPartition> = tps
             .into_iter()
             .filter(|tp| !self.parts.contains_key(tp))
@@ -266,5 +272,56 @@ impl Conductor {
             self.consumer.resume(new).await?;
         }
         Ok(true)
+    }
+
+    /// Create again every topic of the app that the broker no longer has (a
+    /// broker that came back without its data): source topics, changelogs,
+    /// internal topics. Returns whether any was created. Checked at each
+    /// assignment, which such a broker always causes.
+    async fn ensure_topics(&mut self) -> Result<bool> {
+        let transport = self.app.inner.transport().await?;
+        let defs: Vec<Arc<crate::app::topic::TopicDef>> = self
+            .app
+            .inner
+            .defs
+            .lock()
+            .topics
+            .values()
+            .cloned()
+            .collect();
+        let mut created = false;
+        for def in defs {
+            if !def.declared.initialized() {
+                continue; // Not in use yet: declared when first used.
+            }
+            match transport.partition_count(&def.name).await? {
+                None => {
+                    tracing::warn!(topic = %def.name, "topic missing on the broker (did it lose its data?): creating it again");
+                    def.redeclare(&self.app.inner).await?;
+                    created = true;
+                }
+                // An internal topic re-created by someone else (a broker
+                // auto-creating it with its default count) no longer
+                // matches the tables' partitioning: say so on /ready.
+                Some(n) if def.internal && n != def.spec(&self.app.inner).partitions => {
+                    let want = def.spec(&self.app.inner).partitions;
+                    let reason = format!(
+                        "topic {} has {n} partitions, the app needs {want} (re-created by the broker's auto-creation?): delete it and restart",
+                        def.name
+                    );
+                    if self
+                        .app
+                        .health()
+                        .set_problem(&format!("topic {}", def.name), reason.clone())
+                    {
+                        tracing::error!(topic = %def.name, partitions = n, expected = want, "{reason}");
+                    }
+                }
+                Some(_) => {
+                    self.app.health().clear(&format!("topic {}", def.name));
+                }
+            }
+        }
+        Ok(created)
     }
 }
