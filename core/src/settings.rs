@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::drivers::credentials::Credentials;
+use crate::drivers::credentials::{parse_bool, Credentials};
 use crate::error::{Error, Result};
 
 /// All settings of an app.
@@ -320,14 +320,6 @@ fn parse_num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
             std::any::type_name::<T>()
         )
     })
-}
-
-fn parse_bool(v: &str) -> std::result::Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("expected true or false, got {v:?}")),
-    }
 }
 
 /// The longest duration a setting or option takes: 100 years (36 500 days).

@@ -606,7 +606,9 @@ impl Credentials {
     }
 }
 
-fn parse_bool(v: &str) -> std::result::Result<bool, String> {
+/// A boolean as settings and environment variables spell it (`1`/`0`,
+/// `true`/`false`, `yes`/`no`, `on`/`off`); shared with `settings`.
+pub(crate) fn parse_bool(v: &str) -> std::result::Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
