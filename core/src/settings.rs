@@ -57,6 +57,9 @@ pub struct Settings {
     pub broker_commit_interval: Duration,
     /// Warn when a partition's committed offset has not advanced for this long while processing.
     pub broker_commit_livelock_soft_timeout: Duration,
+    /// How often a running worker checks that the broker answers; while it
+    /// does not, `/ready` answers 503 naming the broker. Default 5 s.
+    pub broker_check_interval: Duration,
     /// How often tables remove expired entries.
     pub table_cleanup_interval: Duration,
     /// Standby replicas kept per table partition.
@@ -102,6 +105,7 @@ impl Settings {
             broker_client_id: format!("faustus-{}", env!("CARGO_PKG_VERSION")),
             broker_commit_interval: Duration::from_secs(3),
             broker_commit_livelock_soft_timeout: Duration::from_secs(300),
+            broker_check_interval: Duration::from_secs(5),
             table_cleanup_interval: Duration::from_secs(30),
             table_standby_replicas: 1,
             stream_buffer_maxsize: 1000,
@@ -168,6 +172,7 @@ impl Settings {
         }
         for (name, d) in [
             ("broker_commit_interval", self.broker_commit_interval),
+            ("broker_check_interval", self.broker_check_interval),
             ("table_cleanup_interval", self.table_cleanup_interval),
         ] {
             if d.is_zero() {
@@ -273,6 +278,9 @@ const SETTERS: &[(&str, Setter)] = &[
     }),
     ("broker_commit_livelock_soft_timeout", |s, v| {
         parse_duration(v).map(|d| s.broker_commit_livelock_soft_timeout = d)
+    }),
+    ("broker_check_interval", |s, v| {
+        parse_duration(v).map(|d| s.broker_check_interval = d)
     }),
     ("table_cleanup_interval", |s, v| {
         parse_duration(v).map(|d| s.table_cleanup_interval = d)

@@ -116,6 +116,7 @@ impl Admin {
                     let timeout = left.clamp(Duration::from_millis(100), Duration::from_secs(5));
                     match self.metadata(timeout).await {
                         Ok(_) => {
+                            self.shared.broker_answered();
                             if attempt > 1 {
                                 tracing::info!(url = %self.config.url, attempt, "connected to Kafka");
                             }
@@ -155,6 +156,21 @@ impl Admin {
             })
             .await
             .map(|_| ())
+    }
+
+    /// Whether a broker answers now (a metadata request, at most 5 s).
+    pub(crate) async fn check(&self) -> Result<()> {
+        let timeout = self.config.operation_timeout.min(Duration::from_secs(5));
+        match self.metadata(timeout).await {
+            Ok(_) => {
+                self.shared.broker_answered();
+                Ok(())
+            }
+            Err(e) => Err(match self.shared.take_auth_failure() {
+                Some(reason) => error::message(false, format!("{e}; {reason}")),
+                None => e,
+            }),
+        }
     }
 
     pub(crate) async fn partition_count(&self, topic: &str) -> Result<Option<u32>> {

@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     auth_failure: Mutex<Option<String>>,
     /// librdkafka's reason for the last client-level error of any kind.
     last_error: Mutex<Option<String>>,
+    /// The clients that warned of a lost broker connection since a broker
+    /// last answered: each says so once per outage, not at every retry.
+    outage: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -33,7 +36,24 @@ impl Shared {
             tokens,
             auth_failure: Mutex::new(None),
             last_error: Mutex::new(None),
+            outage: Mutex::new(Default::default()),
         })
+    }
+
+    /// A broker answered (a metadata request succeeded): the next lost
+    /// connection is news again.
+    pub(crate) fn broker_answered(&self) {
+        let mut outage = self.outage.lock();
+        if !outage.is_empty() {
+            outage.clear();
+            *self.last_error.lock() = None;
+        }
+    }
+
+    /// Whether a connection error of `client` is news: the first of this
+    /// outage for that client (then logged at warn), or a repeat (debug).
+    pub(crate) fn connection_error_is_news(&self, client: &str) -> bool {
+        self.outage.lock().insert(client.to_string())
     }
 
     /// The last authentication or TLS failure reported, if any (cleared).
@@ -92,10 +112,26 @@ impl Shared {
                     *self.auth_failure.lock() = Some(reason.to_string());
                 }
                 *self.last_error.lock() = Some(reason.to_string());
-                tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}")
+                if is_connection_error(code) && !self.connection_error_is_news(client) {
+                    tracing::debug!(target: "librdkafka", client, url, error = %error, "{reason}")
+                } else {
+                    tracing::warn!(target: "librdkafka", client, url, error = %error, "{reason}")
+                }
             }
         }
     }
+}
+
+/// Errors that mean the broker cannot be reached (librdkafka retries).
+pub(crate) fn is_connection_error(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+        )
+    )
 }
 
 /// Errors that retrying with the same settings does not cure: a failed TLS
@@ -118,15 +154,28 @@ fn is_auth_failure(code: Option<RDKafkaErrorCode>, reason: &str) -> bool {
 
 /// Whether a librdkafka warning is only informational: a CONFWARN that a
 /// property of the other client kind is ignored (the driver gives each
-/// client only its own properties, so this should not happen at all).
+/// client only its own properties, so this should not happen at all), or a
+/// topic missing from the metadata cache.
 fn informational(fac: &str, message: &str) -> bool {
-    fac == "CONFWARN" && message.contains(" property and will be ignored by this ")
+    (fac == "CONFWARN" && message.contains(" property and will be ignored by this "))
+        // A reader of a topic the broker lost asks for its metadata every
+        // few hundred ms until the worker heals (restarting its readers).
+        || (fac == "METADATAUPDATE" && message.contains("not found in cache"))
 }
 
 /// Log a librdkafka log line through `tracing` (target `librdkafka`).
-pub(crate) fn log(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+pub(crate) fn log(shared: &Shared, client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
     let level = match level {
         RDKafkaLogLevel::Warning if informational(fac, message) => RDKafkaLogLevel::Debug,
+        // A failed connection (librdkafka retries it): a warning, once per
+        // outage and client, like the connection errors.
+        RDKafkaLogLevel::Error | RDKafkaLogLevel::Warning if fac == "FAIL" => {
+            if shared.connection_error_is_news(client) {
+                RDKafkaLogLevel::Warning
+            } else {
+                RDKafkaLogLevel::Debug
+            }
+        }
         other => other,
     };
     match level {
@@ -183,7 +232,7 @@ impl ClientContext for LogContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log(&self.client, level, fac, message);
+        log(&self.shared, &self.client, level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -235,6 +284,18 @@ mod tests {
         assert!(!ctx.repeated(&e, "0/1 brokers are down"));
         std::thread::sleep(Duration::from_millis(60));
         assert!(!ctx.repeated(&e, "0/1 brokers are down"));
+    }
+
+    #[test]
+    fn a_lost_broker_is_news_once_per_client_and_outage() {
+        let shared = Shared::new("kafka://h".into(), None);
+        assert!(shared.connection_error_is_news("consumer"));
+        assert!(!shared.connection_error_is_news("consumer"));
+        assert!(shared.connection_error_is_news("producer"));
+        shared.broker_answered();
+        assert!(shared.connection_error_is_news("consumer"));
+        assert!(is_connection_error(Some(RDKafkaErrorCode::AllBrokersDown)));
+        assert!(!is_connection_error(Some(RDKafkaErrorCode::Authentication)));
     }
 
     #[test]

@@ -97,6 +97,11 @@ impl KafkaTransport {
         // Kafka's Java client partitions keyed records by murmur2; keyless
         // records go to a random partition.
         set_default(&mut c, "partitioner", "murmur2_random");
+        // The app creates every topic it writes to with the partition count
+        // it needs; a broker auto-creating one (with its own default count)
+        // for a queued record, e.g. after it lost its topics, would break
+        // copartitioning. The record waits for the app's topic instead.
+        set_default(&mut c, "allow.auto.create.topics", "false");
         c.set("client.id", client_id);
         c
     }
@@ -218,6 +223,10 @@ impl Transport for KafkaTransport {
             )
             .await?;
         Ok(Box::new(consumer))
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.admin.check().await
     }
 
     async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {

@@ -1,5 +1,6 @@
 //! A whole worker on Kafka (librdkafka's mock cluster): it keeps running while
-//! the broker is away and resumes when it returns, nothing lost.
+//! the broker is away (not ready, naming the broker) and resumes when it
+//! returns, nothing lost.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use faustus_core::{App, Registry, TopicPartition};
 use futures::StreamExt;
+use support::worker::{start_ready, wait_for_reasons};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
@@ -27,6 +29,7 @@ async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
         .broker("mock://")
         .store("memory://")
         .broker_commit_interval(Duration::from_millis(200))
+        .broker_check_interval(Duration::from_millis(200))
         .build()
         .unwrap();
     let numbers = app
@@ -50,11 +53,7 @@ async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
             }
         })
         .unwrap();
-    let worker = app.start().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(120), worker.ready())
-        .await
-        .expect("the worker joins the group")
-        .unwrap();
+    let worker = start_ready(&app).await;
     let tp = TopicPartition::new("numbers", 0);
     let md = numbers.send("k".into(), 1).await.unwrap().await.unwrap();
     tokio::time::timeout(Duration::from_secs(60), app.processed(&tp, md.offset))
@@ -67,10 +66,25 @@ async fn a_worker_survives_a_lost_broker_and_resumes_when_it_returns() {
         .send_soon(Some(&"k".to_string()), &2, Default::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // /ready says why the worker is not ready: the broker.
+    let reasons = wait_for_reasons(&app, Duration::from_secs(60), |r| {
+        r.iter().any(|r| r.starts_with("broker: "))
+    })
+    .await;
+    assert!(
+        reasons.iter().any(|r| r.contains("does not answer")),
+        "{reasons:?}"
+    );
+    assert!(!app.is_ready());
     assert_eq!(sum.load(Ordering::SeqCst), 1);
 
     cluster.broker_up(1).await;
+    let reasons = wait_for_reasons(&app, Duration::from_secs(60), |r| {
+        !r.iter().any(|r| r.starts_with("broker: "))
+    })
+    .await;
+    assert!(reasons.is_empty(), "ready again: {reasons:?}");
+    assert!(app.is_ready());
     let md = tokio::time::timeout(Duration::from_secs(90), pending)
         .await
         .expect("delivered after the broker came back")

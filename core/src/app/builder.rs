@@ -83,6 +83,8 @@ impl AppBuilder {
         broker_commit_interval: Duration => |s, v| s.broker_commit_interval = v;
         /// Warn when commits stall this long while processing.
         broker_commit_livelock_soft_timeout: Duration => |s, v| s.broker_commit_livelock_soft_timeout = v;
+        /// How often a running worker checks that the broker answers (`/ready`).
+        broker_check_interval: Duration => |s, v| s.broker_check_interval = v;
         /// Table cleanup interval.
         table_cleanup_interval: Duration => |s, v| s.table_cleanup_interval = v;
         /// Standby replicas per table partition.

@@ -35,4 +35,4 @@ mod service;
 pub(crate) mod standby;
 
 pub use map::{ClusterMap, WorkerInfo, EXPIRE_AFTER_BEATS, HEARTBEAT};
-pub(crate) use service::{partition_reader, ClusterService, ClusterState};
+pub(crate) use service::{partition_reader, topic_name, ClusterService, ClusterState};

@@ -31,6 +31,8 @@ pub(crate) struct ClusterState {
     map: watch::Sender<ClusterMap>,
     /// Keeps the standby reader off the partitions the conductor holds.
     pub(crate) standby: crate::cluster::standby::StandbyGate,
+    /// Whether the cluster service runs (its topic exists).
+    pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
 impl Default for ClusterState {
@@ -40,6 +42,7 @@ impl Default for ClusterState {
             web_url: watch::Sender::new(None),
             map: watch::Sender::new(ClusterMap::default()),
             standby: Default::default(),
+            running: Default::default(),
         }
     }
 }
@@ -203,6 +206,7 @@ impl App {
 
 /// The running cluster-map tasks of a worker.
 pub(crate) struct ClusterService {
+    state: std::sync::Arc<ClusterState>,
     stop: Box<dyn Fn() + Send + Sync>,
     publisher: JoinHandle<()>,
     reader: JoinHandle<()>,
@@ -227,11 +231,16 @@ impl ClusterService {
             tracing::error!(topic = %topic, error = %e, "cluster map disabled: cannot create its topic");
             return None;
         }
+        app.inner
+            .state::<ClusterState>()
+            .running
+            .store(true, std::sync::atomic::Ordering::Release);
         let (signal, stop) = ShutdownSignal::new();
         let reader = tokio::spawn(read_loop(app.clone(), topic.clone(), signal.clone()));
         let standby = tokio::spawn(crate::cluster::standby::run(app.clone(), signal.clone()));
         let publisher = tokio::spawn(publish_loop(app.clone(), topic, signal));
         Some(ClusterService {
+            state: app.inner.state::<ClusterState>(),
             stop: Box::new(stop),
             publisher,
             reader,
@@ -242,6 +251,9 @@ impl ClusterService {
     /// Stop: the publisher writes this worker's tombstone (a graceful leave).
     pub(crate) async fn leave(self) {
         (self.stop)();
+        self.state
+            .running
+            .store(false, std::sync::atomic::Ordering::Release);
         let _ = self.publisher.await;
         let _ = self.reader.await;
         let _ = self.standby.await;

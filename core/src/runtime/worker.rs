@@ -273,6 +273,7 @@ async fn start(
         background.push(l);
     }
     let cluster = ClusterService::start(app).await;
+    background.push(tokio::spawn(watch_broker(app.clone(), stop.clone())));
     let (conductor, ready_rx) = spawn_conductor(app, stop).await?;
     let running = Running {
         web,
@@ -286,6 +287,48 @@ async fn start(
 }
 
 type ConductorReady = tokio::sync::oneshot::Receiver<Result<()>>;
+
+/// Every `broker_check_interval`, ask the transport whether its broker
+/// answers ([`Transport::check`](crate::transport::Transport::check)); while
+/// it does not, the worker is not ready (component `broker`). librdkafka
+/// retries on its own, so nothing else changes: the outage is reported, and
+/// the report clears when a check succeeds. A check that does not return
+/// within the interval (at least 5 s) counts as failed.
+async fn watch_broker(app: App, stop: ShutdownSignal) {
+    let interval = app.inner.settings().broker_check_interval;
+    let limit = interval.max(Duration::from_secs(5));
+    let Ok(transport) = app.inner.transport().await else {
+        return; // The worker could not start without it.
+    };
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let outcome = tokio::select! {
+            _ = stop.wait() => return,
+            r = tokio::time::timeout(limit, transport.check()) => r,
+        };
+        let broker = crate::drivers::url::redact(&app.inner.settings().broker);
+        match outcome {
+            Ok(Ok(())) => {
+                if app.health().clear("broker") {
+                    tracing::info!(broker = %broker, "the broker answers again");
+                }
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {limit:?}"),
+                };
+                let reason = format!("the broker at {broker} does not answer: {why}");
+                if app.health().set_problem("broker", reason.clone()) {
+                    tracing::warn!(broker = %broker, "{reason}; the worker keeps retrying and is not ready meanwhile");
+                }
+            }
+        }
+    }
+}
 
 /// A new group consumer and the conductor running it.
 async fn spawn_conductor(
@@ -403,6 +446,13 @@ impl Running {
         for def in defs {
             def.redeclare(&app.inner).await?;
         }
+        // The cluster map's readers (map and standbys) start over too: a
+        // broker that lost its topics left them reading partitions that no
+        // longer exist, and starting creates the cluster topic again.
+        if let Some(cluster) = self.cluster.take() {
+            cluster.leave().await;
+        }
+        self.cluster = ClusterService::start(app).await;
         let (conductor, ready_rx) = spawn_conductor(app, stop).await?;
         self.conductor = Some(conductor);
         let app = app.clone();

@@ -63,7 +63,13 @@ impl ClientContext for Ctx {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        context::log(&self.settings.client, level, fac, message);
+        context::log(
+            &self.settings.shared,
+            &self.settings.client,
+            level,
+            fac,
+            message,
+        );
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -260,8 +266,16 @@ impl Worker {
                     return;
                 }
                 Some(Err(e)) => {
-                    // Broker down, partition moved …: librdkafka recovers by itself.
-                    tracing::warn!(client = %self.ctx.settings.client, url = %self.ctx.settings.shared.url, error = %e, "consumer error (librdkafka retries)");
+                    // Broker down, partition moved …: librdkafka recovers by
+                    // itself. A lost broker is said once per outage.
+                    let settings = &self.ctx.settings;
+                    if crate::context::is_connection_error(e.rdkafka_error_code())
+                        && !settings.shared.connection_error_is_news(&settings.client)
+                    {
+                        tracing::debug!(client = %settings.client, url = %settings.shared.url, error = %e, "consumer error (librdkafka retries)");
+                    } else {
+                        tracing::warn!(client = %settings.client, url = %settings.shared.url, error = %e, "consumer error (librdkafka retries)");
+                    }
                     None
                 }
             };

@@ -14,6 +14,7 @@
 
 pub(crate) mod tansu;
 pub(crate) mod tls;
+pub(crate) mod worker;
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -183,5 +184,9 @@ impl Transport for MockTransport {
 
     async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
         self.inner.reader(config).await
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await
     }
 }

@@ -53,10 +53,19 @@ impl Tansu {
     /// (`host:port`; its own address when `None`), with client
     /// authentication when `authentication`.
     pub(crate) fn start(advertised: Option<&str>, authentication: bool) -> Tansu {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Tansu::start_at(addr, advertised, authentication)
+    }
+
+    /// [`Tansu::start`] on `addr`, e.g. a broker coming back (empty: tansu
+    /// keeps its data in memory) where one was stopped.
+    pub(crate) fn start_at(
+        addr: SocketAddr,
+        advertised: Option<&str>,
+        authentication: bool,
+    ) -> Tansu {
         let bin = binary()
             .expect("no tansu binary: run scripts/test-broker.sh install or set FAUSTUS_TANSU");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let advertised = advertised
             .map(str::to_string)
             .unwrap_or_else(|| addr.to_string());

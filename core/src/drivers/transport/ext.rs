@@ -31,6 +31,10 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
         (**self).reader(config).await
     }
+
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
+    }
 }
 
 macro_rules! forward_producer {

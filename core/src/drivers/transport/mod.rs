@@ -397,6 +397,16 @@ pub trait Transport: Send + Sync + fmt::Debug + 'static {
     /// A reader of assigned partitions outside any group (table recovery,
     /// standbys, global tables, RPC replies, the cluster map).
     async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>>;
+
+    /// Whether the broker answers now: `Ok` when it does, else an error
+    /// saying why (no broker reachable, authentication failing …). A
+    /// running worker calls it every `broker_check_interval` and reports a
+    /// failure on `/ready` (component `broker`) until a check succeeds.
+    /// It should return within a few seconds. The default, for transports
+    /// without a remote broker, always succeeds.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Sends records.

@@ -91,10 +91,13 @@ impl Conductor {
     ) -> Result<()> {
         tracing::info!(partitions = ?tps, "partitions assigned");
         if self.ensure_topics().await? {
-            // Re-subscribing makes the consumer see the re-created topics
-            // now (not at its next metadata refresh): a new rebalance follows.
-            let list: Vec<String> = self.subscribed.iter().cloned().collect();
-            self.consumer.subscribe(&list).await?;
+            // This consumer would see the re-created topics only at its next
+            // metadata refresh (minutes; re-subscribing to the same topics
+            // changes nothing in librdkafka): the worker heals by starting a
+            // new conductor, whose consumer joins with fresh metadata.
+            return Err(crate::Error::State(
+                "topics the app uses were missing on the broker and were created again; a new consumer joins to be assigned them".into(),
+            ));
         }
         let new: Vec<TopicPartition> = tps
             .into_iter()
@@ -321,6 +324,19 @@ impl Conductor {
                     self.app.health().clear(&format!("topic {}", def.name));
                 }
             }
+        }
+        // The cluster map's topic: created again with the cluster map
+        // itself, when the worker heals.
+        let cluster = crate::cluster::topic_name(self.app.id());
+        let running = self
+            .app
+            .inner
+            .state::<crate::cluster::ClusterState>()
+            .running
+            .load(std::sync::atomic::Ordering::Acquire);
+        if running && transport.partition_count(&cluster).await?.is_none() {
+            tracing::warn!(topic = %cluster, "topic missing on the broker (did it lose its data?): it is created again with a new cluster map");
+            created = true;
         }
         Ok(created)
     }
