@@ -11,108 +11,34 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use faustus::transport::{
-    Consumer, ConsumerConfig, ConsumerEvent, PartitionReader, Producer, ProducerConfig,
-    ReaderConfig, TopicSpec, Transport,
-};
-use faustus::{Error, Result, TopicPartition};
-use faustus_transport_memory::MemoryTransport;
+use faustus::{Error, TopicPartition};
+use support::hooked::{take_one, Hooked, PollHook};
 use support::*;
 
-/// A memory broker whose group consumers fail their polls with a fatal
-/// (non-retryable) error while `failures` is above zero (each failed poll
-/// takes one; `usize::MAX` fails forever).
-#[derive(Debug, Clone)]
+/// Group consumers fail their polls with a fatal (non-retryable) error
+/// while `failures` is above zero (each failed poll takes one;
+/// `usize::MAX` fails forever).
+#[derive(Debug)]
+struct FailingPolls(Arc<AtomicUsize>);
+
+impl PollHook for FailingPolls {
+    fn before(&self) -> Option<Error> {
+        take_one(&self.0)
+            .then(|| Error::State("list offsets of counts-changelog[0]: UnknownPartition".into()))
+    }
+}
+
+/// A memory broker with [`FailingPolls`].
 struct Flaky {
-    name: String,
+    hooked: Hooked,
     failures: Arc<AtomicUsize>,
     consumers: Arc<AtomicUsize>,
 }
 
-#[derive(Debug)]
-struct FlakyConsumer {
-    inner: Box<dyn Consumer>,
-    failures: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl Transport for Flaky {
-    fn name(&self) -> &str {
-        "flaky"
-    }
-    async fn create_topic(&self, spec: &TopicSpec) -> Result<()> {
-        MemoryTransport::named(&self.name).create_topic(spec).await
-    }
-    async fn partition_count(&self, topic: &str) -> Result<Option<u32>> {
-        MemoryTransport::named(&self.name)
-            .partition_count(topic)
-            .await
-    }
-    async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
-        MemoryTransport::named(&self.name).producer(config).await
-    }
-    async fn consumer(&self, config: &ConsumerConfig) -> Result<Box<dyn Consumer>> {
-        self.consumers.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(FlakyConsumer {
-            inner: MemoryTransport::named(&self.name).consumer(config).await?,
-            failures: self.failures.clone(),
-        }))
-    }
-    async fn reader(&self, config: &ReaderConfig) -> Result<Box<dyn PartitionReader>> {
-        MemoryTransport::named(&self.name).reader(config).await
-    }
-}
-
-#[async_trait]
-impl Consumer for FlakyConsumer {
-    async fn subscribe(&mut self, topics: &[String]) -> Result<()> {
-        self.inner.subscribe(topics).await
-    }
-    async fn poll(&mut self, timeout: Duration) -> Result<ConsumerEvent> {
-        let fail = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
-                0 => None,
-                usize::MAX => Some(n),
-                n => Some(n - 1),
-            })
-            .is_ok();
-        if fail {
-            return Err(Error::State(
-                "list offsets of counts-changelog[0]: UnknownPartition".into(),
-            ));
-        }
-        self.inner.poll(timeout).await
-    }
-    async fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.inner.pause(partitions).await
-    }
-    async fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.inner.resume(partitions).await
-    }
-    async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
-        self.inner.commit(offsets).await
-    }
-    async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
-        self.inner.committed(partitions).await
-    }
-    fn assignment(&self) -> Vec<TopicPartition> {
-        self.inner.assignment()
-    }
-    async fn close(&mut self) -> Result<()> {
-        self.inner.close().await
-    }
-}
-
-fn flaky_app(flaky: Flaky, id: &str) -> faustus::App {
-    let registry = faustus::Registry::new();
-    faustus::register_default_drivers(&registry);
-    registry.register_transport(
-        "flaky",
-        Arc::new(move |_url| Ok(Arc::new(flaky.clone()) as Arc<dyn Transport>)),
-    );
-    app_with(&registry, id, "flaky://", "memory://")
+fn flaky_app(flaky: &Flaky, id: &str) -> faustus::App {
+    flaky
+        .hooked
+        .app("flaky", id)
         .web_enabled(false)
         .topic_partitions(2u32)
         .build()
@@ -120,17 +46,19 @@ fn flaky_app(flaky: Flaky, id: &str) -> faustus::App {
 }
 
 fn flaky(prefix: &str) -> Flaky {
+    let failures = Arc::new(AtomicUsize::new(0));
+    let hooked = Hooked::new(unique(prefix), Arc::new(FailingPolls(failures.clone())));
     Flaky {
-        name: unique(prefix),
-        failures: Arc::new(AtomicUsize::new(0)),
-        consumers: Arc::new(AtomicUsize::new(0)),
+        consumers: hooked.consumers.clone(),
+        hooked,
+        failures,
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_conductor_is_restarted_and_processing_resumes_exactly() {
     let f = flaky("heal");
-    let app = flaky_app(f.clone(), "heal");
+    let app = flaky_app(&f, "heal");
     let (events, counts) = counting(&app);
     let worker = start(&app).await;
     for i in 0..20u64 {
@@ -188,7 +116,7 @@ async fn a_failed_conductor_is_restarted_and_processing_resumes_exactly() {
 #[tokio::test(start_paused = true)]
 async fn a_conductor_that_keeps_failing_stops_the_worker_with_its_error() {
     let f = flaky("give-up");
-    let app = flaky_app(f.clone(), "give-up");
+    let app = flaky_app(&f, "give-up");
     let (events, _counts) = counting(&app);
     let worker = start(&app).await;
     events.send("k".into(), 1).await.unwrap();

@@ -800,6 +800,32 @@ pub async fn check_pause_resume(t: Arc<dyn Transport>) {
     must(c.close().await, "close");
 }
 
+/// A group member's seek moves its position in an assigned partition: the
+/// next messages of that partition start at the offset sought, already
+/// read ones included (the conductor fetches again what a poll skipped).
+pub async fn check_member_seek(t: Arc<dyn Transport>) {
+    let name = topic(&t, "member-seek", 1).await;
+    let p = producer(&t).await;
+    let all = tps(&name, 1);
+    let mut c = group_consumer(&t, &unique_name("group"), "seek-1").await;
+    must(c.subscribe(std::slice::from_ref(&name)).await, "subscribe");
+    assigned(&mut c, "lone member", |a| sorted(a) == all).await;
+    fill(&p, &name, 0, 6, "s").await;
+    let got = read(&mut c, 6, "the partition").await;
+    assert_eq!(
+        got.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (0..6).collect::<Vec<_>>()
+    );
+    must(c.seek(&all[0], 2).await, "seek back to 2");
+    let again = read(&mut c, 4, "the partition from offset 2").await;
+    assert_eq!(
+        again.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        vec![2, 3, 4, 5],
+        "after the seek the member reads from offset 2"
+    );
+    must(c.close().await, "close");
+}
+
 /// Partition readers: assign from 0, seek, high-water mark.
 pub async fn check_reader_assign_seek(t: Arc<dyn Transport>) {
     let name = topic(&t, "reader", 2).await;
@@ -1062,6 +1088,7 @@ macro_rules! transport_conformance {
             check_commit_resume,
             check_rebalance_revokes_first,
             check_pause_resume,
+            check_member_seek,
             check_reader_assign_seek,
             check_reader_outside_group,
             check_flush,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use faustus::{App, AppBuilder};
 
+pub mod hooked;
 pub mod slow;
 use faustus_transport_memory::MemoryBroker;
 

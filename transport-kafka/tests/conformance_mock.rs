@@ -17,6 +17,7 @@ faustus_testkit::transport_conformance!(@each support::MockKafka::start(1)
     check_two_members_split,
     check_commit_resume,
     check_pause_resume,
+    check_member_seek,
     check_reader_assign_seek,
     check_reader_outside_group,
     check_flush,

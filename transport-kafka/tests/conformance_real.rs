@@ -58,6 +58,7 @@ real_broker_checks!(
     check_commit_resume,
     check_rebalance_revokes_first,
     check_pause_resume,
+    check_member_seek,
     check_reader_assign_seek,
     check_reader_outside_group,
     check_flush,

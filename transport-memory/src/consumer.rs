@@ -409,8 +409,27 @@ impl Consumer for MemoryConsumer {
         self.assigned.clone()
     }
 
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.seek_to(tp, offset)
+    }
+
     async fn close(&mut self) -> Result<()> {
         self.close_now()
+    }
+}
+
+impl MemoryConsumer {
+    /// Move the position of an assigned partition (group member or reader).
+    fn seek_to(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.check_open()?;
+        self.check_assigned(tp, "seek")?;
+        if offset < 0 {
+            return Err(Error::State(format!(
+                "cannot seek {tp} to negative offset {offset}"
+            )));
+        }
+        self.positions.insert(tp.clone(), offset);
+        Ok(())
     }
 }
 
@@ -476,15 +495,7 @@ impl PartitionReader for MemoryConsumer {
     }
 
     async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        self.check_open()?;
-        self.check_assigned(tp, "seek")?;
-        if offset < 0 {
-            return Err(Error::State(format!(
-                "cannot seek {tp} to negative offset {offset}"
-            )));
-        }
-        self.positions.insert(tp.clone(), offset);
-        Ok(())
+        self.seek_to(tp, offset)
     }
 
     async fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>> {

@@ -169,6 +169,10 @@ impl Consumer for FusedConsumer {
         self.inner.assignment()
     }
 
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.fuse.guard(self.inner.seek(tp, offset)).await
+    }
+
     async fn close(&mut self) -> Result<()> {
         self.fuse.guard(self.inner.close()).await
     }

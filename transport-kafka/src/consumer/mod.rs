@@ -239,6 +239,11 @@ impl Consumer for KafkaConsumer {
         self.current_assignment()
     }
 
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let tp = tp.clone();
+        self.call(|r| Cmd::Seek(tp, offset, r)).await
+    }
+
     async fn close(&mut self) -> Result<()> {
         self.shut().await
     }

@@ -93,6 +93,10 @@ impl<T: Consumer + ?Sized> Consumer for Box<T> {
         (**self).assignment()
     }
 
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        Consumer::seek(&mut **self, tp, offset).await
+    }
+
     async fn close(&mut self) -> Result<()> {
         (**self).close().await
     }

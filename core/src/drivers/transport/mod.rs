@@ -474,6 +474,17 @@ pub trait Consumer: Send + fmt::Debug + 'static {
     /// The partitions the group assigned to this member.
     fn assignment(&self) -> Vec<TopicPartition>;
 
+    /// Move this member's position in an assigned partition: the next
+    /// messages of `tp` start at `offset`. The conductor uses it to fetch
+    /// again when a poll skipped offsets (a broker answering a fetch with a
+    /// later batch while an earlier one is not stored yet). The default
+    /// refuses; the conductor then takes the gap as it is, with a warning.
+    async fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        Err(crate::Error::State(format!(
+            "this consumer cannot seek {tp} to offset {offset}"
+        )))
+    }
+
     /// Leave the group and release resources.
     async fn close(&mut self) -> Result<()>;
 }

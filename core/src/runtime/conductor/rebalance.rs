@@ -134,6 +134,8 @@ impl Conductor {
                             "faustus_messages_received_total",
                             crate::monitor::topic_labels(&tp.topic),
                         ),
+                        next: None,
+                        refetched: None,
                     },
                 );
             }
@@ -141,6 +143,13 @@ impl Conductor {
                 .inner
                 .assignment
                 .send_modify(|a| Arc::make_mut(a).extend(assigned));
+        }
+        // A partition this member paused (a full stream) before it was
+        // revoked may still be paused in the consumer (librdkafka keeps an
+        // application's pause across assignments): new partitions start
+        // flowing.
+        if !new.is_empty() {
+            self.consumer.resume(&new).await?;
         }
         let all: BTreeSet<u32> = self.parts.keys().map(|tp| tp.partition).collect();
         for t in &self.tables {
