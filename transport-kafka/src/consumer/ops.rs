@@ -148,6 +148,7 @@ fn assign(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tps: &[TopicPartition]) -> Re
         .collect();
     apply_groupless_assignment(consumer, ctx, &starts)?;
     *ctx.starts.lock() = starts;
+    ctx.next.lock().clear();
     Ok(())
 }
 
@@ -182,6 +183,8 @@ fn seek(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tp: &TopicPartition, offset: i6
     }
     starts.insert(tp.clone(), Offset::Offset(offset));
     apply_groupless_assignment(consumer, ctx, &starts)?;
+    // The caller moves the position: not a jump to fetch again.
+    ctx.next.lock().remove(tp);
     *ctx.starts.lock() = starts;
     Ok(())
 }

@@ -57,6 +57,65 @@ pub(super) struct Ctx {
     pub(super) starts: Mutex<BTreeMap<TopicPartition, Offset>>,
     pub(super) closing: AtomicBool,
     pub(super) probe: Mutex<Option<BaseConsumer<LogContext>>>,
+    /// Group-less: per partition, the offset after the last message handed
+    /// out and the offset a jump was fetched again from (see
+    /// [`Worker::refetch_skipped`]). Emptied by `assign`, per partition by `seek`.
+    pub(super) next: Mutex<HashMap<TopicPartition, NextOffset>>,
+}
+
+/// See [`Ctx::next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct NextOffset {
+    offset: i64,
+    refetched: Option<i64>,
+}
+
+/// What a message's offset says about its partition's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Seen {
+    /// The expected offset, or one already handed out (delivered).
+    InOrder,
+    /// The offset expected after fetching again: the broker had skipped it.
+    Recovered(i64),
+    /// A jump past the expected offset, which was fetched again: the
+    /// offsets are missing for good (delivered, the jump taken).
+    Missing(i64),
+    /// A jump past the expected offset: fetch again from it (the message is
+    /// dropped; call [`NextOffset::refetching`] once the seek is done).
+    Jump(i64),
+}
+
+impl NextOffset {
+    /// Take note of a message at `offset`.
+    pub(super) fn observe(&mut self, offset: i64) -> Seen {
+        let expected = self.offset;
+        if offset < expected {
+            return Seen::InOrder;
+        }
+        let seen = if offset == expected {
+            match self.refetched {
+                Some(r) if r == expected => Seen::Recovered(offset),
+                _ => Seen::InOrder,
+            }
+        } else if self.refetched == Some(expected) {
+            Seen::Missing(expected)
+        } else {
+            return Seen::Jump(expected);
+        };
+        self.passed(offset);
+        seen
+    }
+
+    /// The partition is fetched again from `expected`.
+    pub(super) fn refetching(&mut self, expected: i64) {
+        self.refetched = Some(expected);
+    }
+
+    /// A message at `offset` was handed out.
+    pub(super) fn passed(&mut self, offset: i64) {
+        self.offset = offset + 1;
+        self.refetched = None;
+    }
 }
 
 impl ClientContext for Ctx {
@@ -258,7 +317,11 @@ impl Worker {
             // May run rebalance callbacks, which can answer (and replace) the job.
             let polled = consumer.poll(wait);
             let message = match polled {
-                Some(Ok(m)) => Some(self.detach(&m)),
+                Some(Ok(m)) => {
+                    let msg = self.detach(&m);
+                    drop(m);
+                    (!self.refetch_skipped(consumer, &msg)).then_some(msg)
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => None,
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
                     tracing::error!(client = %self.ctx.settings.client, error = %e, "fatal consumer error");
@@ -317,6 +380,65 @@ impl Worker {
         }
     }
 
+    /// Whether `msg` (read by a partition reader) jumped past offsets of its
+    /// partition the broker did not return, and the partition was sent back
+    /// to fetch them (then `msg` is dropped: it comes again after them).
+    ///
+    /// tansu 0.6 gives a produced batch its offsets before it stores the
+    /// batch; a fetch in between is answered with the batches after it, and
+    /// librdkafka moves past the missing records for good. A reader (table
+    /// recovery, standbys, global tables, RPC replies, the cluster map)
+    /// would miss them silently, so a jump is fetched again once; one that
+    /// is there again (compaction, transaction markers) is taken as it is.
+    /// Group members are covered by the conductor (`Consumer::seek`).
+    fn refetch_skipped(&self, consumer: &BaseConsumer<Ctx>, msg: &Message) -> bool {
+        if self.ctx.settings.group {
+            return false;
+        }
+        let tp = TopicPartition {
+            topic: msg.topic.clone(),
+            partition: msg.partition,
+        };
+        let mut next = self.ctx.next.lock();
+        let entry = next.entry(tp).or_insert(NextOffset {
+            offset: msg.offset,
+            refetched: None,
+        });
+        let client = &self.ctx.settings.client;
+        let (topic, partition) = (&msg.topic, msg.partition);
+        match entry.observe(msg.offset) {
+            Seen::InOrder => false,
+            Seen::Recovered(offset) => {
+                tracing::warn!(%client, %topic, partition, offset, "the broker's fetch answer had skipped offsets; fetched again, nothing missed");
+                false
+            }
+            Seen::Missing(expected) => {
+                tracing::debug!(%client, %topic, partition, expected, got = msg.offset, "offsets missing from the partition (compaction or transaction markers)");
+                false
+            }
+            Seen::Jump(expected) => {
+                let p = i32::try_from(partition).unwrap_or(i32::MAX);
+                match consumer.seek(
+                    topic,
+                    p,
+                    Offset::Offset(expected),
+                    self.ctx.settings.operation_timeout,
+                ) {
+                    Ok(()) => {
+                        tracing::debug!(%client, %topic, partition, expected, got = msg.offset, "a fetch answer skipped offsets; fetching them again");
+                        entry.refetching(expected);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(%client, %topic, partition, expected, got = msg.offset, error = %e, "a fetch answer skipped offsets and seeking back failed: taking the gap as it is");
+                        entry.passed(msg.offset);
+                        false
+                    }
+                }
+            }
+        }
+    }
+
     fn detach(&mut self, m: &BorrowedMessage<'_>) -> Message {
         let topic = match self.topics.get(m.topic()) {
             Some(t) => t.clone(),
@@ -369,6 +491,7 @@ pub(super) fn spawn(
         starts: Mutex::new(BTreeMap::new()),
         closing: AtomicBool::new(false),
         probe: Mutex::new(None),
+        next: Mutex::new(HashMap::new()),
     };
     let consumer: BaseConsumer<Ctx> = config
         .create_with_context(ctx)
@@ -386,4 +509,45 @@ pub(super) fn spawn(
             source: e,
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NextOffset, Seen};
+
+    fn at(offset: i64) -> NextOffset {
+        NextOffset {
+            offset,
+            refetched: None,
+        }
+    }
+
+    #[test]
+    fn a_skip_is_fetched_again_once_and_recovered() {
+        let mut n = at(10);
+        assert_eq!(n.observe(10), Seen::InOrder);
+        assert_eq!(n.observe(13), Seen::Jump(11), "11 and 12 skipped");
+        n.refetching(11);
+        assert_eq!(n.observe(11), Seen::Recovered(11));
+        assert_eq!(n.observe(12), Seen::InOrder);
+        assert_eq!(n.observe(13), Seen::InOrder);
+        assert_eq!(n, at(14));
+    }
+
+    #[test]
+    fn a_gap_that_is_there_again_is_taken() {
+        let mut n = at(3);
+        assert_eq!(n.observe(4), Seen::Jump(3));
+        n.refetching(3);
+        assert_eq!(n.observe(4), Seen::Missing(3), "3 is a marker");
+        assert_eq!(n.observe(5), Seen::InOrder);
+        assert_eq!(n.observe(8), Seen::Jump(6), "a later gap is checked again");
+    }
+
+    #[test]
+    fn offsets_handed_out_before_are_in_order() {
+        let mut n = at(7);
+        assert_eq!(n.observe(5), Seen::InOrder);
+        assert_eq!(n, at(7), "the expected offset does not go back");
+    }
 }
