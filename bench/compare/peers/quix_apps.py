@@ -64,18 +64,20 @@ def main():
             st["last"] = common.now()
             app.stop()
 
+    def count(value, key, timestamp, headers, state):
+        # Counted per word (the value) in the word count, else per message key.
+        c = state.get("count", 0) + 1
+        state.set("count", c)
+        finals[value if workload == "wordcount" else key] = c
+        tick()
+        return c
+
     if workload == "passthrough":
         def on_value(value):
             st["id_sum"] += value["id"]
             tick()
         sdf = sdf.update(on_value)
     elif workload == "count":
-        def count(value, key, timestamp, headers, state):
-            c = state.get("count", 0) + 1
-            state.set("count", c)
-            finals[key] = c
-            tick()
-            return c
         sdf = sdf.apply(count, stateful=True, metadata=True)
     elif workload == "wordcount":
         def split(post):
@@ -85,13 +87,6 @@ def main():
             return post.split()
         sdf = sdf.apply(split, expand=True)
         sdf = sdf.group_by(lambda word: word, name="word")
-
-        def count(word, key, timestamp, headers, state):
-            c = state.get("count", 0) + 1
-            state.set("count", c)
-            finals[word] = c
-            tick()
-            return c
         sdf = sdf.apply(count, stateful=True, metadata=True)
     else:
         sys.exit("unknown workload %r" % workload)

@@ -300,6 +300,7 @@ async fn watch_broker(app: App, stop: ShutdownSignal) {
     let Ok(transport) = app.inner.transport().await else {
         return; // The worker could not start without it.
     };
+    let broker = crate::drivers::url::redact(&app.inner.settings().broker);
     loop {
         tokio::select! {
             _ = stop.wait() => return,
@@ -309,7 +310,6 @@ async fn watch_broker(app: App, stop: ShutdownSignal) {
             _ = stop.wait() => return,
             r = tokio::time::timeout(limit, transport.check()) => r,
         };
-        let broker = crate::drivers::url::redact(&app.inner.settings().broker);
         match outcome {
             Ok(Ok(())) => {
                 if app.health().clear("broker") {

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faustus_core::transport::{ConsumerEvent, Message, TopicPartition};
+use faustus_core::transport::{ConsumerEvent, Message, OffsetSequence, Seen, TopicPartition};
 use faustus_core::{Error, Result};
 use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
@@ -57,65 +57,9 @@ pub(super) struct Ctx {
     pub(super) starts: Mutex<BTreeMap<TopicPartition, Offset>>,
     pub(super) closing: AtomicBool,
     pub(super) probe: Mutex<Option<BaseConsumer<LogContext>>>,
-    /// Group-less: per partition, the offset after the last message handed
-    /// out and the offset a jump was fetched again from (see
+    /// Group-less: per partition, the offsets handed out (see
     /// [`Worker::refetch_skipped`]). Emptied by `assign`, per partition by `seek`.
-    pub(super) next: Mutex<HashMap<TopicPartition, NextOffset>>,
-}
-
-/// See [`Ctx::next`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct NextOffset {
-    offset: i64,
-    refetched: Option<i64>,
-}
-
-/// What a message's offset says about its partition's sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Seen {
-    /// The expected offset, or one already handed out (delivered).
-    InOrder,
-    /// The offset expected after fetching again: the broker had skipped it.
-    Recovered(i64),
-    /// A jump past the expected offset, which was fetched again: the
-    /// offsets are missing for good (delivered, the jump taken).
-    Missing(i64),
-    /// A jump past the expected offset: fetch again from it (the message is
-    /// dropped; call [`NextOffset::refetching`] once the seek is done).
-    Jump(i64),
-}
-
-impl NextOffset {
-    /// Take note of a message at `offset`.
-    pub(super) fn observe(&mut self, offset: i64) -> Seen {
-        let expected = self.offset;
-        if offset < expected {
-            return Seen::InOrder;
-        }
-        let seen = if offset == expected {
-            match self.refetched {
-                Some(r) if r == expected => Seen::Recovered(offset),
-                _ => Seen::InOrder,
-            }
-        } else if self.refetched == Some(expected) {
-            Seen::Missing(expected)
-        } else {
-            return Seen::Jump(expected);
-        };
-        self.passed(offset);
-        seen
-    }
-
-    /// The partition is fetched again from `expected`.
-    pub(super) fn refetching(&mut self, expected: i64) {
-        self.refetched = Some(expected);
-    }
-
-    /// A message at `offset` was handed out.
-    pub(super) fn passed(&mut self, offset: i64) {
-        self.offset = offset + 1;
-        self.refetched = None;
-    }
+    pub(super) next: Mutex<HashMap<TopicPartition, OffsetSequence>>,
 }
 
 impl ClientContext for Ctx {
@@ -380,17 +324,12 @@ impl Worker {
         }
     }
 
-    /// Whether `msg` (read by a partition reader) jumped past offsets of its
-    /// partition the broker did not return, and the partition was sent back
-    /// to fetch them (then `msg` is dropped: it comes again after them).
-    ///
-    /// tansu 0.6 gives a produced batch its offsets before it stores the
-    /// batch; a fetch in between is answered with the batches after it, and
-    /// librdkafka moves past the missing records for good. A reader (table
-    /// recovery, standbys, global tables, RPC replies, the cluster map)
-    /// would miss them silently, so a jump is fetched again once; one that
-    /// is there again (compaction, transaction markers) is taken as it is.
-    /// Group members are covered by the conductor (`Consumer::seek`).
+    /// Whether `msg` (read by a partition reader: table recovery, standbys,
+    /// global tables, RPC replies, the cluster map) jumped past offsets of
+    /// its partition the broker did not return, and the partition was sent
+    /// back to fetch them (then `msg` is dropped: it comes again after
+    /// them). See [`OffsetSequence`]; group members are covered by the
+    /// conductor (`Consumer::seek`).
     fn refetch_skipped(&self, consumer: &BaseConsumer<Ctx>, msg: &Message) -> bool {
         if self.ctx.settings.group {
             return false;
@@ -400,10 +339,7 @@ impl Worker {
             partition: msg.partition,
         };
         let mut next = self.ctx.next.lock();
-        let entry = next.entry(tp).or_insert(NextOffset {
-            offset: msg.offset,
-            refetched: None,
-        });
+        let entry = next.entry(tp).or_default();
         let client = &self.ctx.settings.client;
         let (topic, partition) = (&msg.topic, msg.partition);
         match entry.observe(msg.offset) {
@@ -509,45 +445,4 @@ pub(super) fn spawn(
             source: e,
         })?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{NextOffset, Seen};
-
-    fn at(offset: i64) -> NextOffset {
-        NextOffset {
-            offset,
-            refetched: None,
-        }
-    }
-
-    #[test]
-    fn a_skip_is_fetched_again_once_and_recovered() {
-        let mut n = at(10);
-        assert_eq!(n.observe(10), Seen::InOrder);
-        assert_eq!(n.observe(13), Seen::Jump(11), "11 and 12 skipped");
-        n.refetching(11);
-        assert_eq!(n.observe(11), Seen::Recovered(11));
-        assert_eq!(n.observe(12), Seen::InOrder);
-        assert_eq!(n.observe(13), Seen::InOrder);
-        assert_eq!(n, at(14));
-    }
-
-    #[test]
-    fn a_gap_that_is_there_again_is_taken() {
-        let mut n = at(3);
-        assert_eq!(n.observe(4), Seen::Jump(3));
-        n.refetching(3);
-        assert_eq!(n.observe(4), Seen::Missing(3), "3 is a marker");
-        assert_eq!(n.observe(5), Seen::InOrder);
-        assert_eq!(n.observe(8), Seen::Jump(6), "a later gap is checked again");
-    }
-
-    #[test]
-    fn offsets_handed_out_before_are_in_order() {
-        let mut n = at(7);
-        assert_eq!(n.observe(5), Seen::InOrder);
-        assert_eq!(n, at(7), "the expected offset does not go back");
-    }
 }

@@ -11,8 +11,10 @@
 //! Every transport must pass `faustus_testkit::transport_conformance`.
 
 mod ext;
+mod sequence;
 
 pub use ext::{PartitionReaderExt, ProducerExt, TransportExt};
+pub use sequence::{OffsetSequence, Seen};
 
 use std::collections::BTreeMap;
 use std::fmt;

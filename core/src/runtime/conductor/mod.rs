@@ -12,7 +12,9 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::cluster::ClusterState;
-use crate::drivers::transport::{Consumer, ConsumerEvent, Message, TopicPartition};
+use crate::drivers::transport::{
+    Consumer, ConsumerEvent, Message, OffsetSequence, Seen, TopicPartition,
+};
 use crate::error::Result;
 use crate::flow::acks::{AckToken, PartitionAcks};
 use crate::flow::queue::Delivered;
@@ -47,57 +49,8 @@ struct PartState {
     inflight: VecDeque<(i64, Instant)>,
     /// The topic's `faustus_messages_received_total` counter.
     received: Arc<std::sync::atomic::AtomicU64>,
-    /// The offset after the last message received (`None` until the first
-    /// one after the assignment).
-    next: Option<i64>,
-    /// The offset the partition was fetched again from after a poll skipped
-    /// it, until the next message shows whether the skip was the broker's
-    /// mistake or a real gap.
-    refetched: Option<i64>,
-}
-
-impl PartState {
-    /// Where `msgs` first skips offsets that were not fetched again yet:
-    /// the index of the first message past the gap and the offset to fetch
-    /// again from. Offsets can be missing for good (compaction, transaction
-    /// markers), but a broker may also answer a fetch with a later batch
-    /// while an earlier one is not stored yet (tansu 0.6 with concurrent
-    /// producers); a consumer trusting that answer would move past records
-    /// it never saw, and the commit after them would lose them silently.
-    fn gap(&self, msgs: &[Message]) -> Option<(usize, i64)> {
-        let mut next = self.next;
-        for (i, m) in msgs.iter().enumerate() {
-            if let Some(n) = next {
-                if m.offset > n && self.refetched != Some(n) {
-                    return Some((i, m.offset.min(n)));
-                }
-            }
-            if next.is_none_or(|n| m.offset >= n) {
-                next = Some(m.offset + 1);
-            }
-        }
-        None
-    }
-
-    /// Take note of the messages delivered: the next offset expected, and
-    /// what a fetch again after a gap found.
-    fn advance(&mut self, tp: &TopicPartition, msgs: &[Message]) {
-        for m in msgs {
-            if let (Some(n), Some(r)) = (self.next, self.refetched) {
-                if n == r && m.offset >= n {
-                    if m.offset == n {
-                        tracing::warn!(partition = %tp, offset = n, "the broker's fetch answer had skipped offsets; fetched again, nothing missed");
-                    } else {
-                        tracing::debug!(partition = %tp, from = n, to = m.offset - 1, "offsets missing from the partition (compaction or transaction markers)");
-                    }
-                    self.refetched = None;
-                }
-            }
-            if self.next.is_none_or(|n| m.offset >= n) {
-                self.next = Some(m.offset + 1);
-            }
-        }
-    }
+    /// The offsets received so far: where a poll skipped some.
+    sequence: OffsetSequence,
 }
 
 /// Batches remembered per partition for the processing-time figure.
@@ -286,21 +239,25 @@ impl Conductor {
             let Some(state) = self.parts.get_mut(&tp) else {
                 continue; // not ours (any more)
             };
-            if let Some((at, from)) = state.gap(&msgs) {
+            if let Some((at, from)) = observe(&mut state.sequence, &tp, &msgs) {
                 // Fetch the skipped offsets again; what came after them
                 // comes again too.
                 match self.consumer.seek(&tp, from).await {
                     Ok(()) => {
                         tracing::debug!(partition = %tp, expected = from, got = msgs[at].offset, "a poll skipped offsets; fetching them again");
+                        state.sequence.refetching(from);
                         msgs.truncate(at);
                     }
                     Err(e) => {
                         tracing::warn!(partition = %tp, expected = from, got = msgs[at].offset, error = %e, "a poll skipped offsets and the consumer cannot fetch them again: taking the gap as it is");
+                        let mut rest = &msgs[at..];
+                        while let Some((i, _)) = observe(&mut state.sequence, &tp, rest) {
+                            state.sequence.passed(rest[i].offset);
+                            rest = &rest[i + 1..];
+                        }
                     }
                 }
-                state.refetched = Some(from);
             }
-            state.advance(&tp, &msgs);
             if msgs.is_empty() {
                 continue;
             }
@@ -409,6 +366,28 @@ impl Conductor {
 /// Register a partition's messages and hand them to every stream buffer of
 /// their topic, one push per buffer. A buffer that is full (or already has
 /// events waiting) gets the rest appended to its overflow, in order.
+/// Take note of `msgs` in `sequence`, up to a jump past the expected offset:
+/// its index and the offset to fetch again from.
+fn observe(
+    sequence: &mut OffsetSequence,
+    tp: &TopicPartition,
+    msgs: &[Message],
+) -> Option<(usize, i64)> {
+    for (i, m) in msgs.iter().enumerate() {
+        match sequence.observe(m.offset) {
+            Seen::InOrder => {}
+            Seen::Recovered(offset) => {
+                tracing::warn!(partition = %tp, offset, "the broker's fetch answer had skipped offsets; fetched again, nothing missed");
+            }
+            Seen::Missing(from) => {
+                tracing::debug!(partition = %tp, from, to = m.offset - 1, "offsets missing from the partition (compaction or transaction markers)");
+            }
+            Seen::Jump(from) => return Some((i, from)),
+        }
+    }
+    None
+}
+
 fn deliver_group(
     acks: &Arc<PartitionAcks>,
     msgs: Vec<Message>,

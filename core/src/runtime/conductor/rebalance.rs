@@ -134,8 +134,7 @@ impl Conductor {
                             "faustus_messages_received_total",
                             crate::monitor::topic_labels(&tp.topic),
                         ),
-                        next: None,
-                        refetched: None,
+                        sequence: Default::default(),
                     },
                 );
             }
@@ -306,6 +305,7 @@ impl Conductor {
             if !def.declared.initialized() {
                 continue; // Not in use yet: declared when first used.
             }
+            let want = def.spec(&self.app.inner).partitions;
             match transport.partition_count(&def.name).await? {
                 None => {
                     tracing::warn!(topic = %def.name, "topic missing on the broker (did it lose its data?): creating it again");
@@ -315,8 +315,7 @@ impl Conductor {
                 // An internal topic re-created by someone else (a broker
                 // auto-creating it with its default count) no longer
                 // matches the tables' partitioning: say so on /ready.
-                Some(n) if def.internal && n != def.spec(&self.app.inner).partitions => {
-                    let want = def.spec(&self.app.inner).partitions;
+                Some(n) if def.internal && n != want => {
                     let reason = format!(
                         "topic {} has {n} partitions, the app needs {want} (re-created by the broker's auto-creation?): delete it and restart",
                         def.name
