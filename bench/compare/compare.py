@@ -21,8 +21,11 @@ Workloads (each tool's program prints a `RESULT {json}` line):
   checked exact: Faustus's `word_count` example (redb store) as a worker
   process (peers/faustus_wordcount.py), Quix (`group_by` + stateful count),
   Python Faust (agent → `count_words.send` → Table).
-* count: stateful count per key, no repartition: Quix only (the Faustus
-  bench has no such workload on a real broker yet).
+* count: stateful count per key, no repartition: N keyed ~100-byte JSON
+  values (1000 keys) pre-produced into a fresh 8-partition topic per tool;
+  Quix (stateful `apply` per message key) and Faustus (`faustus-bench
+  kafka-count --topic T`: an agent doing `counts.update(key, |n| *n += 1)`
+  on a redb-backed table); both check every key's final count.
 * produce: bare rdkafka `FutureProducer` vs Faustus `topic.send_soon` from
   a task of a running app (both from the `kafka-passthrough` run).
 
@@ -89,7 +92,7 @@ TOOL_TITLES = {
     ("wordcount", "faustus"): "Faustus `word_count` example, redb store",
     ("wordcount", "quixstreams"): "Quix Streams `group_by(word)` + stateful count",
     ("wordcount", "faust"): "Python Faust: agent → `count_words.send` → Table",
-    ("count", "faustus"): "Faustus",
+    ("count", "faustus"): "Faustus agent → `counts.update(key, +1)`, redb store (`faustus-bench kafka-count`)",
     ("count", "quixstreams"): "Quix Streams stateful `apply` per key",
     ("produce", "faustus"): "Faustus `topic.send_soon` from a task (the bench's produce half)",
     ("produce", "rdkafka FutureProducer"): "bare rdkafka `FutureProducer` (the bench's baseline)",
@@ -221,6 +224,9 @@ class Runner:
         t = {"rep": rep, "workload": workload, "tool": tool, "log": log_path, "ok": ok}
         if res:
             t.update({k: res.get(k) for k in ("rate", "join_s", "count", "exact", "seconds")})
+            # Extra figures some programs report (for the notes).
+            t.update({k: res[k] for k in ("worker_peak_rss_mib", "peak_rss_mib", "committed_s", "stop_s",
+                                          "commits") if res.get(k) is not None})
         t.update(extra)
         if not ok or (res and res.get("exact") is False):
             t["ok"] = False
@@ -241,10 +247,10 @@ class Runner:
             raise RuntimeError("pre-produce of %s failed (%s): see %s" % (topic, rc, lp))
         return topic
 
-    def peer(self, rep, workload, tool, cmd, name):
+    def peer(self, rep, workload, tool, cmd, name, env=None):
         self.loads.append(os.getloadavg()[0])
         lp = os.path.join(self.logs, "r%d-%s-%s.log" % (rep, workload, name))
-        rc, text = run(cmd, lp)
+        rc, text = run(cmd, lp, env=env)
         res = [r for r in results_in(text) if not r["workload"].startswith("pre-produce")]
         if rc != 0 or not res:
             self.record(rep, workload, tool, res[0] if res else None, lp, ok=False)
@@ -289,6 +295,15 @@ class Runner:
                 self.peer(rep, workload, tool, [self.py("faust"), os.path.join(PEERS, "faust_apps.py"),
                           "wordcount", "--brokers", self.brokers, "--topic", t,
                           "--n", str(s["wc_posts_faust"]), "--datadir", os.path.join(state, "faust")], "faust")
+            elif workload == "count" and tool == "faustus":
+                t = self.produce(rep, "keyed", s["count"], "count-faustus")
+                # Its redb files go to a fresh directory under TMPDIR (removed
+                # by the bench; the trial's state directory in any case).
+                env = dict(os.environ)
+                env.pop("RUST_LOG", None)
+                env["TMPDIR"] = state
+                self.peer(rep, workload, tool, [self.bench, "kafka-count", "--brokers", self.brokers,
+                          "--topic", t, "--n", str(s["count"])], "faustus", env=env)
             elif workload == "count" and tool == "quixstreams":
                 t = self.produce(rep, "keyed", s["count"], "count-quix")
                 self.peer(rep, workload, tool, [self.py("quix"), os.path.join(PEERS, "quix_apps.py"),
@@ -343,7 +358,7 @@ class Runner:
         plan = [
             ("passthrough", ["faustus", "confluent-kafka", "quixstreams", "faust"]),
             ("wordcount", ["faustus", "quixstreams", "faust"]),
-            ("count", ["quixstreams"]),
+            ("count", ["faustus", "quixstreams"]),
         ]
         self.started = datetime.datetime.now(datetime.timezone.utc)
         self.load_start = os.getloadavg()
@@ -492,10 +507,6 @@ def render(r, rows, ratios, info):
     L.append("|---|---|---:|---:|---:|---:|---:|---:|")
     for key in ROWS:
         row = rows[key]
-        if key == ("count", "faustus"):
-            L.append("| %s | %s | — | — | not measured | — | — | — |"
-                     % (WORKLOAD_TITLES[key[0]], TOOL_TITLES[key]))
-            continue
         L.append("| %s | %s | %s | %d/%d | %s | %s | %s | %s |" % (
             WORKLOAD_TITLES[key[0]], TOOL_TITLES[key], row["n"] if row["n"] else "—",
             row["ok"], row["runs"], fmt_rate(row["min"]), fmt_rate(row["median"]),
@@ -551,9 +562,22 @@ def render(r, rows, ratios, info):
     rss_w = [t.get("worker_peak_rss_mib") for t in r.trials if t.get("worker_peak_rss_mib")]
     if rss_w:
         L.append("- Peak RSS of the `word_count` worker process: %.0f–%.0f MiB." % (min(rss_w), max(rss_w)))
-    L.append("- TODO: stateful per-key count without repartition on Faustus is not measured: "
-             "`faustus-bench` has no real-broker workload for it (its table benches run on "
-             "`memory://`). Add one (e.g. a `kafka-count` workload) and a row here.")
+    L.append("- The stateful count reads the same pre-produced input with each tool (JSON string "
+             "keys `device-00000`…`device-00999`, murmur2 partitioning, ~100-byte JSON values). "
+             "Faustus's is `faustus-bench kafka-count --topic T`: an app on "
+             "`kafka://H:P?session.timeout.ms=10000&heartbeat.interval.ms=1000` with a `redb://` "
+             "store in a fresh directory, a non-windowed changelog-backed table `counts` "
+             "(`.with_default()`, default settings: changelog once per key per commit, commit "
+             "every 3 s) and an agent doing `counts.update(key, |n| *n += 1)` per event; its "
+             "window runs from the first event counted to the N-th, as Quix's, and every key's "
+             "count in the table is checked against the produced ones before the worker stops.")
+    stops = [t.get("stop_s") for t in r.trials if t["workload"] == "count" and t.get("stop_s") is not None]
+    rss_c = [t.get("peak_rss_mib") for t in r.trials if t["workload"] == "count" and t.get("peak_rss_mib")]
+    if stops or rss_c:
+        L.append("- `faustus-bench kafka-count` after the N-th event: worker stop (final commit: "
+                 "changelog and redb) %s; peak RSS of the process %s."
+                 % ("%.2f–%.2f s" % (min(stops), max(stops)) if stops else "—",
+                    "%.0f–%.0f MiB" % (min(rss_c), max(rss_c)) if rss_c else "—"))
     if r.failures:
         L.append("")
         L.append("## Failures in this run")

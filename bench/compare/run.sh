@@ -22,9 +22,11 @@
 # when missing; its own pid and log under target/bench-compare/); (2) makes
 # the Python venvs target/bench-venvs/{ck,quix,faust} from PyPI when
 # missing (confluent-kafka 2.x; quixstreams 3.x; faust-streaming 0.15.x);
-# (3) builds faustus-bench and the word_count example in release mode
-# (in $CARGO_TARGET_DIR when set); (4) runs bench/compare/compare.py, which
-# runs the workloads and writes the table; (5) stops everything it started.
+# (3) builds faustus-bench (its kafka-passthrough and kafka-count
+# workloads give Faustus's pass-through, produce and stateful-count rows)
+# and the word_count example in release mode (in $CARGO_TARGET_DIR when
+# set); (4) runs bench/compare/compare.py, which runs the workloads and
+# writes the table; (5) stops everything it started.
 # Logs of every trial: target/bench-compare/run-*/logs/.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -40,7 +42,8 @@ BUILD=1
 SIZES=()
 
 usage() {
-    sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    # The header comment, up to the shellcheck directive.
+    sed -n '2,/^# shellcheck/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 

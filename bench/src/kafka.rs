@@ -44,20 +44,20 @@ use crate::{rate, reading, BenchResult, Reading, Row, PARTITIONS};
 const MOCK_MAX: u64 = 320_000;
 
 /// Where the topics live.
-enum Broker {
+pub(crate) enum Broker {
     Mock(MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
     Real(String),
 }
 
 impl Broker {
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         match self {
             Broker::Mock(m) => m.bootstrap_servers(),
             Broker::Real(b) => b.clone(),
         }
     }
 
-    async fn create_topic(&self, name: &str) -> BenchResult<()> {
+    pub(crate) async fn create_topic(&self, name: &str) -> BenchResult<()> {
         match self {
             Broker::Mock(m) => m.create_topic(name, PARTITIONS as i32, 1)?,
             Broker::Real(b) => {
@@ -73,7 +73,7 @@ impl Broker {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -81,7 +81,7 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
-fn client(bootstrap: &str) -> ClientConfig {
+pub(crate) fn client(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
     c
@@ -111,7 +111,7 @@ async fn preproduce(bootstrap: &str, topic: &str, values: &[Vec<u8>]) -> BenchRe
 }
 
 /// `send_result`, waiting while the local queue is full.
-async fn send_retrying<'a, K, P>(
+pub(crate) async fn send_retrying<'a, K, P>(
     p: &FutureProducer,
     mut record: FutureRecord<'a, K, P>,
 ) -> rdkafka::producer::DeliveryFuture

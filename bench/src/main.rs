@@ -9,6 +9,7 @@
 //! cargo run --release -p faustus-bench -- all
 //! cargo run --release -p faustus-bench -- kafka-passthrough --brokers mock        # [--n 1000000]
 //! cargo run --release -p faustus-bench -- kafka-passthrough --brokers host:port
+//! cargo run --release -p faustus-bench -- kafka-count --brokers host:port       # [--n 300000] [--topic T]
 //! ```
 //!
 //! * `passthrough`: N JSON values of ~100 bytes are produced, before the
@@ -59,6 +60,21 @@
 //!   against bare `FutureProducer` sends, on librdkafka's mock cluster or a
 //!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
 //!   (`all` does not include it.)
+//! * `kafka-count`: stateful count per key, no repartition, on a real
+//!   broker (not the mock cluster: it cannot create the changelog), as
+//!   user code (see `kafka_count.rs`): an app on
+//!   `kafka://…?session.timeout.ms=10000&heartbeat.interval.ms=1000` with a
+//!   `redb://` store in a fresh temporary directory, a non-windowed
+//!   changelog-backed table `counts` and an agent doing
+//!   `counts.update(key, |n| *n += 1)` per event of a keyed 8-partition
+//!   topic (N ~100-byte readings over 1000 keys) pre-produced before the
+//!   worker starts (`--topic T`: an existing topic, as `bench/compare`
+//!   pre-produces for every tool; else the bench makes one). Rate: N over
+//!   the window from the first event counted to the N-th, as Quix's count
+//!   in `bench/compare`; start → first event apart. Every key's final count
+//!   must equal what was produced with it, or the run fails. No baseline
+//!   in process (its peer is Quix's count): prints a `RESULT {json}` line.
+//!   (`all` does not include it.)
 //!
 //! * `web-count`: the guide's `/count/?word=` page (`table_route`) against a
 //!   bare hyper server answering from a HashMap, and the proxy hop between
@@ -87,6 +103,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 mod kafka;
+mod kafka_count;
 mod streams;
 mod tables;
 mod web;
@@ -603,6 +620,7 @@ fn usage() -> ! {
     eprintln!("       faustus-bench table-rss [--n N] [--cache KEYS]");
     eprintln!("       faustus-bench rpc [--brokers host:port] [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
+    eprintln!("       faustus-bench kafka-count --brokers host:port [--n N] [--topic T]");
     eprintln!("       faustus-bench web-count [--n N]");
     std::process::exit(2)
 }
@@ -690,6 +708,17 @@ async fn main() {
                 };
                 let rows = kafka::kafka_passthrough(&brokers, n.unwrap_or(1_000_000)).await?;
                 print_table(&rows);
+                Ok(true)
+            }
+            "kafka-count" => {
+                let arg = |name: &str| {
+                    args.iter()
+                        .position(|a| a == name)
+                        .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()))
+                };
+                let brokers = arg("--brokers").unwrap_or_else(|| usage());
+                let topic = arg("--topic");
+                kafka_count::kafka_count(&brokers, topic.as_deref(), n.unwrap_or(300_000)).await?;
                 Ok(true)
             }
             "all" => {
