@@ -15,10 +15,10 @@ use faustus::{Error, TopicPartition};
 use parking_lot::Mutex;
 use support::*;
 
-#[tokio::test(start_paused = true)]
-async fn a_slow_agent_pauses_intake_instead_of_buffering_or_dropping() {
-    let name = unique("backpressure");
-    let app = app_on(&name, "backpressure")
+/// An app whose streams buffer 10 events, with a 2-partition topic `numbers`.
+fn small_buffer_app(id: &str) -> (App, Topic<String, u64>) {
+    let name = unique(id);
+    let app = app_on(&name, id)
         .stream_buffer_maxsize(10usize)
         .build()
         .unwrap();
@@ -27,6 +27,12 @@ async fn a_slow_agent_pauses_intake_instead_of_buffering_or_dropping() {
         .partitions(2)
         .build()
         .unwrap();
+    (app, numbers)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_agent_pauses_intake_instead_of_buffering_or_dropping() {
+    let (app, numbers) = small_buffer_app("backpressure");
     let seen = Arc::new(Mutex::new(Vec::new()));
     app.agent::<String, u64>("slow")
         .on(&numbers)
@@ -37,7 +43,9 @@ async fn a_slow_agent_pauses_intake_instead_of_buffering_or_dropping() {
                 async move {
                     let mut items = s.items();
                     while let Some((k, v)) = items.next().await {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        // Slow enough that its buffer stays full for longer
+                        // than the conductor waits before pausing.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
                         seen.lock().push((k.unwrap_or_default(), v));
                     }
                     Ok(())
@@ -80,6 +88,125 @@ async fn a_slow_agent_pauses_intake_instead_of_buffering_or_dropping() {
             "order kept for {key}"
         );
     }
+}
+
+/// A stream that is full only for a moment is waited for, not paused:
+/// pausing makes librdkafka drop and fetch again what it had prefetched.
+#[tokio::test(start_paused = true)]
+async fn a_burst_a_stream_soon_takes_pauses_nothing() {
+    let (app, numbers) = small_buffer_app("burst");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    app.agent::<String, u64>("quick")
+        .on(&numbers)
+        .build({
+            let seen = seen.clone();
+            move |mut s| {
+                let seen = seen.clone();
+                async move {
+                    while let Some(v) = s.next().await {
+                        // Quick, but it lets the conductor run in between.
+                        tokio::task::yield_now().await;
+                        seen.lock().push(v);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    for i in 0..2000u64 {
+        numbers.send(format!("key-{}", i % 7), i).await.unwrap();
+    }
+    eventually("every message processed", || seen.lock().len() == 2000).await;
+    worker.stop().await.unwrap();
+    let peaks = app.stream_buffer_peaks();
+    assert!(
+        peaks.iter().any(|(_, peak)| *peak == 10),
+        "the buffer was full at times: {peaks:?}"
+    );
+    assert_eq!(app.monitor().snapshot().partitions_paused, 0);
+    let mut values = seen.lock().clone();
+    values.sort_unstable();
+    assert_eq!(values, (0..2000).collect::<Vec<_>>());
+}
+
+/// A stream that stays full holds up the other topics only until its
+/// partitions are paused (half a second); then they flow again.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_stream_is_paused_and_other_topics_go_on() {
+    let name = unique("stuck");
+    let app = app_on(&name, "stuck")
+        .stream_buffer_maxsize(10usize)
+        .build()
+        .unwrap();
+    let slow = app
+        .topic::<String, u64>("slow")
+        .partitions(1)
+        .build()
+        .unwrap();
+    let fast = app
+        .topic::<String, u64>("fast")
+        .partitions(1)
+        .build()
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (slow_seen, fast_seen) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    app.agent::<String, u64>("stuck")
+        .on(&slow)
+        .build({
+            let (gate, seen) = (gate.clone(), slow_seen.clone());
+            move |mut s| {
+                let (gate, seen) = (gate.clone(), seen.clone());
+                async move {
+                    while s.next().await.is_some() {
+                        // Held until the test opens the gate.
+                        gate.acquire().await.map(|p| p.forget()).ok();
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    app.agent::<String, u64>("free")
+        .on(&fast)
+        .build({
+            let seen = fast_seen.clone();
+            move |mut s| {
+                let seen = seen.clone();
+                async move {
+                    while s.next().await.is_some() {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    let worker = start(&app).await;
+    // More than the stuck stream's buffer and a poll batch hold.
+    for i in 0..1000u64 {
+        slow.send("k".to_string(), i).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..1000u64 {
+        fast.send("k".to_string(), i).await.unwrap();
+    }
+    eventually("the other topic processed", || {
+        fast_seen.load(Ordering::SeqCst) == 1000
+    })
+    .await;
+    assert!(slow_seen.load(Ordering::SeqCst) < 1000);
+    assert!(
+        app.monitor().snapshot().partitions_paused > 0,
+        "the stuck stream's partition was paused"
+    );
+    gate.add_permits(1000);
+    eventually("the stuck stream finished", || {
+        slow_seen.load(Ordering::SeqCst) == 1000
+    })
+    .await;
+    worker.stop().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

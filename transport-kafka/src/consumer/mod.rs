@@ -12,11 +12,12 @@
 //! method sends one command and awaits its reply.
 //!
 //! When librdkafka calls the revoke callback (on that thread, inside a
-//! `poll`), the callback answers the caller's current poll with `Revoked`
-//! (after handing over messages already gathered for that poll, if any), and
-//! then *stays in the callback*, serving the caller's commands — `commit`
-//! (which works, the partitions are still assigned), `committed`, `pause`
-//! … — until the caller polls again. That poll ends the
+//! `poll`), the callback queues `Revoked` after the messages already
+//! gathered ahead of the caller (see the `worker` module), and then *stays
+//! in the callback*, handing those and `Revoked` to the caller's polls and
+//! serving its commands — `commit` (which works, the partitions are still
+//! assigned), `committed`, `pause` … — until the caller polls again after
+//! `Revoked`. That poll ends the
 //! callback; librdkafka unassigns, rejoins, and the assign callback queues
 //! [`ConsumerEvent::Assigned`], returned by the next poll before any message
 //! of the new assignment. While the callback waits, librdkafka keeps

@@ -149,19 +149,24 @@ fn assign(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tps: &[TopicPartition]) -> Re
     apply_groupless_assignment(consumer, ctx, &starts)?;
     *ctx.starts.lock() = starts;
     ctx.next.lock().clear();
+    // Every partition starts again from the beginning.
+    ctx.forget(None);
     Ok(())
 }
 
 fn seek(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tp: &TopicPartition, offset: i64) -> Result<()> {
     if ctx.settings.group {
-        return consumer
+        consumer
             .seek(
                 &tp.topic,
                 to_i32(tp.partition),
                 Offset::Offset(offset),
                 ctx.settings.operation_timeout,
             )
-            .map_err(|e| error::kafka(format!("seek {tp} to {offset}"), e));
+            .map_err(|e| error::kafka(format!("seek {tp} to {offset}"), e))?;
+        // What was gathered of `tp` comes again from the new position.
+        ctx.forget(Some(tp));
+        return Ok(());
     }
     let mut starts = ctx.starts.lock().clone();
     if !starts.contains_key(tp) {
@@ -185,6 +190,7 @@ fn seek(consumer: &BaseConsumer<Ctx>, ctx: &Ctx, tp: &TopicPartition, offset: i6
     apply_groupless_assignment(consumer, ctx, &starts)?;
     // The caller moves the position: not a jump to fetch again.
     ctx.next.lock().remove(tp);
+    ctx.forget(Some(tp));
     *ctx.starts.lock() = starts;
     Ok(())
 }

@@ -1,11 +1,36 @@
 //! The consumer thread: its loop, its state, and the rebalance callbacks.
+//!
+//! # Gathering ahead of the caller
+//!
+//! The thread does not wait for the caller's poll to read librdkafka: while
+//! messages are at hand it gathers them into batches of up to
+//! `max_poll_records` (at most [`PREFETCH_BATCHES`] of them wait), so the
+//! caller's next poll is answered at once and librdkafka's queue is drained
+//! while the caller delivers the previous batch. When the batches wait
+//! unclaimed, or librdkafka has nothing at hand, the thread stops reading
+//! and waits for the caller's next command: backpressure is not reading,
+//! and librdkafka stops fetching once its own queue is full
+//! (`queued.max.messages.kbytes`).
+//!
+//! Everything the caller receives goes through one ordered queue
+//! ([`Ready`]): message batches, then `Revoked` (messages gathered before a
+//! revocation are handed over before it), then `Assigned`. A seek or an
+//! assignment drops the gathered messages it makes stale (see
+//! [`Ctx::forget`]).
+//!
+//! # Copies
+//!
+//! Keys and values are copied out of librdkafka's buffers once, into shared
+//! chunks of [`ARENA_CHUNK`] bytes (one allocation per chunk instead of two
+//! per message); a message holds its chunk until it is dropped. Larger keys
+//! and values get their own allocation.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use faustus_core::transport::{ConsumerEvent, Message, OffsetSequence, Seen, TopicPartition};
 use faustus_core::{Error, Result};
 use parking_lot::Mutex;
@@ -22,21 +47,105 @@ use crate::error;
 use super::ops::{execute, tpl_to_vec};
 use super::{Cmd, Reply, Settings, SLICE};
 
-/// A poll being answered: its reply, what it gathered and until when it may wait.
-pub(super) struct PollJob {
-    pub(super) reply: Reply<ConsumerEvent>,
-    pub(super) batch: Vec<Message>,
-    pub(super) deadline: Instant,
+/// Message batches gathered ahead of the caller's polls, at most.
+pub(super) const PREFETCH_BATCHES: usize = 4;
+/// Size of the shared chunks keys and values are copied into.
+const ARENA_CHUNK: usize = 256 * 1024;
+/// Keys and values larger than this get their own allocation.
+const ARENA_MAX_ITEM: usize = 16 * 1024;
+
+/// The caller's poll, waiting for an answer until `deadline`.
+pub(super) struct Waiter {
+    reply: Reply<ConsumerEvent>,
+    deadline: Instant,
 }
 
-impl PollJob {
-    pub(super) fn new(reply: Reply<ConsumerEvent>, timeout: Duration) -> Self {
+impl Waiter {
+    fn new(reply: Reply<ConsumerEvent>, timeout: Duration) -> Self {
         let now = Instant::now();
-        PollJob {
+        Waiter {
             reply,
-            batch: Vec::new(),
             deadline: now.checked_add(timeout).unwrap_or(now + SLICE),
         }
+    }
+}
+
+/// What is ready for the caller, in the order it gets it.
+#[derive(Default)]
+pub(super) struct Ready {
+    events: VecDeque<Result<ConsumerEvent>>,
+    /// How many of `events` are message batches.
+    batches: usize,
+    /// The caller's poll, when nothing was ready for it.
+    waiter: Option<Waiter>,
+    /// Messages read from librdkafka for the batch being gathered.
+    gathering: Vec<Message>,
+}
+
+impl Ready {
+    fn push(&mut self, event: Result<ConsumerEvent>) {
+        if matches!(event, Ok(ConsumerEvent::Messages(_))) {
+            self.batches += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// Queue the batch being gathered (appended to the last queued batch
+    /// while that stays within `max` messages).
+    fn seal(&mut self, max: usize) {
+        if self.gathering.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.gathering);
+        if let Some(Ok(ConsumerEvent::Messages(last))) = self.events.back_mut() {
+            if last.len() + batch.len() <= max {
+                last.extend(batch);
+                return;
+            }
+        }
+        self.push(Ok(ConsumerEvent::Messages(batch)));
+    }
+
+    fn pop(&mut self) -> Option<Result<ConsumerEvent>> {
+        let event = self.events.pop_front()?;
+        if matches!(event, Ok(ConsumerEvent::Messages(_))) {
+            self.batches -= 1;
+        }
+        Some(event)
+    }
+
+    /// Hand the waiting poll what is ready; `Idle` once its deadline passed.
+    fn answer(&mut self) {
+        if self.waiter.is_none() {
+            return;
+        }
+        let event = match self.pop() {
+            Some(event) => event,
+            None => match &self.waiter {
+                Some(w) if Instant::now() >= w.deadline => Ok(ConsumerEvent::Idle),
+                _ => return,
+            },
+        };
+        if let Some(w) = self.waiter.take() {
+            let _ = w.reply.send(event);
+        }
+    }
+
+    /// Drop the gathered messages `stale` names.
+    fn forget(&mut self, stale: impl Fn(&Message) -> bool) {
+        self.gathering.retain(|m| !stale(m));
+        for event in self.events.iter_mut() {
+            if let Ok(ConsumerEvent::Messages(batch)) = event {
+                batch.retain(|m| !stale(m));
+            }
+        }
+        self.events
+            .retain(|e| !matches!(e, Ok(ConsumerEvent::Messages(b)) if b.is_empty()));
+        self.batches = self
+            .events
+            .iter()
+            .filter(|e| matches!(e, Ok(ConsumerEvent::Messages(_))))
+            .count();
     }
 }
 
@@ -46,9 +155,7 @@ impl PollJob {
 pub(super) struct Ctx {
     pub(super) settings: Settings,
     pub(super) rx: Mutex<mpsc::Receiver<Cmd>>,
-    pub(super) job: Mutex<Option<PollJob>>,
-    /// Events to return before polling librdkafka again (`Assigned`).
-    pub(super) events: Mutex<VecDeque<ConsumerEvent>>,
+    pub(super) ready: Mutex<Ready>,
     /// Commands received inside a revocation that end it and run after it.
     pub(super) deferred: Mutex<VecDeque<Cmd>>,
     pub(super) assignment: Arc<Mutex<Vec<TopicPartition>>>,
@@ -114,25 +221,48 @@ impl ConsumerContext for Ctx {
             let assigned = tpl_to_vec(tpl);
             tracing::info!(client = %self.settings.client, partitions = ?assigned, "partitions assigned");
             *self.assignment.lock() = assigned.clone();
-            self.events
-                .lock()
-                .push_back(ConsumerEvent::Assigned(assigned));
+            let mut ready = self.ready.lock();
+            ready.seal(self.max_batch());
+            ready.push(Ok(ConsumerEvent::Assigned(assigned)));
+            ready.answer();
         }
     }
 }
 
 impl Ctx {
-    /// Inside the revoke callback: tell the caller, serve its commands, and
-    /// return (completing the revocation) when it polls again.
+    fn max_batch(&self) -> usize {
+        self.settings.max_poll_records.max(1)
+    }
+
+    /// Drop gathered messages a seek or an assignment made stale: of `tp`,
+    /// or all of them (`None`).
+    pub(super) fn forget(&self, tp: Option<&TopicPartition>) {
+        let mut ready = self.ready.lock();
+        match tp {
+            Some(tp) => ready.forget(|m| m.partition == tp.partition && *m.topic == *tp.topic),
+            None => ready.forget(|_| true),
+        }
+    }
+
+    /// A poll of the caller: answered with what is ready, or kept waiting.
+    fn take_poll(&self, reply: Reply<ConsumerEvent>, timeout: Duration) {
+        let mut ready = self.ready.lock();
+        ready.waiter = Some(Waiter::new(reply, timeout));
+        if ready.events.is_empty() {
+            return;
+        }
+        ready.answer();
+    }
+
+    /// Inside the revoke callback: hand the caller what was gathered, then
+    /// `Revoked`; serve its commands, and return (completing the
+    /// revocation) when it polls again.
     fn hold_revocation(&self, consumer: &BaseConsumer<Self>, revoked: Vec<TopicPartition>) {
-        let mut announced = false;
-        if let Some(job) = self.job.lock().take() {
-            if job.batch.is_empty() {
-                let _ = job.reply.send(Ok(ConsumerEvent::Revoked(revoked.clone())));
-                announced = true;
-            } else {
-                let _ = job.reply.send(Ok(ConsumerEvent::Messages(job.batch)));
-            }
+        {
+            let mut ready = self.ready.lock();
+            ready.seal(self.max_batch());
+            ready.push(Ok(ConsumerEvent::Revoked(revoked)));
+            ready.answer();
         }
         loop {
             let cmd = match self.rx.lock().recv() {
@@ -145,12 +275,16 @@ impl Ctx {
             };
             match cmd {
                 Cmd::Poll { timeout, reply } => {
-                    if announced {
-                        *self.job.lock() = Some(PollJob::new(reply, timeout));
+                    let mut ready = self.ready.lock();
+                    // Nothing is read from librdkafka meanwhile, so the
+                    // queue ends with `Revoked`: once it is empty, the
+                    // caller had it and this poll ends the revocation.
+                    let done = ready.events.is_empty();
+                    ready.waiter = Some(Waiter::new(reply, timeout));
+                    if done {
                         return;
                     }
-                    let _ = reply.send(Ok(ConsumerEvent::Revoked(revoked.clone())));
-                    announced = true;
+                    ready.answer();
                 }
                 cmd @ (Cmd::Close(_) | Cmd::Subscribe(..) | Cmd::Assign(..)) => {
                     self.deferred.lock().push_back(cmd);
@@ -167,6 +301,13 @@ pub(super) struct Worker {
     pub(super) consumer: Option<BaseConsumer<Ctx>>,
     pub(super) ctx: Arc<Ctx>,
     pub(super) topics: HashMap<String, Arc<str>>,
+    /// The topic of the last message read (most batches have one topic).
+    last_topic: Option<Arc<str>>,
+    /// The chunk keys and values are copied into.
+    arena: BytesMut,
+    /// librdkafka had nothing at hand, or the caller has not claimed what
+    /// is ready: wait for the caller's next command before reading more.
+    rest: bool,
 }
 
 impl Worker {
@@ -174,12 +315,20 @@ impl Worker {
         loop {
             let deferred = self.ctx.deferred.lock().pop_front();
             let cmd = match deferred {
-                Some(cmd) => cmd,
-                None => {
+                Some(cmd) => Some(cmd),
+                None if self.must_wait() => {
                     let received = self.ctx.rx.lock().recv();
                     match received {
-                        Ok(cmd) => cmd,
+                        Ok(cmd) => Some(cmd),
                         Err(_) => break,
+                    }
+                }
+                None => {
+                    let received = self.ctx.rx.lock().try_recv();
+                    match received {
+                        Ok(cmd) => Some(cmd),
+                        Err(mpsc::TryRecvError::Empty) => None,
+                        Err(mpsc::TryRecvError::Disconnected) => break,
                     }
                 }
             };
@@ -187,24 +336,33 @@ impl Worker {
                 break;
             };
             match cmd {
-                Cmd::Poll { timeout, reply } => {
-                    self.poll(&consumer, timeout, reply);
-                    self.consumer = Some(consumer);
+                None => self.gather(&consumer),
+                Some(Cmd::Poll { timeout, reply }) => {
+                    self.rest = false;
+                    self.ctx.take_poll(reply, timeout);
                 }
-                Cmd::Close(reply) => {
+                Some(Cmd::Close(reply)) => {
                     self.shut(consumer);
                     let _ = reply.send(Ok(()));
                     return;
                 }
-                other => {
+                Some(other) => {
+                    self.rest = false;
                     execute(&consumer, &self.ctx, other);
-                    self.consumer = Some(consumer);
                 }
             }
+            self.consumer = Some(consumer);
         }
         if let Some(consumer) = self.consumer.take() {
             self.shut(consumer);
         }
+    }
+
+    /// Whether to wait for a command rather than read librdkafka: no poll
+    /// is waiting, and there is nothing to read or enough unclaimed.
+    fn must_wait(&self) -> bool {
+        let ready = self.ctx.ready.lock();
+        ready.waiter.is_none() && (self.rest || ready.batches >= PREFETCH_BATCHES)
     }
 
     fn shut(&self, consumer: BaseConsumer<Ctx>) {
@@ -218,8 +376,10 @@ impl Worker {
         self.ctx.probe.lock().take();
         self.ctx.assignment.lock().clear();
         // Answer whatever is still waiting.
-        if let Some(job) = self.ctx.job.lock().take() {
-            let _ = job.reply.send(Err(Error::Closed(format!(
+        let mut ready = self.ctx.ready.lock();
+        ready.forget(|_| true);
+        if let Some(w) = ready.waiter.take() {
+            let _ = w.reply.send(Err(Error::Closed(format!(
                 "kafka consumer {:?}",
                 self.ctx.settings.client
             ))));
@@ -227,50 +387,47 @@ impl Worker {
         tracing::debug!(client = %self.ctx.settings.client, "consumer closed");
     }
 
-    fn finish(&self, event: Result<ConsumerEvent>) {
-        if let Some(job) = self.ctx.job.lock().take() {
-            let _ = job.reply.send(event);
-        }
-    }
-
-    fn poll(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        timeout: Duration,
-        reply: Reply<ConsumerEvent>,
-    ) {
-        if let Some(ev) = self.ctx.events.lock().pop_front() {
-            let _ = reply.send(Ok(ev));
-            return;
-        }
-        *self.ctx.job.lock() = Some(PollJob::new(reply, timeout));
+    /// Read one batch from librdkafka (waiting for its first message only
+    /// while a poll of the caller waits with nothing ready), queue it, and
+    /// answer the waiting poll.
+    fn gather(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let max = self.ctx.max_batch();
+        let mut wait = {
+            let ready = self.ctx.ready.lock();
+            match &ready.waiter {
+                Some(w) if ready.events.is_empty() => w
+                    .deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(SLICE),
+                _ => Duration::ZERO,
+            }
+        };
+        let mut full = false;
         loop {
-            let wait = {
-                let job = self.ctx.job.lock();
-                let Some(job) = job.as_ref() else {
-                    return;
-                };
-                if job.batch.is_empty() {
-                    job.deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(SLICE)
-                } else {
-                    Duration::ZERO
-                }
-            };
-            // May run rebalance callbacks, which can answer (and replace) the job.
+            // May run rebalance callbacks, which queue what was gathered.
             let polled = consumer.poll(wait);
-            let message = match polled {
+            wait = Duration::ZERO;
+            match polled {
                 Some(Ok(m)) => {
                     let msg = self.detach(&m);
                     drop(m);
-                    (!self.refetch_skipped(consumer, &msg)).then_some(msg)
+                    if self.refetch_skipped(consumer, &msg) {
+                        continue;
+                    }
+                    let mut ready = self.ctx.ready.lock();
+                    ready.gathering.push(msg);
+                    if ready.gathering.len() >= max {
+                        full = true;
+                        break;
+                    }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) | None => None,
+                Some(Err(KafkaError::PartitionEOF(_))) | None => break,
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
                     tracing::error!(client = %self.ctx.settings.client, error = %e, "fatal consumer error");
-                    self.finish(Err(error::kafka("consume", e)));
-                    return;
+                    let mut ready = self.ctx.ready.lock();
+                    ready.seal(max);
+                    ready.push(Err(error::kafka("consume", e)));
+                    break;
                 }
                 Some(Err(e)) => {
                     // Broker down, partition moved …: librdkafka recovers by
@@ -283,45 +440,17 @@ impl Worker {
                     } else {
                         tracing::warn!(client = %settings.client, url = %settings.shared.url, error = %e, "consumer error (librdkafka retries)");
                     }
-                    None
+                    break;
                 }
-            };
-            let mut guard = self.ctx.job.lock();
-            let Some(job) = guard.as_mut() else {
-                drop(guard);
-                if let Some(m) = message {
-                    self.ctx
-                        .events
-                        .lock()
-                        .push_back(ConsumerEvent::Messages(vec![m]));
-                }
-                return;
-            };
-            let full = match message {
-                Some(m) => {
-                    job.batch.push(m);
-                    if job.batch.len() < self.ctx.settings.max_poll_records.max(1) {
-                        continue;
-                    }
-                    true
-                }
-                None => false,
-            };
-            let event = if full || !job.batch.is_empty() {
-                Some(ConsumerEvent::Messages(std::mem::take(&mut job.batch)))
-            } else if let Some(ev) = self.ctx.events.lock().pop_front() {
-                Some(ev)
-            } else if Instant::now() >= job.deadline {
-                Some(ConsumerEvent::Idle)
-            } else {
-                None
-            };
-            drop(guard);
-            if let Some(event) = event {
-                self.finish(Ok(event));
-                return;
             }
         }
+        let mut ready = self.ctx.ready.lock();
+        ready.seal(max);
+        // Read on while librdkafka has more; otherwise rest until the
+        // caller comes back (a waiting poll keeps reading, up to its
+        // deadline).
+        self.rest = !full && ready.waiter.is_none();
+        ready.answer();
     }
 
     /// Whether `msg` (read by a partition reader: table recovery, standbys,
@@ -375,15 +504,36 @@ impl Worker {
         }
     }
 
-    fn detach(&mut self, m: &BorrowedMessage<'_>) -> Message {
-        let topic = match self.topics.get(m.topic()) {
+    /// Copy `data` into the shared chunk (see the module documentation).
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > ARENA_MAX_ITEM {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.arena.capacity() < data.len() {
+            self.arena = BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        self.arena.extend_from_slice(data);
+        self.arena.split().freeze()
+    }
+
+    fn topic(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.last_topic.as_ref().filter(|t| ***t == *name) {
+            return t.clone();
+        }
+        let t = match self.topics.get(name) {
             Some(t) => t.clone(),
             None => {
-                let t: Arc<str> = Arc::from(m.topic());
-                self.topics.insert(m.topic().to_string(), t.clone());
+                let t: Arc<str> = Arc::from(name);
+                self.topics.insert(name.to_string(), t.clone());
                 t
             }
         };
+        self.last_topic = Some(t.clone());
+        t
+    }
+
+    fn detach(&mut self, m: &BorrowedMessage<'_>) -> Message {
+        let topic = self.topic(m.topic());
         let headers = match m.headers() {
             Some(h) => h
                 .iter()
@@ -401,8 +551,8 @@ impl Worker {
             partition: u32::try_from(m.partition()).unwrap_or(0),
             offset: m.offset(),
             timestamp_ms: m.timestamp().to_millis(),
-            key: m.key().map(Bytes::copy_from_slice),
-            value: m.payload().map(Bytes::copy_from_slice),
+            key: m.key().map(|k| self.copy(k)),
+            value: m.payload().map(|v| self.copy(v)),
             headers,
         }
     }
@@ -419,8 +569,7 @@ pub(super) fn spawn(
     let ctx = Ctx {
         settings,
         rx: Mutex::new(rx),
-        job: Mutex::new(None),
-        events: Mutex::new(VecDeque::new()),
+        ready: Mutex::new(Ready::default()),
         deferred: Mutex::new(VecDeque::new()),
         assignment,
         paused: Mutex::new(BTreeSet::new()),
@@ -436,6 +585,9 @@ pub(super) fn spawn(
         ctx: consumer.context().clone(),
         consumer: Some(consumer),
         topics: HashMap::new(),
+        last_topic: None,
+        arena: BytesMut::new(),
+        rest: false,
     };
     std::thread::Builder::new()
         .name(format!("kafka-consumer-{client}"))
@@ -445,4 +597,122 @@ pub(super) fn spawn(
             source: e,
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &Arc<str>, partition: u32, offset: i64) -> Message {
+        Message {
+            topic: topic.clone(),
+            partition,
+            offset,
+            timestamp_ms: None,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: Vec::new(),
+        }
+    }
+
+    fn offsets(event: &Result<ConsumerEvent>) -> Vec<(u32, i64)> {
+        match event {
+            Ok(ConsumerEvent::Messages(b)) => b.iter().map(|m| (m.partition, m.offset)).collect(),
+            _ => panic!("not a batch"),
+        }
+    }
+
+    #[test]
+    fn gathered_messages_join_the_last_batch_up_to_the_limit() {
+        let t: Arc<str> = Arc::from("t");
+        let mut r = Ready {
+            gathering: vec![msg(&t, 0, 0), msg(&t, 0, 1)],
+            ..Ready::default()
+        };
+        r.seal(3);
+        r.gathering = vec![msg(&t, 0, 2)];
+        r.seal(3);
+        // Full: the next ones start a batch.
+        r.gathering = vec![msg(&t, 0, 3), msg(&t, 0, 4)];
+        r.seal(3);
+        r.seal(3); // nothing gathered: nothing queued
+        assert_eq!(r.batches, 2);
+        assert_eq!(offsets(&r.pop().unwrap()), [(0, 0), (0, 1), (0, 2)]);
+        assert_eq!(offsets(&r.pop().unwrap()), [(0, 3), (0, 4)]);
+        assert_eq!(r.batches, 0);
+        assert!(r.pop().is_none());
+    }
+
+    #[test]
+    fn messages_gathered_before_a_revocation_come_before_it() {
+        let t: Arc<str> = Arc::from("t");
+        let mut r = Ready {
+            gathering: vec![msg(&t, 0, 0)],
+            ..Ready::default()
+        };
+        r.seal(10);
+        r.gathering = vec![msg(&t, 1, 0)];
+        // What the revoke callback does.
+        r.seal(10);
+        r.push(Ok(ConsumerEvent::Revoked(vec![TopicPartition::new(
+            "t", 0,
+        )])));
+        r.push(Ok(ConsumerEvent::Assigned(vec![TopicPartition::new(
+            "t", 1,
+        )])));
+        // A batch is never merged across a rebalance event.
+        r.gathering = vec![msg(&t, 1, 1)];
+        r.seal(10);
+        assert_eq!(offsets(&r.pop().unwrap()), [(0, 0), (1, 0)]);
+        assert!(matches!(r.pop(), Some(Ok(ConsumerEvent::Revoked(_)))));
+        assert!(matches!(r.pop(), Some(Ok(ConsumerEvent::Assigned(_)))));
+        assert_eq!(offsets(&r.pop().unwrap()), [(1, 1)]);
+    }
+
+    #[test]
+    fn a_seek_forgets_what_was_gathered_of_its_partition_only() {
+        let t: Arc<str> = Arc::from("t");
+        let u: Arc<str> = Arc::from("u");
+        let mut r = Ready {
+            gathering: vec![msg(&t, 0, 5), msg(&u, 0, 7)],
+            ..Ready::default()
+        };
+        r.seal(2);
+        r.gathering = vec![msg(&t, 0, 6)];
+        r.seal(2);
+        r.gathering = vec![msg(&t, 1, 1), msg(&t, 0, 7)];
+        let tp = TopicPartition::new("t", 0);
+        r.forget(|m| m.partition == tp.partition && *m.topic == *tp.topic);
+        // The second batch is gone with its only message.
+        assert_eq!(r.batches, 1);
+        assert_eq!(offsets(&r.pop().unwrap()), [(0, 7)]);
+        assert!(r.pop().is_none());
+        assert_eq!(r.gathering.len(), 1);
+        r.forget(|_| true);
+        assert!(r.gathering.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_poll_gets_the_first_event_or_idle_at_its_deadline() {
+        let t: Arc<str> = Arc::from("t");
+        let mut r = Ready::default();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        r.waiter = Some(Waiter::new(tx, Duration::from_secs(3600)));
+        // Nothing ready, deadline far: it keeps waiting.
+        r.answer();
+        assert!(rx.try_recv().is_err());
+        assert!(r.waiter.is_some());
+        r.gathering = vec![msg(&t, 0, 0)];
+        r.seal(10);
+        r.answer();
+        assert!(r.waiter.is_none());
+        let got = rx.try_recv().unwrap();
+        assert_eq!(offsets(&got), [(0, 0)]);
+        assert_eq!(r.batches, 0);
+        // A poll with no time left is answered Idle.
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        r.waiter = Some(Waiter::new(tx, Duration::ZERO));
+        r.answer();
+        assert!(matches!(rx.try_recv(), Ok(Ok(ConsumerEvent::Idle))));
+    }
 }

@@ -56,13 +56,24 @@ struct PartState {
 /// Batches remembered per partition for the processing-time figure.
 const INFLIGHT_KEEP: usize = 1024;
 
+/// While a stream buffer is full the conductor stops polling (backpressure
+/// without a broker round trip); only an overflow lasting longer than this
+/// pauses its partitions, so the others can be polled again. Pausing is
+/// costly on Kafka: librdkafka drops the partition's prefetched messages
+/// and fetches them again on resume, so it is kept for streams that stall,
+/// not for every burst. It also bounds how late a rebalance is seen.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
+
 pub(crate) struct Conductor {
     app: App,
     consumer: Box<dyn Consumer>,
     parts: HashMap<TopicPartition, PartState>,
-    /// Per stream buffer that was full: what it still has to take. Their
-    /// partitions are paused until it is empty.
+    /// Per stream buffer that was full: what it still has to take. While
+    /// any waits, the conductor does not poll; after [`PAUSE_AFTER`] their
+    /// partitions are paused (and polling goes on) until it is empty.
     overflow: Vec<Overflow>,
+    /// Since when events have waited in `overflow` without a break.
+    overflow_since: Option<Instant>,
     subs: HashMap<Arc<str>, Vec<Queue>>,
     subs_version: u64,
     subscribed: BTreeSet<String>,
@@ -86,6 +97,7 @@ impl Conductor {
             consumer,
             parts: HashMap::new(),
             overflow: Vec::new(),
+            overflow_since: None,
             subs: HashMap::new(),
             subs_version: u64::MAX,
             subscribed: BTreeSet::new(),
@@ -148,9 +160,26 @@ impl Conductor {
             if !self.overflow.is_empty() {
                 self.drain_overflow().await?;
             }
+            if self.overflow.is_empty() {
+                self.overflow_since = None;
+            }
             self.commit_if_due().await;
+            if !self.overflow.is_empty() && !self.pausing() {
+                // A full stream: take nothing more until it has room (or
+                // until its partitions are paused), but keep committing.
+                tokio::select! {
+                    biased;
+                    flushed = pending_flush(&mut self.pending) => {
+                        self.finish_pending(flushed).await;
+                    }
+                    _ = tokio::time::timeout(Duration::from_millis(50), space.notified()) => {}
+                    _ = stop.wait() => return Ok(()),
+                }
+                continue;
+            }
             let timeout = if !self.overflow.is_empty() {
-                // Wait for a full stream to drain, then poll without blocking.
+                // Partitions paused: wait for a full stream to drain, then
+                // poll the others without blocking.
                 let _ = tokio::time::timeout(Duration::from_millis(50), space.notified()).await;
                 Duration::ZERO
             } else {
@@ -280,11 +309,26 @@ impl Conductor {
         self.update_pauses().await
     }
 
-    /// Pause partitions with events waiting in an overflow, resume the others.
+    /// Whether events have waited in an overflow for [`PAUSE_AFTER`]: their
+    /// partitions are paused then.
+    fn pausing(&self) -> bool {
+        self.overflow_since
+            .is_some_and(|since| since.elapsed() >= PAUSE_AFTER)
+    }
+
+    /// Once events have waited in an overflow for [`PAUSE_AFTER`], pause
+    /// their partitions; resume the others (all of them once the overflow
+    /// is empty).
     async fn update_pauses(&mut self) -> Result<()> {
+        if self.overflow.is_empty() {
+            self.overflow_since = None;
+        } else if self.overflow_since.is_none() {
+            self.overflow_since = Some(Instant::now());
+        }
+        let pausing = self.pausing();
         let mut waiting: std::collections::HashSet<(&Arc<str>, u32)> =
             std::collections::HashSet::new();
-        for o in &self.overflow {
+        for o in self.overflow.iter().filter(|_| pausing) {
             // Items come in runs of one partition: one set insert per run.
             let mut last: Option<(&Arc<str>, u32)> = None;
             for d in &o.items {
