@@ -49,3 +49,11 @@ fi
 echo "real-broker tests against $FAUSTUS_TEST_KAFKA" >&2
 FAUSTUS_TEST_KAFKA="$FAUSTUS_TEST_KAFKA" \
   cargo test --workspace --all-targets -- --ignored --test-threads 6
+
+# A short real-broker bench, so a slowdown shows in the suite's output (not a
+# timed assertion: it fails only when messages are lost). A debug build of
+# Faustus against bare librdkafka loops: compare the ratio with earlier runs
+# of this script, not with the release figures of bench/RESULTS.md
+# (`bash bench/compare/run.sh`).
+echo "short real-broker bench (debug build; release figures: bench/RESULTS.md)" >&2
+cargo run -q -p faustus-bench -- kafka-passthrough --brokers "$FAUSTUS_TEST_KAFKA" --n 200000

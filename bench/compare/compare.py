@@ -15,7 +15,7 @@ Workloads (each tool's program prints a `RESULT {json}` line):
   confluent-kafka group consumer (peers/ck_passthrough.py), a Quix Streams
   app and a Python Faust agent (peers/quix_apps.py, peers/faust_apps.py);
   Faustus: `faustus-bench kafka-passthrough` (its own pre-produced topic;
-  it also measures a bare rdkafka `StreamConsumer` loop, and the produce
+  it also measures bare rdkafka `BaseConsumer` and `StreamConsumer` loops, and the produce
   pair below).
 * wordcount: posts → split → repartition by word → table count, results
   checked exact: Faustus's `word_count` example (redb store) as a worker
@@ -64,6 +64,7 @@ TRIAL_TIMEOUT = 420
 ROWS = [
     ("passthrough", "faustus"),
     ("passthrough", "confluent-kafka"),
+    ("passthrough", "rdkafka BaseConsumer"),
     ("passthrough", "rdkafka StreamConsumer"),
     ("passthrough", "quixstreams"),
     ("passthrough", "faust"),
@@ -73,6 +74,7 @@ ROWS = [
     ("count", "faustus"),
     ("count", "quixstreams"),
     ("produce", "faustus"),
+    ("produce", "faustus agent send"),
     ("produce", "rdkafka FutureProducer"),
 ]
 
@@ -86,7 +88,8 @@ WORKLOAD_TITLES = {
 TOOL_TITLES = {
     ("passthrough", "faustus"): "Faustus pass-through agent (`faustus-bench kafka-passthrough`)",
     ("passthrough", "confluent-kafka"): "bare confluent-kafka group consumer, `consume(10000)`, tuned fetch",
-    ("passthrough", "rdkafka StreamConsumer"): "bare rdkafka `StreamConsumer` loop (the bench's baseline, assigned partitions)",
+    ("passthrough", "rdkafka BaseConsumer"): "bare rdkafka `BaseConsumer` loop on its own thread (the bench's fastest Rust baseline, assigned partitions, Faustus's fetch settings)",
+    ("passthrough", "rdkafka StreamConsumer"): "bare rdkafka `StreamConsumer` loop (assigned partitions, Faustus's fetch settings)",
     ("passthrough", "quixstreams"): "Quix Streams app (`sdf.update`)",
     ("passthrough", "faust"): "Python Faust agent",
     ("wordcount", "faustus"): "Faustus `word_count` example, redb store",
@@ -95,6 +98,7 @@ TOOL_TITLES = {
     ("count", "faustus"): "Faustus agent → `counts.update(key, +1)`, redb store (`faustus-bench kafka-count`)",
     ("count", "quixstreams"): "Quix Streams stateful `apply` per key",
     ("produce", "faustus"): "Faustus `topic.send_soon` from a task (the bench's produce half)",
+    ("produce", "faustus agent send"): "Faustus agent forwarding each event with `out.send(k, v).await` (reads too; first event → all delivered)",
     ("produce", "rdkafka FutureProducer"): "bare rdkafka `FutureProducer` (the bench's baseline)",
 }
 
@@ -102,12 +106,16 @@ TOOL_TITLES = {
 RATIOS = [
     ("pass-through: Faustus / bare confluent-kafka consumer", ("passthrough", "faustus"),
      ("passthrough", "confluent-kafka"), 0.8),
+    ("pass-through: Faustus / bare rdkafka BaseConsumer loop (fastest Rust loop)", ("passthrough", "faustus"),
+     ("passthrough", "rdkafka BaseConsumer"), 1.0),
     ("pass-through: Faustus / bare rdkafka StreamConsumer loop", ("passthrough", "faustus"),
      ("passthrough", "rdkafka StreamConsumer"), 1.0),
     ("word count: Faustus / Quix Streams", ("wordcount", "faustus"),
      ("wordcount", "quixstreams"), 10.0),
     ("word count: Faustus / Python Faust", ("wordcount", "faustus"), ("wordcount", "faust"), 100.0),
     ("stateful count: Faustus / Quix Streams", ("count", "faustus"), ("count", "quixstreams"), 10.0),
+    ("produce: Faustus agent send().await / bare FutureProducer", ("produce", "faustus agent send"),
+     ("produce", "rdkafka FutureProducer"), 0.7),
     ("produce: Faustus send_soon / bare FutureProducer", ("produce", "faustus"),
      ("produce", "rdkafka FutureProducer"), 0.7),
     ("pass-through: Quix Streams / bare confluent-kafka (reference)", ("passthrough", "quixstreams"),
@@ -331,12 +339,16 @@ class Runner:
                 raise ValueError("exit %s" % rc)
             m = re.search(r"bare StreamConsumer: (\S+) first→last message \((\S+) from", text)
             bare_run, bare_total = parse_duration(m.group(1)), parse_duration(m.group(2))
+            m = re.search(r"bare BaseConsumer: (\S+) first→last message \((\S+) from", text)
+            base_run, base_total = parse_duration(m.group(1)), parse_duration(m.group(2))
             m = re.search(r"faustus worker: (\S+) first→last event \((\S+) from app\.start\(\)", text)
             ours_run, ours_total = parse_duration(m.group(1)), parse_duration(m.group(2))
             m = re.search(r"bare FutureProducer: (\S+)", text)
             bare_p = parse_duration(m.group(1))
             m = re.search(r"faustus topic\.send_soon: (\S+) \((\d+) records\)", text)
             ours_p, ours_pn = parse_duration(m.group(1)), int(m.group(2))
+            m = re.search(r"faustus agent send\(\)\.await: (\S+) \((\d+) records", text)
+            fwd, fwd_n = parse_duration(m.group(1)), int(m.group(2))
             m = re.search(r"kafka consume \(real broker\).*?(\d+)MiB", text)
             rss = int(m.group(1)) if m else None
         except (ValueError, AttributeError) as e:
@@ -346,11 +358,16 @@ class Runner:
         self.record(rep, "passthrough", "faustus",
                     {"rate": n / ours_run, "join_s": ours_total - ours_run, "count": n, "seconds": ours_run},
                     lp, bench_peak_rss_mib=rss)
+        self.record(rep, "passthrough", "rdkafka BaseConsumer",
+                    {"rate": n / base_run, "join_s": base_total - base_run, "count": n, "seconds": base_run},
+                    lp)
         self.record(rep, "passthrough", "rdkafka StreamConsumer",
                     {"rate": n / bare_run, "join_s": bare_total - bare_run, "count": n, "seconds": bare_run},
                     lp)
         self.record(rep, "produce", "faustus",
                     {"rate": ours_pn / ours_p, "count": ours_pn, "seconds": ours_p}, lp)
+        self.record(rep, "produce", "faustus agent send",
+                    {"rate": fwd_n / fwd, "count": fwd_n, "seconds": fwd}, lp)
         self.record(rep, "produce", "rdkafka FutureProducer",
                     {"rate": n / bare_p, "count": n, "seconds": bare_p}, lp)
 
@@ -536,9 +553,11 @@ def render(r, rows, ratios, info):
              "counts (Quix: the state's last value per key; Python Faust: the Table) against the "
              "expected ones. Every word count and the stateful count were exact in the runs marked ok.")
     L.append("- Every tool runs with `session.timeout.ms` 10 s (tansu's group join waits half the "
-             "session timeout), except `faustus-bench kafka-passthrough`, which builds its broker "
-             "URL itself (default 45 s: its join column shows ~23 s). The bench's bare "
-             "`StreamConsumer` assigns the partitions (no group join).")
+             "session timeout). The bench's bare `BaseConsumer` and `StreamConsumer` loops assign "
+             "the partitions (no group join) and use the fetch settings Faustus's consumers get by "
+             "default (`fetch.queue.backoff.ms=10`, `queued.min.messages=10000`, "
+             "`queued.max.messages.kbytes=16384`; with librdkafka's defaults the same loops ran "
+             "~4× slower on this broker).")
     L.append("- Bare confluent-kafka consumer: `consume(num_messages=10000, timeout=1.0)`, "
              "`json.loads` of every value; fetch settings `fetch.wait.max.ms=10`, "
              "`fetch.min.bytes=1`, `max.partition.fetch.bytes=4194304`, "
@@ -553,9 +572,10 @@ def render(r, rows, ratios, info):
              "`kafka://H:P?session.timeout.ms=10000&heartbeat.interval.ms=1000`; its posts are "
              "pre-produced with the example's own corpus and encoding.")
     L.append("- The produce rows are the `kafka-passthrough` bench's produce half: "
-             "`topic.send_soon` from a task of a running app against bare `FutureProducer` "
-             "sends of the same values; issue #17's target names `send` from an agent, which "
-             "no bench workload measures on a real broker yet.")
+             "`topic.send_soon` from a task of a running app, and an agent that reads the "
+             "pass-through topic and forwards each event with `out.send(key, value).await` "
+             "(issue #17's \"send from an agent\"; timed from its first event until all N are "
+             "delivered, `App::flush`), against bare `FutureProducer` sends of the same values.")
     if rss_b:
         L.append("- Peak RSS of the `faustus-bench kafka-passthrough` process (also holds the "
                  "pre-built values and the bare clients): %d–%d MiB." % (min(rss_b), max(rss_b)))

@@ -3,16 +3,25 @@
 //!
 //! * consume: N ~100-byte JSON values are pre-produced (bare producer,
 //!   round-robin over 8 partitions) into one topic. A bare `StreamConsumer`
-//!   (manual assignment of all partitions from the beginning) reads and
-//!   decodes them; then a Faustus worker (group consumer, pass-through agent:
-//!   decode, ack, periodic commit) reads the same topic. Rates are measured
-//!   from the first message to the last one seen (the group join, 20–25 s on
-//!   tansu, is reported separately), so both sides are steady-state reading.
+//!   and a bare `BaseConsumer` polled on a thread of its own (manual
+//!   assignment of all partitions from the beginning, the fetch settings
+//!   Faustus's consumers get by default) read and decode them; then a
+//!   Faustus worker (group consumer, pass-through agent: decode, ack,
+//!   periodic commit) reads the same topic. Rates are measured from the
+//!   first message to the last one seen (the group join, ~5 s on tansu with
+//!   the bench's 10 s session timeout, is reported separately), so every
+//!   side is steady-state reading.
 //! * produce: N values (keyed by device, murmur2 partitioning) sent with
 //!   `topic.send_soon` from a task of a running app (encode + enqueue, all
 //!   deliveries awaited at the end) against bare `FutureProducer::send_result`
 //!   of the same values, encoded with the same `serde_json` call, into fresh
 //!   8-partition topics.
+//! * agent send: a pass-through agent that forwards every reading of the
+//!   consume topic with `out.send(device, reading).await` (the natural code:
+//!   it returns once the producer accepted the record), timed from its first
+//!   event until all N are forwarded and delivered (`App::flush`), against
+//!   the bare `FutureProducer` rate above. It also reads, so it is the
+//!   harder of the two.
 //!
 //! `--brokers mock` runs librdkafka's in-process mock cluster (topics created
 //! through the mock, which has no CreateTopics API); `--brokers host:port`
@@ -148,10 +157,7 @@ fn tuned_client(bootstrap: &str) -> ClientConfig {
 }
 
 /// Assign every partition of `topic` from the beginning.
-fn assign_all<C: ConsumerContext>(
-    c: &impl Consumer<C>,
-    topic: &str,
-) -> BenchResult<()> {
+fn assign_all<C: ConsumerContext>(c: &impl Consumer<C>, topic: &str) -> BenchResult<()> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
@@ -309,6 +315,59 @@ async fn faustus_consume(
     Ok((last - first, last - t0, commits))
 }
 
+/// An agent forwarding every reading of `topic` to `out` with the natural
+/// `out.send(key, value).await` (returns once the producer accepted the
+/// record). Returns (first event → every record forwarded and delivered:
+/// `App::flush`).
+async fn faustus_forward(bootstrap: &str, topic: &str, out: &str, n: u64) -> BenchResult<Duration> {
+    let app = faustus::app(unique("bench-kafka-fwd"))
+        .broker(format!(
+            "kafka://{bootstrap}?session.timeout.ms=10000&heartbeat.interval.ms=1000"
+        ))
+        .store("memory://")
+        .web_enabled(false)
+        .build()?;
+    let readings = app.topic::<(), Reading>(topic).build()?;
+    let forwarded = app.topic::<String, Reading>(out).build()?;
+    let seen = Arc::new(Seen::default());
+    {
+        let seen = seen.clone();
+        app.agent::<(), Reading>("forward")
+            .on(&readings)
+            .build(move |mut readings| {
+                let (seen, forwarded) = (seen.clone(), forwarded.clone());
+                async move {
+                    while let Some(r) = readings.next().await {
+                        if seen.count.load(Ordering::Relaxed) == 0 {
+                            *seen.first.lock() = Some(Instant::now());
+                        }
+                        forwarded.send(r.device.clone(), r).await?;
+                        seen.count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }
+            })?;
+    }
+    let worker = app.start().await?;
+    worker.ready().await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen.count.load(Ordering::Relaxed) < n {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "faustus forward: {} of {n} in 600 s",
+                seen.count.load(Ordering::Relaxed)
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    app.flush().await?;
+    let end = Instant::now();
+    worker.stop().await?;
+    let first = (*seen.first.lock()).ok_or("faustus forward: no first event")?;
+    Ok(end - first)
+}
+
 /// Bare FutureProducer: encode and send every reading, await all deliveries.
 async fn bare_produce(bootstrap: &str, topic: &str, values: &[Reading]) -> BenchResult<Duration> {
     let p: FutureProducer = client(bootstrap)
@@ -367,6 +426,27 @@ async fn faustus_produce(
     let took = t0.elapsed();
     worker.stop().await?;
     Ok(took)
+}
+
+/// Only the Faustus pass-through worker, on an existing topic of `n`
+/// readings (`bench/compare/peers/produce.py --kind readings`): nothing
+/// else in the process, so its peak RSS is the worker's.
+pub(crate) async fn kafka_passthrough_worker(
+    brokers: &str,
+    topic: &str,
+    n: u64,
+) -> BenchResult<()> {
+    let before = crate::rss_mib().1;
+    let (run, total, commits) = faustus_consume(brokers, topic, n).await?;
+    let (peak, now) = crate::rss_mib();
+    println!(
+        "  faustus worker: {run:.3?} first→last event ({total:.3?} from app.start(), incl. the group join), {commits} commits"
+    );
+    println!(
+        "  {:.1}k events/s; RSS {before:.0} MiB before the app, peak {peak:.0} MiB, {now:.0} MiB at the end",
+        n as f64 / run.as_secs_f64() / 1000.0
+    );
+    Ok(())
 }
 
 /// Run both comparisons on `brokers` (`mock` or `host:port`).
@@ -435,6 +515,10 @@ pub(crate) async fn kafka_passthrough(brokers: &str, mut n: u64) -> BenchResult<
         "  faustus topic.send_soon: {ours_p:.3?} ({} records)",
         n - 1
     );
+    let fwd_topic = unique("bench-forward");
+    broker.create_topic(&fwd_topic).await?;
+    let fwd = faustus_forward(&bootstrap, &topic, &fwd_topic, n).await?;
+    println!("  faustus agent send().await: {fwd:.3?} ({n} records read and forwarded)");
 
     let consume_name: &'static str = if label == "mock" {
         "kafka consume (mock cluster)"
@@ -445,6 +529,11 @@ pub(crate) async fn kafka_passthrough(brokers: &str, mut n: u64) -> BenchResult<
         "kafka produce (mock cluster)"
     } else {
         "kafka produce (real broker)"
+    };
+    let forward_name: &'static str = if label == "mock" {
+        "kafka agent send (mock cluster)"
+    } else {
+        "kafka agent send (real broker)"
     };
     drop(broker);
     Ok(vec![
@@ -458,6 +547,12 @@ pub(crate) async fn kafka_passthrough(brokers: &str, mut n: u64) -> BenchResult<
         Row {
             workload: produce_name,
             ours: rate(n - 1, ours_p),
+            baseline: rate(n, bare_p),
+            target: 0.7,
+        },
+        Row {
+            workload: forward_name,
+            ours: rate(n, fwd),
             baseline: rate(n, bare_p),
             target: 0.7,
         },

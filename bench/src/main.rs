@@ -56,9 +56,15 @@
 //!   the reads (run it with two values of K: separate processes).
 //!
 //! * `kafka-passthrough`: the same pass-through agent on the `kafka://`
-//!   transport against a bare rdkafka `StreamConsumer` loop, and `topic.send`
+//!   transport against the faster of two bare rdkafka loops (a `BaseConsumer`
+//!   polled on its own thread, and a `StreamConsumer`; both with the fetch
+//!   settings Faustus's consumers get by default), and `topic.send_soon`
 //!   against bare `FutureProducer` sends, on librdkafka's mock cluster or a
-//!   real broker (see `kafka.rs`). Targets: consume ≥ 80%, produce ≥ 70%.
+//!   real broker (see `kafka.rs`). Targets: consume ≥ 100% of the bare loop,
+//!   produce ≥ 70%. `FAUSTUS_BENCH_KAFKA_QUERY=k=v&…` adds client settings
+//!   to the worker's broker URL (to try fetch settings). With `--topic T
+//!   --n N` only the worker runs, on an existing topic of N readings
+//!   (`compare/peers/produce.py --kind readings`), and prints its peak RSS.
 //!   (`all` does not include it.)
 //! * `kafka-count`: stateful count per key, no repartition, on a real
 //!   broker (not the mock cluster: it cannot create the changelog), as
@@ -620,6 +626,7 @@ fn usage() -> ! {
     eprintln!("       faustus-bench table-rss [--n N] [--cache KEYS]");
     eprintln!("       faustus-bench rpc [--brokers host:port] [--n N]");
     eprintln!("       faustus-bench kafka-passthrough --brokers mock|host:port [--n N]");
+    eprintln!("       faustus-bench kafka-passthrough --brokers host:port --topic T --n N   # the worker alone, on T");
     eprintln!("       faustus-bench kafka-count --brokers host:port [--n N] [--topic T]");
     eprintln!("       faustus-bench web-count [--n N]");
     std::process::exit(2)
@@ -706,6 +713,12 @@ async fn main() {
                     Some(i) => args.get(i + 1).cloned().unwrap_or_else(|| usage()),
                     None => "mock".to_string(),
                 };
+                if let Some(i) = args.iter().position(|a| a == "--topic") {
+                    let topic = args.get(i + 1).cloned().unwrap_or_else(|| usage());
+                    let n = n.unwrap_or_else(|| usage());
+                    kafka::kafka_passthrough_worker(&brokers, &topic, n).await?;
+                    return Ok(true);
+                }
                 let rows = kafka::kafka_passthrough(&brokers, n.unwrap_or(1_000_000)).await?;
                 print_table(&rows);
                 Ok(true)
