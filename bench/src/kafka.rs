@@ -243,6 +243,21 @@ struct Seen {
     last: Mutex<Option<Instant>>,
 }
 
+impl Seen {
+    /// Wait (up to 600 s) until `n` events were seen.
+    async fn wait_for(&self, n: u64, what: &str) -> BenchResult<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.count.load(Ordering::Relaxed) < n {
+            if Instant::now() > deadline {
+                let got = self.count.load(Ordering::Relaxed);
+                return Err(format!("{what}: {got} of {n} events in 600 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+}
+
 /// A Faustus worker with a pass-through agent on `topic`, until it saw `n`.
 /// Returns (first message → last, start → last, commits).
 async fn faustus_consume(
@@ -292,17 +307,7 @@ async fn faustus_consume(
     let t0 = Instant::now();
     let worker = app.start().await?;
     worker.ready().await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen.count.load(Ordering::Relaxed) < n {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "faustus consumer saw {} of {n} in 600 s",
-                seen.count.load(Ordering::Relaxed)
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    seen.wait_for(n, "faustus consumer").await?;
     let commits = app.monitor().snapshot().commits;
     worker.stop().await?;
     if seen.id_sum.load(Ordering::Relaxed) != (0..n).sum::<u64>() {
@@ -350,17 +355,7 @@ async fn faustus_forward(bootstrap: &str, topic: &str, out: &str, n: u64) -> Ben
     }
     let worker = app.start().await?;
     worker.ready().await?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen.count.load(Ordering::Relaxed) < n {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "faustus forward: {} of {n} in 600 s",
-                seen.count.load(Ordering::Relaxed)
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    seen.wait_for(n, "faustus forward").await?;
     app.flush().await?;
     let end = Instant::now();
     worker.stop().await?;
