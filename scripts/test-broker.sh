@@ -71,9 +71,28 @@ _tb_wait_port() {
     return 1
 }
 
+# Start tansu ($1: its binary) on 127.0.0.1:$2 with its log in $3 and
+# wait until it listens. Sets _TB_PID (also when it fails: the caller
+# stops it); on failure shows the log's end and returns 1.
+_tb_spawn() {
+    local bin=$1 port=$2 log=$3
+    # Memory storage: every start is a fresh cluster.
+    "$bin" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "memory://tansu/" \
+        >"$log" 2>&1 &
+    _TB_PID=$!
+    if ! _tb_wait_port "$port" "$_TB_PID"; then
+        _tb_log "tansu did not start listening; its log:"
+        tail -n 30 "$log" >&2
+        return 1
+    fi
+}
+
 # Start the broker (if not running) and print its address.
 test_broker_start() {
-    local root bin port pid
+    local root bin port
     root="$(_tb_root)"
     if [ -f "$root/pid" ] && kill -0 "$(cat "$root/pid")" 2>/dev/null && [ -f "$root/addr" ]; then
         cat "$root/addr"
@@ -82,20 +101,12 @@ test_broker_start() {
     bin="$(test_broker_binary)" || return 1
     port="$(_tb_free_port)"
     _tb_log "starting tansu on 127.0.0.1:$port (log: $root/broker.log)"
-    # Memory storage: every start is a fresh cluster.
-    "$bin" broker \
-        --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
-        --storage-engine "memory://tansu/" \
-        >"$root/broker.log" 2>&1 &
-    pid=$!
-    echo "$pid" >"$root/pid"
-    if ! _tb_wait_port "$port" "$pid"; then
-        _tb_log "tansu did not start listening; its log:"
-        tail -n 30 "$root/broker.log" >&2
+    if ! _tb_spawn "$bin" "$port" "$root/broker.log"; then
+        echo "$_TB_PID" >"$root/pid"
         test_broker_stop
         return 1
     fi
+    echo "$_TB_PID" >"$root/pid"
     echo "127.0.0.1:$port" >"$root/addr"
     echo "127.0.0.1:$port"
 }

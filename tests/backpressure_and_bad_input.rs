@@ -150,7 +150,7 @@ async fn a_stuck_stream_is_paused_and_other_topics_go_on() {
         .build()
         .unwrap();
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (slow_seen, fast_seen) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let slow_seen = Arc::new(AtomicU64::new(0));
     app.agent::<String, u64>("stuck")
         .on(&slow)
         .build({
@@ -168,21 +168,7 @@ async fn a_stuck_stream_is_paused_and_other_topics_go_on() {
             }
         })
         .unwrap();
-    app.agent::<String, u64>("free")
-        .on(&fast)
-        .build({
-            let seen = fast_seen.clone();
-            move |mut s| {
-                let seen = seen.clone();
-                async move {
-                    while s.next().await.is_some() {
-                        seen.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .unwrap();
+    let fast_seen = count_events(&app, "free", &fast);
     let worker = start(&app).await;
     // More than the stuck stream's buffer and a poll batch hold.
     for i in 0..1000u64 {

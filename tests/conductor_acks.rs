@@ -22,24 +22,9 @@ async fn offset_is_committed_only_after_both_agents_acked() {
         .partitions(1)
         .build()
         .unwrap();
-    let fast_seen = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(Semaphore::new(0));
 
-    app.agent::<String, u64>("fast")
-        .on(&orders)
-        .build({
-            let seen = fast_seen.clone();
-            move |mut s| {
-                let seen = seen.clone();
-                async move {
-                    while s.next().await.is_some() {
-                        seen.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(())
-                }
-            }
-        })
-        .unwrap();
+    let fast_seen = count_events(&app, "fast", &orders);
     app.agent::<String, u64>("slow")
         .on(&orders)
         .build({

@@ -265,6 +265,18 @@ class Runner:
         else:
             self.record(rep, workload, tool, res[0], lp)
 
+    def quix(self, rep, workload, topic, n, state):
+        """A Quix Streams app of `quix_apps.py` on `topic`."""
+        self.peer(rep, workload, "quixstreams", [self.py("quix"), os.path.join(PEERS, "quix_apps.py"),
+                  workload, "--brokers", self.brokers, "--topic", topic, "--n", str(n),
+                  "--state-root", state], "quix")
+
+    def faust(self, rep, workload, topic, n, state):
+        """A Python Faust app of `faust_apps.py` on `topic`."""
+        self.peer(rep, workload, "faust", [self.py("faust"), os.path.join(PEERS, "faust_apps.py"),
+                  workload, "--brokers", self.brokers, "--topic", topic, "--n", str(n),
+                  "--datadir", os.path.join(state, "faust")], "faust")
+
     # One trial of one tool.
     def trial(self, rep, workload, tool):
         s = self.sizes
@@ -277,14 +289,10 @@ class Runner:
                           "--brokers", self.brokers, "--topic", t, "--n", str(s["pt"])], "ck")
             elif workload == "passthrough" and tool == "quixstreams":
                 t = self.produce(rep, "readings", s["pt"], "pt-quix")
-                self.peer(rep, workload, tool, [self.py("quix"), os.path.join(PEERS, "quix_apps.py"),
-                          "passthrough", "--brokers", self.brokers, "--topic", t, "--n", str(s["pt"]),
-                          "--state-root", state], "quix")
+                self.quix(rep, workload, t, s["pt"], state)
             elif workload == "passthrough" and tool == "faust":
                 t = self.produce(rep, "readings", s["pt_faust"], "pt-faust")
-                self.peer(rep, workload, tool, [self.py("faust"), os.path.join(PEERS, "faust_apps.py"),
-                          "passthrough", "--brokers", self.brokers, "--topic", t,
-                          "--n", str(s["pt_faust"]), "--datadir", os.path.join(state, "faust")], "faust")
+                self.faust(rep, workload, t, s["pt_faust"], state)
             elif workload == "passthrough" and tool == "faustus":
                 self.faustus_bench(rep)
             elif workload == "wordcount" and tool == "faustus":
@@ -295,14 +303,10 @@ class Runner:
                           "faustus")
             elif workload == "wordcount" and tool == "quixstreams":
                 t = self.produce(rep, "posts", s["wc_posts"], "wc-quix")
-                self.peer(rep, workload, tool, [self.py("quix"), os.path.join(PEERS, "quix_apps.py"),
-                          "wordcount", "--brokers", self.brokers, "--topic", t, "--n", str(s["wc_posts"]),
-                          "--state-root", state], "quix")
+                self.quix(rep, workload, t, s["wc_posts"], state)
             elif workload == "wordcount" and tool == "faust":
                 t = self.produce(rep, "posts", s["wc_posts_faust"], "wc-faust")
-                self.peer(rep, workload, tool, [self.py("faust"), os.path.join(PEERS, "faust_apps.py"),
-                          "wordcount", "--brokers", self.brokers, "--topic", t,
-                          "--n", str(s["wc_posts_faust"]), "--datadir", os.path.join(state, "faust")], "faust")
+                self.faust(rep, workload, t, s["wc_posts_faust"], state)
             elif workload == "count" and tool == "faustus":
                 t = self.produce(rep, "keyed", s["count"], "count-faustus")
                 # Its redb files go to a fresh directory under TMPDIR (removed
@@ -314,9 +318,7 @@ class Runner:
                           "--topic", t, "--n", str(s["count"])], "faustus", env=env)
             elif workload == "count" and tool == "quixstreams":
                 t = self.produce(rep, "keyed", s["count"], "count-quix")
-                self.peer(rep, workload, tool, [self.py("quix"), os.path.join(PEERS, "quix_apps.py"),
-                          "count", "--brokers", self.brokers, "--topic", t, "--n", str(s["count"]),
-                          "--state-root", state], "quix")
+                self.quix(rep, workload, t, s["count"], state)
             else:
                 raise RuntimeError("no trial for %s/%s" % (workload, tool))
         except RuntimeError as e:

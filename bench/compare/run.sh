@@ -111,17 +111,11 @@ if [ -z "$BROKERS" ]; then
     TANSU_VERSION="$("$TANSU" --version 2>/dev/null | head -n 1 || echo 'tansu ?')"
     PORT="$(_tb_free_port)"
     say "starting $TANSU_VERSION on 127.0.0.1:$PORT (log: $WORK/broker.log)"
-    "$TANSU" broker \
-        --listener-url "tcp://127.0.0.1:$PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-        --storage-engine "memory://tansu/" \
-        >"$WORK/broker.log" 2>&1 &
-    BROKER_PID=$!
-    if ! _tb_wait_port "$PORT" "$BROKER_PID"; then
-        say "tansu did not start listening; its log:"
-        tail -n 30 "$WORK/broker.log" >&2
+    if ! _tb_spawn "$TANSU" "$PORT" "$WORK/broker.log"; then
+        BROKER_PID=$_TB_PID
         exit 1
     fi
+    BROKER_PID=$_TB_PID
     BROKERS="127.0.0.1:$PORT"
 fi
 

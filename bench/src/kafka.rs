@@ -139,21 +139,56 @@ where
     }
 }
 
-/// The fetch settings Faustus's consumers get by default
-/// (`transport-kafka`'s `CONSUMER_FETCH_DEFAULTS`), given to the bare loops
-/// too so that the comparison is of the code, not of the configuration.
-const FETCH_SETTINGS: [(&str, &str); 3] = [
-    ("fetch.queue.backoff.ms", "10"),
-    ("queued.min.messages", "10000"),
-    ("queued.max.messages.kbytes", "16384"),
-];
-
-fn tuned_client(bootstrap: &str) -> ClientConfig {
+/// A bare consumer of its own group (never committing), with the fetch
+/// settings Faustus's consumers get by default, so that the comparison is
+/// of the code, not of the configuration.
+fn bare_consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     let mut c = client(bootstrap);
-    for (k, v) in FETCH_SETTINGS {
+    for (k, v) in faustus_transport_kafka::CONSUMER_FETCH_DEFAULTS {
         c.set(k, v);
     }
+    c.set("group.id", unique(group))
+        .set("enable.auto.commit", "false");
     c
+}
+
+/// What a bare loop read: how many readings, their id sum, and when the
+/// first came.
+struct Tally {
+    t0: Instant,
+    seen: u64,
+    sum: u64,
+    first: Option<Instant>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            t0: Instant::now(),
+            seen: 0,
+            sum: 0,
+            first: None,
+        }
+    }
+
+    /// Decode and count one message's reading.
+    fn add(&mut self, payload: Option<&[u8]>) -> BenchResult<()> {
+        self.first.get_or_insert_with(Instant::now);
+        let r: Reading = serde_json::from_slice(payload.ok_or("empty payload")?)?;
+        self.sum += r.id;
+        self.seen += 1;
+        Ok(())
+    }
+
+    /// (first message → last, start → last), once the id sum is checked.
+    fn finish(self, what: &str) -> BenchResult<(Duration, Duration)> {
+        let end = Instant::now();
+        if self.sum != (0..self.seen).sum::<u64>() {
+            return Err(format!("{what}: wrong id sum").into());
+        }
+        let first = self.first.unwrap_or(end);
+        Ok((end - first, end - self.t0))
+    }
 }
 
 /// Assign every partition of `topic` from the beginning.
@@ -170,17 +205,14 @@ fn assign_all<C: ConsumerContext>(c: &impl Consumer<C>, topic: &str) -> BenchRes
 /// all partitions assigned from the beginning, `n` messages read and
 /// decoded. Returns (first message → last, start → last).
 fn bare_base_consume(bootstrap: &str, topic: &str, n: u64) -> BenchResult<(Duration, Duration)> {
-    let t0 = Instant::now();
-    let c: BaseConsumer = tuned_client(bootstrap)
-        .set("group.id", unique("bench-bare-base"))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let mut tally = Tally::new();
+    let c: BaseConsumer = bare_consumer_config(bootstrap, "bench-bare-base").create()?;
     assign_all(&c, topic)?;
-    let (mut seen, mut sum, mut first) = (0u64, 0u64, None);
     let mut last_message = Instant::now();
-    while seen < n {
+    while tally.seen < n {
         let Some(m) = c.poll(Duration::from_millis(100)) else {
             if last_message.elapsed() > Duration::from_secs(30) {
+                let seen = tally.seen;
                 return Err(format!(
                     "bare BaseConsumer: nothing for 30 s after {seen} of {n} messages"
                 )
@@ -190,60 +222,56 @@ fn bare_base_consume(bootstrap: &str, topic: &str, n: u64) -> BenchResult<(Durat
         };
         let m = m?;
         last_message = Instant::now();
-        first.get_or_insert(last_message);
-        let r: Reading = serde_json::from_slice(m.payload().ok_or("empty payload")?)?;
-        sum += r.id;
-        seen += 1;
+        tally.add(m.payload())?;
     }
-    let end = Instant::now();
-    if sum != (0..n).sum::<u64>() {
-        return Err("bare BaseConsumer: wrong id sum".into());
-    }
-    let first = first.unwrap_or(end);
-    Ok((end - first, end - t0))
+    tally.finish("bare BaseConsumer")
 }
 
 /// Bare StreamConsumer: assign all partitions from the beginning, read and
 /// decode `n` messages. Returns (first message → last, start → last).
 async fn bare_consume(bootstrap: &str, topic: &str, n: u64) -> BenchResult<(Duration, Duration)> {
-    let t0 = Instant::now();
-    let c: StreamConsumer = tuned_client(bootstrap)
-        .set("group.id", unique("bench-bare"))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let mut tally = Tally::new();
+    let c: StreamConsumer = bare_consumer_config(bootstrap, "bench-bare").create()?;
     assign_all(&c, topic)?;
     let mut stream = c.stream();
-    let mut seen = 0u64;
-    let mut sum = 0u64;
-    let mut first = None;
-    while seen < n {
+    while tally.seen < n {
+        let seen = tally.seen;
         let m = tokio::time::timeout(Duration::from_secs(30), stream.next())
             .await
             .map_err(|_| format!("bare consumer: nothing for 30 s after {seen} of {n} messages"))?
             .ok_or("bare consumer stream ended")??;
-        first.get_or_insert_with(Instant::now);
-        let r: Reading = serde_json::from_slice(m.payload().ok_or("empty payload")?)?;
-        sum += r.id;
-        seen += 1;
+        tally.add(m.payload())?;
     }
-    let end = Instant::now();
-    if sum != (0..n).sum::<u64>() {
-        return Err("bare consumer: wrong id sum".into());
-    }
-    let first = first.unwrap_or(end);
-    Ok((end - first, end - t0))
+    tally.finish("bare consumer")
 }
 
-/// What the pass-through agent saw.
+/// What an agent of a Kafka workload saw (the bench's instrumentation,
+/// beside the user code).
 #[derive(Default)]
-struct Seen {
-    count: AtomicU64,
+pub(crate) struct Seen {
+    pub(crate) count: AtomicU64,
     id_sum: AtomicU64,
     first: Mutex<Option<Instant>>,
     last: Mutex<Option<Instant>>,
 }
 
 impl Seen {
+    /// Count one event of `n`, noting when the first and the `n`-th came.
+    pub(crate) fn tick(&self, n: u64) {
+        let c = self.count.fetch_add(1, Ordering::Relaxed);
+        if c == 0 {
+            *self.first.lock() = Some(Instant::now());
+        }
+        if c + 1 == n {
+            *self.last.lock() = Some(Instant::now());
+        }
+    }
+
+    /// When the first and the `n`-th event came, once both did.
+    pub(crate) fn window(&self) -> Option<(Instant, Instant)> {
+        Some(((*self.first.lock())?, (*self.last.lock())?))
+    }
+
     /// Wait (up to 600 s) until `n` events were seen.
     async fn wait_for(&self, n: u64, what: &str) -> BenchResult<()> {
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -291,14 +319,8 @@ async fn faustus_consume(
                 let seen = seen.clone();
                 async move {
                     while let Some(r) = readings.next().await {
-                        let c = seen.count.fetch_add(1, Ordering::Relaxed);
-                        if c == 0 {
-                            *seen.first.lock() = Some(Instant::now());
-                        }
                         seen.id_sum.fetch_add(r.id, Ordering::Relaxed);
-                        if c + 1 == n {
-                            *seen.last.lock() = Some(Instant::now());
-                        }
+                        seen.tick(n);
                     }
                     Ok(())
                 }
@@ -313,8 +335,7 @@ async fn faustus_consume(
     if seen.id_sum.load(Ordering::Relaxed) != (0..n).sum::<u64>() {
         return Err("faustus consumer: wrong id sum".into());
     }
-    let (first, last) = (*seen.first.lock(), *seen.last.lock());
-    let (Some(first), Some(last)) = (first, last) else {
+    let Some((first, last)) = seen.window() else {
         return Err("faustus consumer: no timestamps".into());
     };
     Ok((last - first, last - t0, commits))

@@ -27,17 +27,16 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::kafka::{client, send_retrying, unique, Broker};
+use crate::kafka::{client, send_retrying, unique, Broker, Seen};
 use crate::{reading, rss_mib, BenchResult, Reading, PARTITIONS};
 
 /// Distinct keys of the keyed readings (`KEYED_KEYS` of the peers' `common.py`).
@@ -85,15 +84,6 @@ async fn preproduce_keyed(bootstrap: &str, topic: &str, n: u64) -> BenchResult<D
         f.await?.map_err(|(e, _)| format!("pre-produce: {e}"))?;
     }
     Ok(t0.elapsed())
-}
-
-/// What the counting agent saw (the bench's instrumentation, beside the
-/// user code).
-#[derive(Default)]
-struct Seen {
-    count: AtomicU64,
-    first: Mutex<Option<Instant>>,
-    last: Mutex<Option<Instant>>,
 }
 
 /// A fresh directory for the redb files.
@@ -175,13 +165,7 @@ async fn count(bootstrap: &str, topic: &str, n: u64, dir: &std::path::Path) -> B
                         counts.update(key.as_str(), |n| *n += 1).await?;
                     }
                     // As Quix's `tick`: the first and the N-th counted.
-                    let c = seen.count.fetch_add(1, Ordering::Relaxed);
-                    if c == 0 {
-                        *seen.first.lock() = Some(Instant::now());
-                    }
-                    if c + 1 == n {
-                        *seen.last.lock() = Some(Instant::now());
-                    }
+                    seen.tick(n);
                 }
                 Ok(())
             }
@@ -211,8 +195,7 @@ async fn count(bootstrap: &str, topic: &str, n: u64, dir: &std::path::Path) -> B
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (first, last) = (*seen.first.lock(), *seen.last.lock());
-    let (Some(first), Some(last)) = (first, last) else {
+    let Some((first, last)) = seen.window() else {
         return Err("kafka-count: no timestamps".into());
     };
     let counted = seen.count.load(Ordering::Relaxed);
@@ -252,19 +235,15 @@ async fn count(bootstrap: &str, topic: &str, n: u64, dir: &std::path::Path) -> B
         let wrong: Vec<String> = expected
             .iter()
             .filter(|(k, c)| got.get(*k) != Some(c))
-            .take(10)
             .map(|(k, c)| format!("{k}: got {:?}, want {c}", got.get(k)))
             .collect();
         let extra = got.keys().filter(|k| !expected.contains_key(*k)).count();
         return Err(format!(
             "kafka-count: EXACTNESS CHECK FAILED: {} of {} keys wrong ({extra} unexpected keys; \
              {counted} events seen, {n} produced); first ones: {}",
-            expected
-                .iter()
-                .filter(|(k, c)| got.get(*k) != Some(c))
-                .count(),
+            wrong.len(),
             expected.len(),
-            wrong.join(", ")
+            wrong[..wrong.len().min(10)].join(", ")
         )
         .into());
     }

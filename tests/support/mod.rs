@@ -78,6 +78,31 @@ pub async fn start(app: &App) -> faustus::WorkerHandle {
     w
 }
 
+/// An agent `name` on `topic` that only counts its events: the count.
+pub fn count_events(
+    app: &faustus::App,
+    name: &str,
+    topic: &faustus::Topic<String, u64>,
+) -> std::sync::Arc<AtomicU64> {
+    let seen = std::sync::Arc::new(AtomicU64::new(0));
+    app.agent::<String, u64>(name)
+        .on(topic)
+        .build({
+            let seen = seen.clone();
+            move |mut s| {
+                let seen = seen.clone();
+                async move {
+                    while futures::StreamExt::next(&mut s).await.is_some() {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    seen
+}
+
 /// The counting app's parts: the `events` topic, the `counts` table (default
 /// 0) and the `count` agent.
 pub fn counting(app: &faustus::App) -> (faustus::Topic<String, u64>, faustus::Table<String, u64>) {

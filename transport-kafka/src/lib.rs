@@ -193,7 +193,7 @@ pub(crate) fn private_group_id(client_id: &str) -> String {
 ///   small messages hold hundreds of MiB; these keep it to tens, and were
 ///   as fast in the same measurement (a fetch answer holds up to
 ///   `max.partition.fetch.bytes`, 1 MiB, per partition).
-const CONSUMER_FETCH_DEFAULTS: [(&str, &str); 3] = [
+pub const CONSUMER_FETCH_DEFAULTS: [(&str, &str); 3] = [
     ("fetch.queue.backoff.ms", "10"),
     ("queued.min.messages", "10000"),
     ("queued.max.messages.kbytes", "16384"),

@@ -92,6 +92,32 @@ def result(tool, workload, count, first, last, start, rate_count=None, **extra):
     print("RESULT " + json.dumps(line, sort_keys=True), flush=True)
 
 
+class Window:
+    """The window a rate is measured over: when the first event was taken
+    and when the target-th was counted (plus the pass-through's id sum)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.seen = 0
+        self.first = None
+        self.last = None
+        self.id_sum = 0
+
+    def begin(self):
+        """Start the window (the first time only)."""
+        if self.first is None:
+            self.first = now()
+
+    def tick(self):
+        """Count one event; True when it is the target-th."""
+        self.seen += 1
+        self.begin()
+        if self.seen == self.target:
+            self.last = now()
+            return True
+        return False
+
+
 def now():
     return time.monotonic()
 

@@ -47,33 +47,24 @@ def main():
     )
     topic = app.topic(topic_name, key_type=str, value_type=str if workload == "wordcount" else None,
                       key_serializer="json", value_serializer="json")
-    st = {"seen": 0, "first": None, "last": None, "id_sum": 0}
     target = common.total_words(n) if workload == "wordcount" else n
+    win = common.Window(target)
 
     def finish(exact):
         common.result("faust", workload + (" (no hop)" if no_hop else ""), target,
-                      st["first"], st["last"], start, exact=exact)
+                      win.first, win.last, start, exact=exact)
         sys.stdout.flush()
         sys.stderr.flush()
         # A Faust worker's shutdown can take long: the result is printed.
         os._exit(0 if exact else 1)
 
-    def tick():
-        st["seen"] += 1
-        if st["first"] is None:
-            st["first"] = common.now()
-        if st["seen"] == target:
-            st["last"] = common.now()
-            return True
-        return False
-
     if workload == "passthrough":
         @app.agent(topic)
         async def passthrough(stream):
             async for value in stream:
-                st["id_sum"] += value["id"]
-                if tick():
-                    finish(st["id_sum"] == sum(range(n)))
+                win.id_sum += value["id"]
+                if win.tick():
+                    finish(win.id_sum == sum(range(n)))
 
     elif workload == "wordcount":
         word_counts = app.Table("word_counts", default=int, partitions=common.PARTITIONS)
@@ -89,22 +80,21 @@ def main():
                 async for post in posts:
                     for word in post.split():
                         word_counts[word] += 1
-                        if tick():
+                        if win.tick():
                             finish(check())
         else:
             @app.agent(key_type=str, value_type=str)
             async def count_words(words):
                 async for word in words:
                     word_counts[word] += 1
-                    if tick():
+                    if win.tick():
                         finish(check())
 
             @app.agent(topic)
             async def shuffle_words(posts):
                 async for post in posts:
                     # The window starts at the first post taken.
-                    if st["first"] is None:
-                        st["first"] = common.now()
+                    win.begin()
                     for word in post.split():
                         await count_words.send(key=word, value=word)
     else:

@@ -43,7 +43,6 @@ def main():
     )
     topic = app.topic(topic_name, value_deserializer="json", key_deserializer="json")
     sdf = app.dataframe(topic)
-    st = {"seen": 0, "first": None, "last": None, "id_sum": 0}
     finals = {}
 
     if workload == "wordcount":
@@ -55,13 +54,10 @@ def main():
     else:
         target = n
         expected = None
+    win = common.Window(target)
 
     def tick():
-        st["seen"] += 1
-        if st["first"] is None:
-            st["first"] = common.now()
-        if st["seen"] == target:
-            st["last"] = common.now()
+        if win.tick():
             app.stop()
 
     def count(value, key, timestamp, headers, state):
@@ -74,7 +70,7 @@ def main():
 
     if workload == "passthrough":
         def on_value(value):
-            st["id_sum"] += value["id"]
+            win.id_sum += value["id"]
             tick()
         sdf = sdf.update(on_value)
     elif workload == "count":
@@ -82,8 +78,7 @@ def main():
     elif workload == "wordcount":
         def split(post):
             # The window starts at the first post taken, not the first word counted.
-            if st["first"] is None:
-                st["first"] = common.now()
+            win.begin()
             return post.split()
         sdf = sdf.apply(split, expand=True)
         sdf = sdf.group_by(lambda word: word, name="word")
@@ -92,13 +87,13 @@ def main():
         sys.exit("unknown workload %r" % workload)
 
     app.run()
-    if st["last"] is None:
-        sys.exit("quix %s: stopped after %d of %d" % (workload, st["seen"], target))
+    if win.last is None:
+        sys.exit("quix %s: stopped after %d of %d" % (workload, win.seen, target))
     if workload == "passthrough":
-        exact = st["id_sum"] == sum(range(n))
+        exact = win.id_sum == sum(range(n))
     else:
         exact = finals == expected
-    common.result("quixstreams", workload, target, st["first"], st["last"], start, exact=exact)
+    common.result("quixstreams", workload, target, win.first, win.last, start, exact=exact)
     sys.exit(0 if exact else 1)
 
 

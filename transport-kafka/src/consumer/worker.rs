@@ -74,8 +74,6 @@ impl Waiter {
 #[derive(Default)]
 pub(super) struct Ready {
     events: VecDeque<Result<ConsumerEvent>>,
-    /// How many of `events` are message batches.
-    batches: usize,
     /// The caller's poll, when nothing was ready for it.
     waiter: Option<Waiter>,
     /// Messages read from librdkafka for the batch being gathered.
@@ -84,10 +82,15 @@ pub(super) struct Ready {
 
 impl Ready {
     fn push(&mut self, event: Result<ConsumerEvent>) {
-        if matches!(event, Ok(ConsumerEvent::Messages(_))) {
-            self.batches += 1;
-        }
         self.events.push_back(event);
+    }
+
+    /// How many message batches wait (a handful: counted, not kept).
+    fn batches(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Ok(ConsumerEvent::Messages(_))))
+            .count()
     }
 
     /// Queue the batch being gathered (appended to the last queued batch
@@ -107,11 +110,7 @@ impl Ready {
     }
 
     fn pop(&mut self) -> Option<Result<ConsumerEvent>> {
-        let event = self.events.pop_front()?;
-        if matches!(event, Ok(ConsumerEvent::Messages(_))) {
-            self.batches -= 1;
-        }
-        Some(event)
+        self.events.pop_front()
     }
 
     /// Hand the waiting poll what is ready; `Idle` once its deadline passed.
@@ -141,11 +140,6 @@ impl Ready {
         }
         self.events
             .retain(|e| !matches!(e, Ok(ConsumerEvent::Messages(b)) if b.is_empty()));
-        self.batches = self
-            .events
-            .iter()
-            .filter(|e| matches!(e, Ok(ConsumerEvent::Messages(_))))
-            .count();
     }
 }
 
@@ -362,7 +356,7 @@ impl Worker {
     /// is waiting, and there is nothing to read or enough unclaimed.
     fn must_wait(&self) -> bool {
         let ready = self.ctx.ready.lock();
-        ready.waiter.is_none() && (self.rest || ready.batches >= PREFETCH_BATCHES)
+        ready.waiter.is_none() && (self.rest || ready.batches() >= PREFETCH_BATCHES)
     }
 
     fn shut(&self, consumer: BaseConsumer<Ctx>) {
@@ -636,10 +630,10 @@ mod tests {
         r.gathering = vec![msg(&t, 0, 3), msg(&t, 0, 4)];
         r.seal(3);
         r.seal(3); // nothing gathered: nothing queued
-        assert_eq!(r.batches, 2);
+        assert_eq!(r.batches(), 2);
         assert_eq!(offsets(&r.pop().unwrap()), [(0, 0), (0, 1), (0, 2)]);
         assert_eq!(offsets(&r.pop().unwrap()), [(0, 3), (0, 4)]);
-        assert_eq!(r.batches, 0);
+        assert_eq!(r.batches(), 0);
         assert!(r.pop().is_none());
     }
 
@@ -684,7 +678,7 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         r.forget(|m| m.partition == tp.partition && *m.topic == *tp.topic);
         // The second batch is gone with its only message.
-        assert_eq!(r.batches, 1);
+        assert_eq!(r.batches(), 1);
         assert_eq!(offsets(&r.pop().unwrap()), [(0, 7)]);
         assert!(r.pop().is_none());
         assert_eq!(r.gathering.len(), 1);
@@ -708,7 +702,7 @@ mod tests {
         assert!(r.waiter.is_none());
         let got = rx.try_recv().unwrap();
         assert_eq!(offsets(&got), [(0, 0)]);
-        assert_eq!(r.batches, 0);
+        assert_eq!(r.batches(), 0);
         // A poll with no time left is answered Idle.
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         r.waiter = Some(Waiter::new(tx, Duration::ZERO));

@@ -158,10 +158,8 @@ impl Conductor {
                 }
             }
             if !self.overflow.is_empty() {
+                // Also clears `overflow_since` once the overflow is empty.
                 self.drain_overflow().await?;
-            }
-            if self.overflow.is_empty() {
-                self.overflow_since = None;
             }
             self.commit_if_due().await;
             if !self.overflow.is_empty() && !self.pausing() {
@@ -325,10 +323,14 @@ impl Conductor {
         } else if self.overflow_since.is_none() {
             self.overflow_since = Some(Instant::now());
         }
-        let pausing = self.pausing();
         let mut waiting: std::collections::HashSet<(&Arc<str>, u32)> =
             std::collections::HashSet::new();
-        for o in self.overflow.iter().filter(|_| pausing) {
+        let pausing = if self.pausing() {
+            self.overflow.as_slice()
+        } else {
+            &[]
+        };
+        for o in pausing {
             // Items come in runs of one partition: one set insert per run.
             let mut last: Option<(&Arc<str>, u32)> = None;
             for d in &o.items {
