@@ -222,7 +222,8 @@ impl Transport for KafkaTransport {
     async fn producer(&self, config: &ProducerConfig) -> Result<Arc<dyn Producer>> {
         self.admin.ready().await?;
         let client_config = self.producer_config(&config.client_id);
-        let context = LogContext::new(config.client_id.clone(), &self.shared);
+        let context =
+            producer::DeliveryContext(LogContext::new(config.client_id.clone(), &self.shared));
         let inner = client_config
             .create_with_context(context.clone())
             .map_err(|e| error::kafka(format!("create producer {:?}", config.client_id), e))?;

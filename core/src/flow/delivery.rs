@@ -33,7 +33,9 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use parking_lot::Mutex;
 
-use crate::drivers::transport::{Delivery, RecordMetadata, TopicPartition};
+use crate::drivers::transport::{
+    Delivery, DeliveryPromise, RecordMetadata, TopicPartition, Watched,
+};
 use crate::error::{Coordinates, Error, Result};
 use crate::monitor::{AgentFailure, Monitor};
 
@@ -189,10 +191,42 @@ impl Future for Handle {
     }
 }
 
+/// What the tracker watches: a transport's promise (shared with the
+/// caller's [`Delivery`], one allocation per record), or any other pending
+/// delivery behind a slot.
+#[derive(Debug)]
+enum Watch {
+    Promise(Arc<DeliveryPromise>),
+    Slot(Arc<Slot>),
+}
+
+impl Watch {
+    fn poll_tracker(&self, waker: Option<&Waker>) -> Poll<Seen> {
+        match self {
+            Watch::Slot(slot) => slot.poll_tracker(waker),
+            Watch::Promise(p) => p.watch(waker).map(|w| match w {
+                Watched::Fine => Seen::Fine,
+                Watched::Failed(e) => Seen::Failed(e),
+            }),
+        }
+    }
+
+    fn check(&self) -> Seen {
+        match self {
+            Watch::Slot(slot) => slot.check(),
+            Watch::Promise(p) => match p.watch(None) {
+                Poll::Ready(Watched::Fine) => Seen::Fine,
+                Poll::Ready(Watched::Failed(e)) => Seen::Failed(e),
+                Poll::Pending => Seen::Pending,
+            },
+        }
+    }
+}
+
 /// One tracked delivery: where it goes and the event that sent it.
 #[derive(Debug)]
 struct Tracked {
-    slot: Arc<Slot>,
+    slot: Watch,
     topic: Arc<str>,
     partition: Option<u32>,
     source: Option<Source>,
@@ -224,18 +258,32 @@ impl Tracker {
         topic: &Arc<str>,
         partition: Option<u32>,
     ) -> Result<Delivery> {
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(result) = Pin::new(&mut delivery).poll(&mut cx) {
-            return result.map(|m| Delivery::ready(Ok(m)));
-        }
+        let (watch, handle) = match delivery.promise() {
+            Some(p) => {
+                if let Some(result) = p.try_take() {
+                    return result.map(|m| Delivery::ready(Ok(m)));
+                }
+                (Watch::Promise(p.clone()), delivery)
+            }
+            None => {
+                let mut cx = Context::from_waker(Waker::noop());
+                if let Poll::Ready(result) = Pin::new(&mut delivery).poll(&mut cx) {
+                    return result.map(|m| Delivery::ready(Ok(m)));
+                }
+                let slot = Arc::new(Slot::new(delivery));
+                (
+                    Watch::Slot(slot.clone()),
+                    Delivery::pending(Handle { slot }),
+                )
+            }
+        };
         let source = crate::flow::event::current()
             .and_then(|c| c.get())
             .and_then(|e| Some(Source(e.topic?, e.partition?, e.offset?)));
-        let slot = Arc::new(Slot::new(delivery));
         let len = {
             let mut pending = self.pending.lock();
             pending.push(Tracked {
-                slot: slot.clone(),
+                slot: watch,
                 topic: topic.clone(),
                 partition,
                 source,
@@ -246,7 +294,7 @@ impl Tracker {
         if len >= threshold {
             self.prune(monitor);
         }
-        Ok(Delivery::pending(Handle { slot }))
+        Ok(handle)
     }
 
     /// Drop completed entries (reporting failures) without waiting.
@@ -454,6 +502,52 @@ mod tests {
         assert_eq!(tracker.cap(&TopicPartition::new("in", 1), 100), 100);
         tracker.release(&[tp.clone()].into_iter().collect());
         assert_eq!(tracker.cap(&tp, 100), 100);
+    }
+
+    #[tokio::test]
+    async fn a_promised_delivery_is_shared_not_wrapped() {
+        let tracker = Tracker::default();
+        let monitor = Monitor::default();
+        let cell = crate::flow::event::CurrentEvent::new();
+        cell.set_message(&"in".into(), 1, 9, None);
+
+        // The caller awaits: the metadata is its, the tracker skips it.
+        let awaited = DeliveryPromise::new("out".into());
+        let handle = tracker
+            .track(&monitor, awaited.delivery(), &"out".into(), None)
+            .unwrap();
+        assert!(handle.promise().is_some(), "no slot around a promise");
+        awaited.delivered(0, 5, None);
+        assert_eq!(handle.await.unwrap().offset, 5);
+
+        // Dropped by the caller, failed: reported once, holds the source.
+        let dropped = DeliveryPromise::new("out".into());
+        let handle = crate::flow::event::scope(cell, async {
+            tracker.track(&monitor, dropped.delivery(), &"out".into(), Some(2))
+        })
+        .await
+        .unwrap();
+        drop(handle);
+        let taken = tracker.take();
+        assert_eq!(taken.len(), 2);
+        let settling = tokio::spawn({
+            let dropped = dropped.clone();
+            async move {
+                tokio::task::yield_now().await;
+                dropped.failed(Error::State("refused".into()));
+            }
+        });
+        assert_eq!(tracker.settle(&monitor, taken).await, 1);
+        settling.await.unwrap();
+        assert_eq!(tracker.cap(&TopicPartition::new("in", 1), 100), 9);
+
+        // Already complete when tracked: the caller's at once, not tracked.
+        let done = DeliveryPromise::new("out".into());
+        done.failed(Error::State("refused".into()));
+        assert!(tracker
+            .track(&monitor, done.delivery(), &"out".into(), None)
+            .is_err());
+        assert!(tracker.is_empty());
     }
 
     #[tokio::test]

@@ -11,9 +11,12 @@
 //! Every transport must pass `faustus_testkit::transport_conformance`.
 
 mod ext;
+mod promise;
 mod sequence;
 
 pub use ext::{PartitionReaderExt, ProducerExt, TransportExt};
+pub use promise::DeliveryPromise;
+pub(crate) use promise::Watched;
 pub use sequence::{OffsetSequence, Seen};
 
 use std::collections::BTreeMap;
@@ -201,6 +204,7 @@ pub struct Delivery {
 enum DeliveryInner {
     Ready(Option<Result<RecordMetadata>>),
     Pending(Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>),
+    Promised(Arc<DeliveryPromise>),
 }
 
 impl Delivery {
@@ -217,6 +221,21 @@ impl Delivery {
             inner: DeliveryInner::Pending(Box::pin(fut)),
         }
     }
+
+    /// The delivery of `promise` (see [`DeliveryPromise::delivery`]).
+    pub(crate) fn promised(promise: Arc<DeliveryPromise>) -> Self {
+        Delivery {
+            inner: DeliveryInner::Promised(promise),
+        }
+    }
+
+    /// The promise behind this delivery, if a transport made one.
+    pub(crate) fn promise(&self) -> Option<&Arc<DeliveryPromise>> {
+        match &self.inner {
+            DeliveryInner::Promised(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for Delivery {
@@ -224,6 +243,7 @@ impl fmt::Debug for Delivery {
         match &self.inner {
             DeliveryInner::Ready(r) => f.debug_tuple("Delivery::Ready").field(r).finish(),
             DeliveryInner::Pending(_) => f.write_str("Delivery::Pending"),
+            DeliveryInner::Promised(p) => f.debug_tuple("Delivery::Promised").field(p).finish(),
         }
     }
 }
@@ -241,6 +261,7 @@ impl Future for Delivery {
                 ))),
             },
             DeliveryInner::Pending(f) => f.as_mut().poll(cx),
+            DeliveryInner::Promised(p) => p.poll_caller(cx.waker()),
         }
     }
 }
