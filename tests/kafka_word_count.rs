@@ -46,8 +46,7 @@ mod common;
 use std::time::Duration;
 
 use common::kafka::{
-    assigned, counted_words, expected, finish_producer, missing, runtime, tail, Scenario,
-    PARTITIONS, PHASE,
+    assigned, expected, finish_producer, missing, runtime, tail, Scenario, PARTITIONS, PHASE,
 };
 
 // ----------------------------------------------------------------- scenarios

@@ -721,19 +721,3 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
-
-/// Check that a worker took part: its progress log reported counted words.
-pub(crate) fn counted_words(log: &str) -> u64 {
-    log.lines()
-        .filter(|l| l.contains("word count progress"))
-        .filter_map(|l| {
-            let i = l.find("words=")?;
-            l[i + 6..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
