@@ -90,7 +90,7 @@ fn two_workers_share_the_partitions_and_count_exactly() {
         for w in [&mut a, &mut b] {
             // From the worker itself: its 3-s progress line may not have
             // come yet (the whole corpus takes less).
-            let words = w.agent_events("count_words");
+            let words = w.agent_events("count_words").await;
             w.signal("TERM");
             let status = w.wait(Duration::from_secs(60));
             assert!(status.success(), "{} stopped with {status}", w.name);

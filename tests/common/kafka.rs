@@ -131,33 +131,27 @@ impl Proc {
     /// Events `agent` processed so far, from the worker's `/metrics` (its
     /// web address is in the banner of its log); `None` when the worker
     /// does not answer.
-    pub(crate) fn agent_events(&self, agent: &str) -> Option<u64> {
+    pub(crate) async fn agent_events(&self, agent: &str) -> Option<u64> {
         let log = self.log_text();
         let web = log.lines().find(|l| l.contains("│ web"))?;
-        let at = web.find("http://127.0.0.1:")? + "http://".len();
-        let addr: String = web[at..]
+        let at = web.find("http://")? + "http://".len();
+        let addr: std::net::SocketAddr = web[at..]
             .chars()
             .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        let body = http_get(&addr, "/metrics")?;
+            .collect::<String>()
+            .parse()
+            .ok()?;
+        let reply = faustus_testkit::web_conformance::get(addr, "/metrics")
+            .await
+            .ok()?;
         let series = format!("faustus_agent_events_total{{agent=\"{agent}\"}} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
+        reply
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()).map(str::to_string))
             .and_then(|v| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
     }
-}
-
-/// A plain HTTP/1.0 GET of `path` on `addr` (loopback); the body.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
-    Some(body.to_string())
 }
 
 pub(crate) fn strip_ansi(s: &str) -> String {

@@ -214,9 +214,8 @@ impl Watch {
     fn check(&self) -> Seen {
         match self {
             Watch::Slot(slot) => slot.check(),
-            Watch::Promise(p) => match p.watch(None) {
-                Poll::Ready(Watched::Fine) => Seen::Fine,
-                Poll::Ready(Watched::Failed(e)) => Seen::Failed(e),
+            Watch::Promise(_) => match self.poll_tracker(None) {
+                Poll::Ready(seen) => seen,
                 Poll::Pending => Seen::Pending,
             },
         }

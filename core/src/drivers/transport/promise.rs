@@ -110,11 +110,6 @@ impl DeliveryPromise {
         }
     }
 
-    /// Whether the outcome is known.
-    pub fn is_done(&self) -> bool {
-        self.state.lock().done
-    }
-
     /// The caller's poll (see [`Delivery`]).
     pub(super) fn poll_caller(&self, waker: &Waker) -> Poll<Result<RecordMetadata>> {
         let mut s = self.state.lock();
